@@ -1,0 +1,1 @@
+"""Spanda: EdTech data platform as a Dagster asset graph."""

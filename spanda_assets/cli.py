@@ -1,0 +1,254 @@
+"""The `spanda` command: seed the demo database, run the graph, serve the UI.
+
+Each command is a thin layer over `lib/` and the Dagster definitions, so what
+the CLI does is what a scheduled run does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from spanda_assets import settings
+from spanda_assets.lib.errors import SpandaError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DAGSTER_YAML = PROJECT_ROOT / "dagster.yaml"
+
+
+def _fail(exc: Exception) -> None:
+    click.secho(f"error: {exc}", fg="red", err=True)
+    raise SystemExit(2)
+
+
+def prepare_dagster_home() -> Path:
+    """DAGSTER_HOME under SPANDA_HOME (unless set), holding the project's dagster.yaml."""
+    home = Path(os.environ.get("DAGSTER_HOME") or settings.ensure_home() / "dagster")
+    home.mkdir(parents=True, exist_ok=True)
+    target = home / "dagster.yaml"
+    if DAGSTER_YAML.is_file() and not target.exists():
+        shutil.copyfile(DAGSTER_YAML, target)
+    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    return home
+
+
+@click.group()
+@click.version_option(package_name="spanda")
+def main() -> None:
+    """Spanda: the EdTech data platform (lakehouse, de-identification, validated datasets)."""
+
+
+@main.command()
+@click.option(
+    "--url", default=None, help="SQLAlchemy URL (default: SPANDA_SOURCE_URL or demo SQLite)."
+)
+@click.option(
+    "--size",
+    type=click.Choice(["tiny", "small", "medium", "large"]),
+    default="small",
+    show_default=True,
+    help="Preset sizes: tiny 1k posts, small 10k, medium 1M, large 10M.",
+)
+@click.option("--students", type=int, default=None)
+@click.option("--courses", type=int, default=None)
+@click.option("--posts", type=int, default=None)
+@click.option("--results", type=int, default=None)
+@click.option("--seed", "seed_value", type=int, default=42, show_default=True)
+@click.option("--append", is_flag=True, help="Add a later batch of new and changed rows.")
+def seed(
+    url: str | None,
+    size: str,
+    students: int | None,
+    courses: int | None,
+    posts: int | None,
+    results: int | None,
+    seed_value: int,
+    append: bool,
+) -> None:
+    """Create the demo operational database (or append a batch to it)."""
+    from dataclasses import replace
+
+    from spanda_assets.lib.seed import SeedSizes
+    from spanda_assets.lib.seed import seed as run_seed
+
+    sizes = SeedSizes.preset(size)
+    overrides = {
+        k: v
+        for k, v in {
+            "students": students,
+            "courses": courses,
+            "posts": posts,
+            "results": results,
+        }.items()
+        if v is not None
+    }
+    for k, v in overrides.items():
+        if v < (1 if k in ("students", "courses") else 0):
+            _fail(ValueError(f"--{k} must be at least {1 if k in ('students', 'courses') else 0}"))
+    sizes = replace(sizes, **overrides)
+    target = url or settings.source_url()
+    started = time.perf_counter()
+    try:
+        report = run_seed(
+            target,
+            sizes,
+            seed=seed_value,
+            append=append,
+            ground_truth=settings.ground_truth_dir(),
+            progress=lambda m: click.echo(f"  {m}"),
+        )
+    except (SpandaError, ValueError) as exc:
+        _fail(exc)
+        return
+    from spanda_assets.lib.errors import redact_url
+
+    verb = "appended to" if append else "seeded"
+    click.echo(f"{verb} {redact_url(report.url)} in {time.perf_counter() - started:.1f}s")
+    for table, n in report.rows.items():
+        click.echo(f"  {table:<18} {n:>10,}")
+    click.echo(f"ground truth: {report.ground_truth}")
+
+
+def _load_defs() -> Any:
+    from spanda_assets.definitions import defs
+
+    return defs()
+
+
+def materialize(
+    selection: list[str] | None = None, run_config: dict[str, Any] | None = None
+) -> bool:
+    """Materialize assets through the Dagster instance, so runs show in the UI."""
+    import dagster as dg
+
+    prepare_dagster_home()
+    definitions = _load_defs()
+    job = definitions.resolve_implicit_global_asset_job_def()
+    asset_selection = None
+    if selection:
+        asset_selection = [dg.AssetKey.from_user_string(s) for s in selection]
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            instance=instance,
+            asset_selection=asset_selection,
+            run_config=run_config or {},
+            raise_on_error=False,
+            tags={"spanda/trigger": "cli"},
+        )
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            mat = event.step_materialization_data.materialization
+            md = {k: v.value for k, v in mat.metadata.items()}
+            rows = md.get("dagster/row_count", "?")
+            click.echo(
+                f"  {mat.asset_key.to_user_string():<32} rows={rows!s:>9}"
+                f"  +{md.get('rows_added', 0)} ~{md.get('rows_updated', 0)}"
+                f"  watermark={md.get('watermark_after', '')}"
+            )
+        elif event.event_type_value == "STEP_FAILURE" and event.step_failure_data:
+            err = event.step_failure_data.error
+            message = err.cause.message if err and err.cause else (err.message if err else "")
+            click.secho(f"  {event.step_key} failed: {message.strip()}", fg="red", err=True)
+    return bool(result.success)
+
+
+@main.command()
+@click.argument("tables", nargs=-1)
+@click.option(
+    "--full-refresh", is_flag=True, help="Drop bronze history and reload from the source."
+)
+def extract(tables: tuple[str, ...], full_refresh: bool) -> None:
+    """Extract source tables into bronze (all configured tables if none are named)."""
+    from spanda_assets.lib.sources import load_sources
+
+    try:
+        sources = {s.name: s for s in load_sources()}
+    except SpandaError as exc:
+        _fail(exc)
+        return
+    unknown = [t for t in tables if t not in sources]
+    if unknown:
+        _fail(SpandaError(f"unknown table(s) {unknown}; configured: {sorted(sources)}"))
+    names = list(tables) or sorted(sources)
+    keys = [f"bronze/{n}" for n in names]
+    config = {"ops": {f"bronze__{n}": {"config": {"full_refresh": full_refresh}} for n in names}}
+    ok = materialize(keys, run_config=config)
+    if not ok:
+        raise SystemExit(1)
+
+
+@main.command()
+def tables() -> None:
+    """List bronze tables with their row counts and watermarks."""
+    from spanda_assets.lib.extract import bronze_row_count, read_watermark
+    from spanda_assets.lib.lakehouse import CatalogConfig, load_table_or_none, open_catalog
+    from spanda_assets.lib.sources import load_sources
+
+    catalog = open_catalog(CatalogConfig.from_env())
+    rows = []
+    for s in load_sources():
+        t = load_table_or_none(catalog, "bronze", s.name)
+        snap = t.current_snapshot() if t is not None else None
+        wm = read_watermark(t) if t is not None else None
+        rows.append(
+            {
+                "table": f"bronze.{s.name}",
+                "rows": bronze_row_count(t) if t is not None else None,
+                "watermark": wm.display() if wm else None,
+                "snapshot": snap.snapshot_id if snap else None,
+            }
+        )
+    click.echo(json.dumps(rows, indent=2))
+
+
+@main.command()
+@click.option(
+    "--no-ui", is_flag=True, help="Seed and materialize, then exit without serving the UI."
+)
+@click.option("--size", type=click.Choice(["tiny", "small", "medium", "large"]), default="small")
+@click.option("--reseed", is_flag=True, help="Recreate the demo database even if it exists.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=3000, show_default=True, type=int)
+@click.pass_context
+def demo(ctx: click.Context, no_ui: bool, size: str, reseed: bool, host: str, port: int) -> None:
+    """Seed the demo database, materialize the whole graph, serve the Dagster UI."""
+    home = settings.ensure_home()
+    click.echo(f"SPANDA_HOME={home}")
+    db = home / "operational.db"
+    if os.environ.get(settings.ENV_SOURCE_URL) is None and (reseed or not db.exists()):
+        ctx.invoke(seed, size=size)
+    click.echo("materializing the asset graph ...")
+    if not materialize():
+        click.secho("some assets failed; see above (and the run in the Dagster UI)", fg="red")
+        raise SystemExit(1)
+    click.echo("all assets materialized")
+    if no_ui:
+        return
+    dagster_home = prepare_dagster_home()
+    click.echo(f"Dagster UI on http://{host}:{port} (DAGSTER_HOME={dagster_home}); Ctrl-C stops it")
+    cmd = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-h",
+        host,
+        "-p",
+        str(port),
+        "-w",
+        str(PROJECT_ROOT / "workspace.yaml"),
+    ]
+    raise SystemExit(subprocess.call(cmd, cwd=PROJECT_ROOT))
+
+
+if __name__ == "__main__":
+    main()

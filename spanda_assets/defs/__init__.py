@@ -1,0 +1,1 @@
+"""Autoloaded Dagster definitions, one folder per stage of the asset chain."""

@@ -1,0 +1,15 @@
+"""Resource keys shared by every stage."""
+
+import dagster as dg
+
+from spanda_assets.resources import LakehouseResource, SourceDatabaseResource
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(
+        resources={
+            "source_db": SourceDatabaseResource(),
+            "lakehouse": LakehouseResource(),
+        }
+    )

@@ -1,0 +1,80 @@
+"""Where Spanda keeps its embedded state, and which environment variables steer it.
+
+Every environment variable the platform reads is named here once, so the README,
+the resources and the CLI agree on one spelling.  Nothing in this module opens a
+connection: it only resolves paths and URLs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_HOME = "SPANDA_HOME"
+ENV_SOURCE_URL = "SPANDA_SOURCE_URL"
+ENV_SOURCES_FILE = "SPANDA_SOURCES_FILE"
+ENV_CATALOG_URI = "SPANDA_CATALOG_URI"
+ENV_CATALOG_TYPE = "SPANDA_CATALOG_TYPE"
+ENV_CATALOG_NAME = "SPANDA_CATALOG_NAME"
+ENV_WAREHOUSE = "SPANDA_WAREHOUSE"
+ENV_S3_ENDPOINT = "SPANDA_S3_ENDPOINT"
+ENV_S3_REGION = "SPANDA_S3_REGION"
+ENV_S3_ACCESS_KEY_ID = "SPANDA_S3_ACCESS_KEY_ID"
+ENV_S3_SECRET_ACCESS_KEY = "SPANDA_S3_SECRET_ACCESS_KEY"
+ENV_REST_TOKEN = "SPANDA_CATALOG_TOKEN"
+ENV_READER = "SPANDA_READER"
+ENV_BATCH_ROWS = "SPANDA_BATCH_ROWS"
+ENV_COMMIT_ROWS = "SPANDA_COMMIT_ROWS"
+
+DEFAULT_BATCH_ROWS = 100_000
+DEFAULT_COMMIT_ROWS = 500_000
+
+
+def spanda_home() -> Path:
+    """The directory holding all embedded state (`.spanda/` in the working directory)."""
+    return Path(os.environ.get(ENV_HOME) or ".spanda").resolve()
+
+
+def ensure_home() -> Path:
+    home = spanda_home()
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def default_source_url() -> str:
+    """The demo operational database: SQLite under SPANDA_HOME."""
+    return f"sqlite:///{spanda_home() / 'operational.db'}"
+
+
+def source_url() -> str:
+    return os.environ.get(ENV_SOURCE_URL) or default_source_url()
+
+
+def default_catalog_uri() -> str:
+    return f"sqlite:///{spanda_home() / 'catalog.db'}"
+
+
+def default_warehouse() -> str:
+    return (spanda_home() / "warehouse").as_uri()
+
+
+def ground_truth_dir() -> Path:
+    """Where the seed generator writes what it knows (PII spans, urgency labels).
+
+    Deliberately outside the operational database: tests and benchmarks read it,
+    the pipeline never does.
+    """
+    return spanda_home() / "ground_truth"
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from exc
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return value
