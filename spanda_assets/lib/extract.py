@@ -37,8 +37,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 from pyiceberg.catalog import Catalog
-from pyiceberg.expressions import BooleanExpression, EqualTo, IsNull, Reference
-from pyiceberg.table import Table
+from pyiceberg.expressions import And, BooleanExpression, EqualTo, In, IsNull, Or, Reference
+from pyiceberg.table import Table, Transaction
 from sqlalchemy.engine import Dialect, Engine
 
 from spanda_assets.lib import arrow_types, faults
@@ -217,7 +217,9 @@ def _drop_known(batch: pa.Table, known: pa.Table, pk: list[str]) -> pa.Table:
     if known.num_rows == 0 or batch.num_rows == 0:
         return batch
     known = known.cast(pa.schema([batch.schema.field(k) for k in pk]))
-    return batch.join(known, keys=pk, join_type="left anti")
+    kept = batch.join(known, keys=pk, join_type="left anti")
+    # A join forgets nullability: restore the bronze schema (required keys).
+    return kept.select(batch.schema.names).cast(batch.schema)
 
 
 # --------------------------------------------------------------------------- main
@@ -290,10 +292,10 @@ def extract_table(
             tx.append(rows, snapshot_properties=props)
             result.rows_inserted += rows.num_rows
         else:
-            res = tx.upsert(rows, join_cols=pk, snapshot_properties=props)
-            result.rows_inserted += res.rows_inserted
-            result.rows_updated += res.rows_updated
-            if res.rows_inserted == 0 and res.rows_updated == 0:
+            inserted, updated = _merge(tx, table, rows, pk, props)
+            result.rows_inserted += inserted
+            result.rows_updated += updated
+            if inserted == 0 and updated == 0:
                 if wm == committed[0]:
                     return  # re-read rows at the watermark, all unchanged: nothing to commit
                 # Nothing changed, but the watermark must still move forward.
@@ -361,6 +363,59 @@ def extract_table(
     result.watermark_after = wm_after.display() if wm_after else "none"
     result.seconds = round(time.perf_counter() - started, 3)
     return result
+
+
+def _match_filter(rows: pa.Table, pk: list[str]) -> BooleanExpression:
+    """An Iceberg predicate selecting exactly these rows' keys."""
+    if len(pk) == 1:
+        values = [_iceberg_literal(v) for v in rows.column(pk[0]).to_pylist()]
+        return In(term=Reference(pk[0]), values=values)
+    clauses: list[BooleanExpression] = []
+    for row in rows.select(pk).to_pylist():
+        parts = [EqualTo(term=Reference(k), value=_iceberg_literal(row[k])) for k in pk]
+        clauses.append(And(*parts) if len(parts) > 1 else parts[0])
+    return Or(*clauses) if len(clauses) > 1 else clauses[0]
+
+
+def _changed(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
+    both_null = pc.and_(pc.is_null(a), pc.is_null(b))
+    return pc.if_else(both_null, False, pc.fill_null(pc.not_equal(a, b), True))
+
+
+def _merge(
+    tx: Transaction, table: Table, rows: pa.Table, pk: list[str], props: dict[str, str]
+) -> tuple[int, int]:
+    """Upsert `rows` on the key inside `tx`; unchanged rows are not rewritten.
+
+    pyiceberg's own upsert reads matches with the snapshot's schema, which drops a
+    column added since that snapshot; scanning the table reads the current schema.
+    """
+    existing = table.scan(row_filter=_match_filter(rows, pk)).to_arrow()
+    if existing.num_rows == 0:
+        tx.append(rows, snapshot_properties=props)
+        return rows.num_rows, 0
+    existing = existing.select(rows.schema.names)
+    left = rows.select(pk).append_column("__new", pa.array(range(rows.num_rows), pa.int64()))
+    right = existing.select(pk).append_column(
+        "__old", pa.array(range(existing.num_rows), pa.int64())
+    )
+    joined = left.join(right, keys=pk, join_type="left outer")
+    matched = joined.filter(pc.is_valid(joined.column("__old")))
+    new_side = rows.take(matched.column("__new"))
+    old_side = existing.take(matched.column("__old"))
+    diff = pa.chunked_array([pa.array([False] * new_side.num_rows, pa.bool_())])
+    for name in rows.schema.names:
+        if name not in pk:
+            diff = pc.or_(diff, _changed(new_side.column(name), old_side.column(name)))
+    to_update = new_side.filter(diff)
+    unmatched = joined.filter(pc.is_null(joined.column("__old"))).column("__new")
+    to_insert = rows.take(unmatched)
+    if to_update.num_rows:
+        tx.delete(delete_filter=_match_filter(to_update, pk), snapshot_properties=props)
+    writes = pa.concat_tables([to_update, to_insert]).cast(rows.schema)
+    if writes.num_rows:
+        tx.append(writes, snapshot_properties=props)
+    return to_insert.num_rows, to_update.num_rows
 
 
 def _iceberg_literal(value: Any) -> Any:

@@ -82,18 +82,24 @@ class FallbackReader:
         self._primary = primary
         self._secondary = secondary
         self.name = primary.name
+        self.fallback_reason = ""
 
     def read(self, sql: str, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        if self.name == self._secondary.name:  # stay on one path for the whole extract
+            yield from self._secondary.read(sql, schema, batch_rows)
+            return
         try:
             first = self._primary.read(sql, schema, batch_rows)
             head = next(first, None)
-        except RuntimeError as exc:
-            if "infer type" not in str(exc):
+        except BaseException as exc:
+            # connectorx reports typing problems as RuntimeError, or as a Rust panic
+            # (pyo3's PanicException derives from BaseException).
+            if not isinstance(exc, RuntimeError) and type(exc).__name__ != "PanicException":
                 raise
             self.name = self._secondary.name
+            self.fallback_reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             yield from self._secondary.read(sql, schema, batch_rows)
             return
-        self.name = self._primary.name
         if head is not None:
             yield head
             yield from first

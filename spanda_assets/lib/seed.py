@@ -416,7 +416,11 @@ def _slot(g: _Gen, roster: _Roster, slot: str, student_id: int) -> str:
     raise KeyError(slot)
 
 
-def _student_rows(g: _Gen, start_id: int, count: int, when: dt.datetime) -> list[dict[str, Any]]:
+def _student_rows(
+    g: _Gen, start_id: int, count: int, when: dt.datetime, later: bool = False
+) -> list[dict[str, Any]]:
+    """Students modified before `when` (initial load) or after it (`later`, appended batch)."""
+    direction = 1 if later else -1
     rows = []
     for sid in range(start_id, start_id + count):
         first, last = g.pick(g.first), g.pick(g.last)
@@ -452,7 +456,7 @@ def _student_rows(g: _Gen, start_id: int, count: int, when: dt.datetime) -> list
                 "GradeLevel": g.pick(GRADE_LEVELS),
                 "EnrollmentStatus": g.pick(STATUSES),
                 # Whole minutes: many students share a ModifiedAt (non-unique cursor).
-                "ModifiedAt": when - dt.timedelta(minutes=int(g.rng.integers(0, 600))),
+                "ModifiedAt": when + direction * dt.timedelta(minutes=int(g.rng.integers(0, 600))),
             }
         )
     return rows
@@ -493,6 +497,12 @@ class _Writer:
         self.sqlite_path = (
             make_url(str(engine.url)).database if engine.dialect.name == "sqlite" else None
         )
+        self._con: sqlite3.Connection | None = None
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
 
     def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -502,14 +512,12 @@ class _Writer:
             sql = (
                 f'INSERT INTO "{table}" ({", ".join(cols)}) VALUES ({", ".join("?" for _ in cols)})'
             )
-            con = sqlite3.connect(self.sqlite_path)
-            try:
-                con.execute("PRAGMA journal_mode=WAL")
-                con.execute("PRAGMA synchronous=NORMAL")
-                with con:
-                    con.executemany(sql, ([_sqlite_value(r[c]) for c in cols] for r in rows))
-            finally:
-                con.close()
+            if self._con is None:
+                self._con = sqlite3.connect(self.sqlite_path)
+                # One chunk per transaction: a crash loses at most the chunk in flight.
+                self._con.execute("PRAGMA synchronous=OFF")
+            with self._con:
+                self._con.executemany(sql, ([_sqlite_value(r[c]) for c in cols] for r in rows))
             return
         t = self.md.tables[f"{self.md.schema}.{table}" if self.md.schema else table]
         with self.engine.begin() as conn:
@@ -571,12 +579,15 @@ def seed(
             md.create_all(engine)
         writer = _Writer(engine, md)
         ground_truth.mkdir(parents=True, exist_ok=True)
-        if append:
-            rows = _append_batch(engine, md, writer, sizes, seed, ground_truth, say)
-        else:
-            for old in ground_truth.glob("posts-*.parquet"):
-                old.unlink()
-            rows = _initial(writer, sizes, seed, ground_truth, say)
+        try:
+            if append:
+                rows = _append_batch(engine, md, writer, sizes, seed, ground_truth, say)
+            else:
+                for old in ground_truth.glob("posts-*.parquet"):
+                    old.unlink()
+                rows = _initial(writer, sizes, seed, ground_truth, say)
+        finally:
+            writer.close()
     finally:
         engine.dispose()
     return SeedReport(
@@ -622,8 +633,14 @@ def _roster(students: list[dict[str, Any]], courses: list[dict[str, Any]]) -> _R
 
 
 def _enrollment_rows(
-    g: _Gen, students: list[dict[str, Any]], n_courses: int, start_id: int, when: dt.datetime
+    g: _Gen,
+    students: list[dict[str, Any]],
+    n_courses: int,
+    start_id: int,
+    when: dt.datetime,
+    later: bool = False,
 ) -> list[dict[str, Any]]:
+    direction = 1 if later else -1
     rows = []
     eid = start_id
     for s in students:
@@ -639,7 +656,8 @@ def _enrollment_rows(
                     "BeginDate": begin,
                     "EndDate": begin + dt.timedelta(days=110),
                     "FinalGrade": None,
-                    "ModifiedAt": when - dt.timedelta(minutes=int(g.rng.integers(0, 300))),
+                    "ModifiedAt": when
+                    + direction * dt.timedelta(minutes=int(g.rng.integers(0, 300))),
                 }
             )
             eid += 1
@@ -817,7 +835,9 @@ def _append_batch(
 
     new_posts = max(1, sizes.posts // 10)
     new_results = max(1, sizes.results // 10)
-    new_students = _student_rows(g, max_ids["Students"] + 1, max(1, len(students) // 50), when)
+    new_students = _student_rows(
+        g, max_ids["Students"] + 1, max(1, len(students) // 50), when, later=True
+    )
     writer.insert("Students", new_students)
 
     # ~5% of students move, change phone or status; several share one ModifiedAt.
@@ -850,7 +870,7 @@ def _append_batch(
         )
     writer.upsert("Enrollments", "EnrollmentID", graded)
     new_enrollments = _enrollment_rows(
-        g, new_students, len(courses), max_ids["Enrollments"] + 1, when
+        g, new_students, len(courses), max_ids["Enrollments"] + 1, when, later=True
     )
     writer.insert("Enrollments", new_enrollments)
 

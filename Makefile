@@ -1,0 +1,46 @@
+# Spanda: two commands on a fresh machine with Python 3.11.
+#   make demo   install, seed the demo DB, materialize the graph, serve the UI on 127.0.0.1:3000
+#   make test   install, lint, type-check, start test servers, run the whole suite, stop them
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+UV_VERSION := 0.13.9
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test lint typecheck pytest bench lock clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/spanda demo
+
+lint: install
+	$(BIN)/ruff format --check spanda_assets spanda_assets_tests benchmarks
+	$(BIN)/ruff check spanda_assets spanda_assets_tests benchmarks
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	scripts/ensure-system-packages
+	DAGSTER_DISABLE_TELEMETRY=1 DO_NOT_TRACK=1 $(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+bench: install
+	$(BIN)/python benchmarks/ingest.py
+
+# Re-resolve pinned versions after editing pyproject.toml dependencies.
+lock: install
+	$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .spanda .pytest_cache .mypy_cache .ruff_cache

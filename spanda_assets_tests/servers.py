@@ -1,0 +1,211 @@
+"""Real servers for the integration tests, started on 127.0.0.1 and stopped afterwards.
+
+* PostgreSQL from the system's server binaries (`initdb` + `pg_ctl`) in a
+  temporary directory, with password authentication on TCP so wrong
+  credentials are really refused.
+* An S3-compatible server (moto's standalone server) for the Iceberg warehouse.
+
+A server that cannot start fails the tests that need it; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+PG_USER = "spanda"
+PG_PASSWORD = "spanda-test-pw"  # a throwaway password for a throwaway server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server on port {port} exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not candidates:
+        raise RuntimeError(
+            f"PostgreSQL's {name} is not installed; run scripts/ensure-system-packages"
+        )
+    return candidates[-1]
+
+
+@dataclass
+class Postgres:
+    port: int
+    root: Path
+    as_user: list[str]
+
+    def url(self, database: str, user: str = PG_USER, password: str = PG_PASSWORD) -> str:
+        return f"postgresql+psycopg://{user}:{password}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> None:
+        self._psql(f'CREATE DATABASE "{name}" OWNER {PG_USER}')
+
+    def drop_database(self, name: str) -> None:
+        self._psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def _psql(self, sql: str) -> None:
+        subprocess.run(
+            [
+                *self.as_user,
+                _pg_bin("psql"),
+                "-h",
+                str(self.root / "sock"),
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-qc",
+                sql,
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[Postgres]:
+    root = Path(tempfile.mkdtemp(prefix="spanda-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        # PostgreSQL refuses to run as root: run it as the `postgres` system user.
+        shutil.chown(root, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, sock = root / "data", root / "sock"
+    port = free_port()
+    pwfile = root / "pw"
+    pwfile.write_text("postgres-test-pw\n")
+    if as_user:
+        shutil.chown(pwfile, "postgres", "postgres")
+    sock.mkdir()
+    if as_user:
+        shutil.chown(sock, "postgres", "postgres")
+    subprocess.run(
+        [
+            *as_user,
+            _pg_bin("initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--pwfile",
+            str(pwfile),
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--no-instructions",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {sock} -c fsync=off"
+    subprocess.run(
+        [
+            *as_user,
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            opts,
+            "-l",
+            str(root / "log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server = Postgres(port=port, root=root, as_user=as_user)
+    try:
+        server._psql(f"CREATE ROLE {PG_USER} LOGIN PASSWORD '{PG_PASSWORD}' CREATEDB")
+        yield server
+    finally:
+        subprocess.run(
+            [*as_user, _pg_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class S3Server:
+    endpoint: str
+    access_key: str = "testing-key"
+    secret_key: str = "testing-secret"  # moto accepts any credentials
+    region: str = "us-east-1"
+
+    def create_bucket(self, name: str) -> None:
+        import boto3
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+        )
+        client.create_bucket(Bucket=name)
+
+
+@contextlib.contextmanager
+def s3_server() -> Iterator[S3Server]:
+    port = free_port()
+    exe = Path(sys.executable).with_name("moto_server")
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the server
+        prefix="spanda-s3-", suffix=".log", delete=False
+    )
+    proc = subprocess.Popen(
+        [str(exe), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_for_port(port, 30, proc)
+        yield S3Server(endpoint=f"http://127.0.0.1:{port}")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        log.close()
+        os.unlink(log.name)
