@@ -26,6 +26,11 @@ def _ts() -> sa.types.TypeEngine[dt.datetime]:
     return sa.DateTime().with_variant(mssql.DATETIME2(precision=6), "mssql")
 
 
+def _text() -> sa.types.TypeEngine[str]:
+    # NTEXT is deprecated on SQL Server: NVARCHAR(max) is the modern large text type.
+    return sa.UnicodeText().with_variant(mssql.NVARCHAR(), "mssql")
+
+
 def _bigkey() -> sa.types.TypeEngine[int]:
     # SQLite: INTEGER PRIMARY KEY is the rowid, the fastest key to scan by range.
     return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -83,7 +88,7 @@ def domain_metadata(schema: str | None) -> sa.MetaData:
         sa.Column("PostID", _bigkey(), primary_key=True, autoincrement=False),
         sa.Column("StudentID", sa.Integer, nullable=False),
         sa.Column("CourseID", sa.Integer, nullable=False),
-        sa.Column("Body", sa.UnicodeText, nullable=False),
+        sa.Column("Body", _text(), nullable=False),
         sa.Column("CreatedAt", _ts(), nullable=False),
     )
     sa.Table(

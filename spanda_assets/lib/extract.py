@@ -39,6 +39,7 @@ import sqlalchemy as sa
 from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import And, BooleanExpression, EqualTo, In, IsNull, Or, Reference
 from pyiceberg.table import Table, Transaction
+from sqlalchemy.dialects import mssql
 from sqlalchemy.engine import Dialect, Engine
 
 from spanda_assets.lib import arrow_types, faults
@@ -125,15 +126,34 @@ def read_watermark(table: Table) -> Watermark | None:
 # --------------------------------------------------------------------------- SQL
 
 
+def _bound(watermark: Watermark, dialect_name: str) -> Any:
+    """The watermark as a SQL value of the cursor's type.
+
+    SQL Server's legacy DATETIME rejects strings with six fractional digits, so
+    the literal is cast to DATETIME2 there; other dialects compare the plain
+    literal (a CAST would turn SQLite's text timestamps into numbers).
+    """
+    if dialect_name == "mssql" and watermark.kind == "timestamp":
+        return sa.cast(sa.literal(watermark.value, sa.DateTime()), mssql.DATETIME2(6))
+    return watermark.value
+
+
 def build_select(
-    table: sa.Table, source: SourceTable, watermark: Watermark | None, null_cursor: bool = False
+    table: sa.Table,
+    source: SourceTable,
+    watermark: Watermark | None,
+    null_cursor: bool = False,
+    dialect_name: str = "",
 ) -> sa.Select[Any]:
     """The incremental query: inclusive range on the cursor, ordered by it."""
     cursor = table.c[source.cursor]
     stmt = sa.select(*table.columns)
     if null_cursor:
         return stmt.where(cursor.is_(None)).order_by(*[table.c[k] for k in source.primary_key])
-    stmt = stmt.where(cursor >= watermark.value) if watermark else stmt.where(cursor.is_not(None))
+    if watermark is not None:
+        stmt = stmt.where(cursor >= _bound(watermark, dialect_name))
+    else:
+        stmt = stmt.where(cursor.is_not(None))
     order = [cursor] + [table.c[k] for k in source.primary_key if k != source.cursor]
     return stmt.order_by(*order)
 
@@ -307,7 +327,7 @@ def extract_table(
         faults.point("after_commit")
 
     # -- rows with a cursor, from the watermark on ---------------------------------------
-    stmt = build_select(sa_table, source, watermark)
+    stmt = build_select(sa_table, source, watermark, dialect_name=engine.dialect.name)
     sql = compile_sql(stmt, engine.dialect)
     log.info("extract %s -> %s from watermark %s", label, result.table, result.watermark_before)
     known_at_wm = pa.table({})
@@ -369,7 +389,7 @@ def _match_filter(rows: pa.Table, pk: list[str]) -> BooleanExpression:
     """An Iceberg predicate selecting exactly these rows' keys."""
     if len(pk) == 1:
         values = [_iceberg_literal(v) for v in rows.column(pk[0]).to_pylist()]
-        return In(term=Reference(pk[0]), values=values)
+        return In(term=Reference(pk[0]), values=set(values))
     clauses: list[BooleanExpression] = []
     for row in rows.select(pk).to_pylist():
         parts = [EqualTo(term=Reference(k), value=_iceberg_literal(row[k])) for k in pk]
@@ -455,7 +475,7 @@ def pending_rows(engine: Engine, catalog: Catalog, source: SourceTable) -> tuple
     cursor = sa_table.c[source.cursor]
     stmt = sa.select(sa.func.count(), sa.func.max(cursor)).select_from(sa_table)
     if wm is not None:
-        stmt = stmt.where(cursor > wm.value)
+        stmt = stmt.where(cursor > _bound(wm, engine.dialect.name))
     with engine.connect() as conn:
         count, top = conn.execute(stmt).one()
     return int(count or 0), "" if top is None else str(top)

@@ -1,0 +1,70 @@
+"""The `spanda` command as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+from click.testing import CliRunner
+
+from spanda_assets.cli import main
+
+
+def test_seed_then_append(spanda_home: Path) -> None:
+    runner = CliRunner()
+    out = runner.invoke(main, ["seed", "--size", "tiny", "--posts", "300"])
+    assert out.exit_code == 0, out.output
+    assert "ForumPosts" in out.output and "300" in out.output
+    assert (spanda_home / "operational.db").is_file()
+    again = runner.invoke(main, ["seed", "--size", "tiny", "--posts", "300", "--append"])
+    assert again.exit_code == 0 and "appended to" in again.output
+
+
+def test_seed_rejects_bad_sizes(spanda_home: Path) -> None:
+    out = CliRunner().invoke(main, ["seed", "--students", "0"])
+    assert out.exit_code == 2 and "--students must be at least 1" in out.output
+
+
+def test_extract_unknown_table_is_named(spanda_home: Path) -> None:
+    out = CliRunner().invoke(main, ["extract", "posts"])
+    assert out.exit_code == 2
+    assert "unknown table(s) ['posts']" in out.output and "forum_posts" in out.output
+
+
+def test_extract_without_database_fails_clearly(spanda_home: Path) -> None:
+    out = CliRunner().invoke(main, ["extract", "students"])
+    assert out.exit_code == 1
+    assert "no operational database" in out.output
+
+
+def test_demo_no_ui_end_to_end(spanda_home: Path) -> None:
+    """The real entry point: seed, materialize through the Dagster instance, exit."""
+    env = {**os.environ, "SPANDA_HOME": str(spanda_home)}
+    exe = Path(sys.executable).with_name("spanda")
+    proc = subprocess.run(
+        [str(exe), "demo", "--no-ui", "--size", "tiny"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "all assets materialized" in proc.stdout
+    tables = subprocess.run(
+        [str(exe), "tables"], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
+    rows = {r["table"]: r for r in json.loads(tables.stdout)}
+    assert rows["bronze.forum_posts"]["rows"] == 1000
+    assert rows["bronze.students"]["watermark"]
+    # Runs are recorded in DAGSTER_HOME under SPANDA_HOME, so the UI shows them.
+    os.environ["DAGSTER_HOME"] = str(spanda_home / "dagster")
+    try:
+        with dg.DagsterInstance.get() as instance:
+            assert instance.get_latest_materialization_event(dg.AssetKey(["bronze", "forum_posts"]))
+    finally:
+        del os.environ["DAGSTER_HOME"]
