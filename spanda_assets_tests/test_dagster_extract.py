@@ -127,7 +127,8 @@ def test_sensor_requests_only_tables_with_new_rows(tiny_source: str, spanda_home
 
         con = sqlite3.connect(tiny_source.removeprefix("sqlite:///"))
         con.execute(
-            "INSERT INTO \"ForumPosts\" VALUES (5000, 1, 1, 'Help, the exam crashed', '2026-12-01 00:00:00')"
+            'INSERT INTO "ForumPosts" VALUES '
+            "(5000, 1, 1, 'Help, the exam crashed', '2026-12-01 00:00:00')"
         )
         con.commit()
         con.close()

@@ -73,7 +73,7 @@ def test_postgres_catalog_with_s3_warehouse(pg: Postgres, s3: S3Server, tiny_sou
     )
     try:
         catalog = open_catalog(config)
-        for table, name, key in TABLES:
+        for _, name, _ in TABLES:
             run_extract(tiny_source, catalog, name)
         # A second, independent catalog client sees the same committed tables.
         other = open_catalog(config)

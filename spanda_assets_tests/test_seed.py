@@ -129,7 +129,8 @@ def test_append_adds_later_changes(tiny_source: str, spanda_home: Path) -> None:
             return tuple(
                 conn.execute(
                     sa.text(
-                        'SELECT (SELECT MAX(PostID) FROM "ForumPosts"), (SELECT MAX(ModifiedAt) FROM "Students"), '
+                        'SELECT (SELECT MAX(PostID) FROM "ForumPosts"), '
+                        '(SELECT MAX(ModifiedAt) FROM "Students"), '
                         "(SELECT COUNT(*) FROM \"ConsentEvents\" WHERE State = 'withdrawn')"
                     )
                 ).one()
