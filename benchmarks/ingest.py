@@ -55,7 +55,7 @@ def _warm_imports() -> None:
     Dagster definitions load is measured separately below.
     """
     import connectorx  # noqa: F401
-    import pyiceberg.io.pyarrow  # noqa: F401
+    import pyiceberg.io.pyarrow
     import pyiceberg.table  # noqa: F401
 
 
@@ -107,8 +107,13 @@ def child_spanda_incremental(db: Path, work: Path) -> dict[str, float]:
     con.executemany(
         'INSERT INTO "ForumPosts" VALUES (?, ?, ?, ?, ?)',
         [
-            (top + i, 1 + i % 100, 1 + i % 10, f"new post {i} about recursion",
-             "2027-01-01 00:00:00.000000")
+            (
+                top + i,
+                1 + i % 100,
+                1 + i % 10,
+                f"new post {i} about recursion",
+                "2027-01-01 00:00:00.000000",
+            )
             for i in range(1, 1001)
         ],
     )
@@ -144,7 +149,10 @@ def child_raw(db: Path, work: Path) -> dict[str, float]:
 
     start = time.perf_counter()
     reader = cx.read_sql(
-        f"sqlite://{db}", 'SELECT * FROM "ForumPosts"', return_type="arrow_stream", batch_size=100_000
+        f"sqlite://{db}",
+        'SELECT * FROM "ForumPosts"',
+        return_type="arrow_stream",
+        batch_size=100_000,
     )
     rows = 0
     with pq.ParquetWriter(work / "raw.parquet", reader.schema, compression="zstd") as out:

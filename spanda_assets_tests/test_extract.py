@@ -413,3 +413,34 @@ def test_timestamps_are_microseconds(tmp_path: Path, catalog: Any) -> None:
     arrow = catalog.load_table(("bronze", "t")).scan().to_arrow()
     assert arrow.schema.field("at").type == pa.timestamp("us")
     assert arrow.column("at")[0].as_py() == dt.datetime(2026, 9, 1, 8, 0, 0, 123456)
+
+
+def test_a_concurrent_commit_is_refused_not_duplicated(
+    tiny_source: str, catalog: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second line of defence behind the per-table pool: no rebased retry of a commit."""
+    from spanda_assets.lib import faults
+    from spanda_assets.lib.errors import ConcurrentExtractError
+
+    run_extract(tiny_source, catalog, "forum_posts")
+    seed_more = sqlite3.connect(_db_path(tiny_source))
+    seed_more.execute(
+        "INSERT INTO \"ForumPosts\" VALUES (1001, 1, 1, 'new', '2027-01-01 00:00:00.000000')"
+    )
+    seed_more.commit()
+    seed_more.close()
+    # A second extract of the same table commits while the first one is about to.
+    real_point = faults.point
+
+    def other_run_commits_first(name: str) -> None:
+        if name == "before_commit":
+            monkeypatch.setattr(faults, "point", real_point)
+            run_extract(tiny_source, catalog, "forum_posts")
+        real_point(name)
+
+    monkeypatch.setattr(faults, "point", other_run_commits_first)
+    with pytest.raises(
+        ConcurrentExtractError, match=r"bronze\.forum_posts: the commit was refused"
+    ):
+        run_extract(tiny_source, catalog, "forum_posts")
+    assert_bronze_equals_source(tiny_source, catalog, "ForumPosts", "forum_posts", "PostID")

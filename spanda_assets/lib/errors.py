@@ -37,5 +37,9 @@ class SchemaIncompatibleError(SpandaError):
     """The source's schema changed in a way the bronze table cannot absorb safely."""
 
 
+class ConcurrentExtractError(SpandaError):
+    """Another writer committed to the bronze table while this extract ran."""
+
+
 class MissingSecretError(SpandaError):
     """A required secret is not set in the environment."""

@@ -37,12 +37,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import And, BooleanExpression, EqualTo, In, IsNull, Or, Reference
 from pyiceberg.table import Table, Transaction
 from sqlalchemy.dialects import mssql
 from sqlalchemy.engine import Dialect, Engine
 
 from spanda_assets.lib import arrow_types, faults
+from spanda_assets.lib.errors import ConcurrentExtractError
 from spanda_assets.lib.lakehouse import ensure_namespace, load_table_or_none
 from spanda_assets.lib.readers import BatchReader, prefetch
 from spanda_assets.lib.source_db import effective_schema, reflect_table
@@ -51,6 +53,7 @@ from spanda_assets.lib.sources import SourceTable
 log = logging.getLogger(__name__)
 
 WATERMARK_KEY = "spanda.watermark"
+NO_RETRY = "commit.retry.num-retries"
 RUN_KEY = "spanda.run-id"
 
 
@@ -200,6 +203,10 @@ def _table_properties(source: SourceTable, names: dict[str, str]) -> dict[str, s
         "spanda.primary-key": ",".join(source.primary_key),
         "spanda.column-map": json.dumps(names),
         "write.parquet.compression-codec": "zstd",
+        # pyiceberg retries a refused commit by rebasing it onto the newer snapshot.
+        # For a table whose commits carry a watermark that would duplicate rows:
+        # a concurrent writer must make this commit fail instead.
+        NO_RETRY: "0",
     }
 
 
@@ -287,6 +294,9 @@ def extract_table(
         result.columns_widened = [f.name for f in plan.widen_columns]
     result.columns_missing_in_source = list(plan.missing_in_source)
     _ensure_identifier_fields(table, pk)
+    if table.properties.get(NO_RETRY) != "0":
+        with table.transaction() as tx:
+            tx.set_properties({NO_RETRY: "0"})
 
     target = _arrow_target(table)
     watermark = read_watermark(table)
@@ -321,7 +331,16 @@ def extract_table(
                 # Nothing changed, but the watermark must still move forward.
                 tx.append(rows.slice(0, 0), snapshot_properties=props)
         faults.point("before_commit")
-        tx.commit_transaction()
+        try:
+            tx.commit_transaction()
+        except CommitFailedException as exc:
+            raise ConcurrentExtractError(
+                f"{result.table}: the commit was refused because another writer changed the "
+                f"table during this run ({exc}). Nothing from this batch was committed; "
+                f"{result.commits} earlier commit(s) of this run stand with their watermark. "
+                "Two extracts of one table must not overlap: check the table's Dagster pool "
+                "limit. Re-running continues from the committed watermark."
+            ) from exc
         committed[0] = wm
         result.commits += 1
         faults.point("after_commit")
