@@ -296,8 +296,9 @@ def main() -> None:
             print(f"Spanda / raw limit rows/s: {s / raw:.0%}   (target >= 50%)")
     if "spanda_incremental" in results:
         r = results["spanda_incremental"]
+        before = int(r["table_rows"]) - int(r["rows"])
         print(
-            f"incremental: +{int(r['rows']):,} posts onto {int(r['table_rows']) - int(r['rows']):,}: "
+            f"incremental: +{int(r['rows']):,} posts onto {before:,}: "
             f"{r['extract_seconds']:.2f}s of extract work (target < 2 s)"
         )
     if "defs_load" in results:
