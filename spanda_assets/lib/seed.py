@@ -814,8 +814,10 @@ def _append_batch(
                 ("ConsentEvents", "RecordedAt"),
             )
         ]
-        students = [dict(r._mapping) for r in conn.execute(sa.select(tables["Students"]))]
-        courses = [dict(r._mapping) for r in conn.execute(sa.select(tables["Courses"]))]
+        # Explicit order: the same seed must give the same batch on every database.
+        st, co = tables["Students"], tables["Courses"]
+        students = [dict(r._mapping) for r in conn.execute(sa.select(st).order_by(st.c.StudentID))]
+        courses = [dict(r._mapping) for r in conn.execute(sa.select(co).order_by(co.c.CourseID))]
         max_ids = {
             name: int(conn.execute(sa.select(sa.func.max(tables[name].c[key]))).scalar() or 0)
             for name, key in (
@@ -825,9 +827,8 @@ def _append_batch(
                 ("ConsentEvents", "ConsentEventID"),
             )
         }
-        enrollment_ids = [
-            int(r[0]) for r in conn.execute(sa.select(tables["Enrollments"].c.EnrollmentID))
-        ]
+        eid = tables["Enrollments"].c.EnrollmentID
+        enrollment_ids = [int(r[0]) for r in conn.execute(sa.select(eid).order_by(eid))]
     g = _Gen(seed, salt=max_post + 1)
     stamps = [_as_datetime(v) for v in latest if v is not None]
     when = (max(stamps) if stamps else BASE_TIME) + dt.timedelta(hours=1)
