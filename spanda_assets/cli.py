@@ -140,7 +140,10 @@ def materialize(
         result = job.execute_in_process(
             instance=instance,
             asset_selection=asset_selection,
-            run_config=run_config or {},
+            run_config={
+                "loggers": {"console": {"config": {"log_level": "INFO"}}},
+                **(run_config or {}),
+            },
             raise_on_error=False,
             tags={"spanda/trigger": "cli"},
         )

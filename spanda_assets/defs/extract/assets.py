@@ -37,11 +37,17 @@ def pool_name(source: SourceTable) -> str:
 
 
 def column_schema(table: "Table") -> dg.TableSchema:
+    """Iceberg columns with the source column each one comes from."""
+    import json
+
+    origin = json.loads(table.properties.get("spanda.column-map", "{}"))
+    source = table.properties.get("spanda.source-table", "")
     return dg.TableSchema(
         columns=[
             dg.TableColumn(
                 name=f.name,
                 type=str(f.field_type),
+                description=f"{source}.{origin[f.name]}" if f.name in origin else None,
                 constraints=dg.TableColumnConstraints(nullable=not f.required),
             )
             for f in table.schema().fields

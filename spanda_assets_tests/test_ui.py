@@ -1,0 +1,130 @@
+"""The Dagster UI as a data engineer sees it: a real webserver and a real (headless) browser.
+
+The demo is materialized first (`spanda demo --no-ui`), then `dagster-webserver`
+serves the same instance on a free 127.0.0.1 port and Chromium opens it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from spanda_assets_tests.servers import free_port, wait_for_port
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    home = tmp_path_factory.mktemp("ui-home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPANDA_")}
+    env.update(SPANDA_HOME=str(home), DAGSTER_HOME=str(home / "dagster"))
+    spanda = Path(sys.executable).with_name("spanda")
+    subprocess.run(
+        [str(spanda), "demo", "--no-ui", "--size", "tiny"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    port = free_port()
+    log = open(home / "webserver.log", "wb")  # noqa: SIM115 - lives as long as the server
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("dagster-webserver")),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-w",
+            str(ROOT / "workspace.yaml"),
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_for_port(port, 90, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        log.close()
+
+
+def _dismiss_popups(page: object) -> None:
+    """Dagster shows a 'Join the community' dialog on first load."""
+    for label in ("Dismiss", "No thanks", "Close", "Skip"):
+        button = page.get_by_role("button", name=label)  # type: ignore[attr-defined]
+        if button.count():
+            button.first.click()
+
+
+def test_bronze_asset_page_shows_extract_metadata(ui: str, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{ui}/assets/bronze/forum_posts", wait_until="networkidle")
+            page.wait_for_timeout(1500)
+            _dismiss_popups(page)
+            page.get_by_text("watermark_after").first.wait_for(timeout=30_000)
+            body = page.inner_text("body")
+            page.screenshot(path=str(tmp_path / "forum_posts.png"), full_page=True)
+            assert "forum_posts" in body
+            assert "Incremental extract of `dbo.ForumPosts`" in body or "dbo.ForumPosts" in body
+            assert "iceberg_snapshot_id" in body and "rows_added" in body
+            assert "team:data-engineering" in body or "data-engineering" in body
+
+            page.goto(f"{ui}/assets", wait_until="networkidle")
+            _dismiss_popups(page)
+            page.get_by_text("consent_events").first.wait_for(timeout=30_000)
+            listing = page.inner_text("body")
+            for name in ("students", "courses", "enrollments", "forum_posts", "assessment_results"):
+                assert name in listing
+        finally:
+            browser.close()
+
+
+def test_automation_is_visible(ui: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{ui}/automation", wait_until="networkidle")
+            _dismiss_popups(page)
+            page.get_by_text("bronze_new_source_rows").first.wait_for(timeout=30_000)
+            assert "hourly_extract" in page.inner_text("body")
+        finally:
+            browser.close()
