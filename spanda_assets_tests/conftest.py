@@ -71,6 +71,16 @@ def s3() -> Iterator[S3Server]:
 
 # ----------------------------------------------------------------------------- helpers
 
+# (source table, bronze name, source key) for the domain schema
+TABLES = [
+    ("Students", "students", "StudentID"),
+    ("Courses", "courses", "CourseID"),
+    ("Enrollments", "enrollments", "EnrollmentID"),
+    ("ForumPosts", "forum_posts", "PostID"),
+    ("AssessmentResults", "assessment_results", "ResultID"),
+    ("ConsentEvents", "consent_events", "ConsentEventID"),
+]
+
 
 def run_extract(
     url: str,

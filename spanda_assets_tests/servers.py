@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PG_USER = "spanda"
 PG_PASSWORD = "spanda-test-pw"  # a throwaway password for a throwaway server
@@ -163,6 +164,17 @@ def postgres_server() -> Iterator[Postgres]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def stop_process_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group (it was started in its own session), then SIGKILL."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
 @dataclass
 class S3Server:
     endpoint: str
@@ -170,17 +182,19 @@ class S3Server:
     secret_key: str = "testing-secret"  # moto accepts any credentials
     region: str = "us-east-1"
 
-    def create_bucket(self, name: str) -> None:
+    def client(self) -> Any:
         import boto3
 
-        client = boto3.client(
+        return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
             aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
             region_name=self.region,
         )
-        client.create_bucket(Bucket=name)
+
+    def create_bucket(self, name: str) -> None:
+        self.client().create_bucket(Bucket=name)
 
 
 @contextlib.contextmanager
@@ -200,12 +214,6 @@ def s3_server() -> Iterator[S3Server]:
         wait_for_port(port, 30, proc)
         yield S3Server(endpoint=f"http://127.0.0.1:{port}")
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        stop_process_group(proc)
         log.close()
         os.unlink(log.name)

@@ -21,16 +21,7 @@ from spanda_assets.lib.extract import WATERMARK_KEY, pending_rows, read_watermar
 from spanda_assets.lib.seed import SeedSizes, seed
 from spanda_assets.lib.source_db import make_engine
 from spanda_assets.lib.sources import load_sources, parse_sources
-from spanda_assets_tests.conftest import assert_bronze_equals_source, run_extract
-
-TABLES = [
-    ("Students", "students", "StudentID"),
-    ("Courses", "courses", "CourseID"),
-    ("Enrollments", "enrollments", "EnrollmentID"),
-    ("ForumPosts", "forum_posts", "PostID"),
-    ("AssessmentResults", "assessment_results", "ResultID"),
-    ("ConsentEvents", "consent_events", "ConsentEventID"),
-]
+from spanda_assets_tests.conftest import TABLES, assert_bronze_equals_source, run_extract
 
 
 def _db_path(url: str) -> str:

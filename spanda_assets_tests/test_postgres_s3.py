@@ -6,25 +6,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from spanda_assets.lib.errors import SourceUnreachableError
 from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
 from spanda_assets.lib.seed import SeedSizes, seed
-from spanda_assets_tests.conftest import assert_bronze_equals_source, run_extract
+from spanda_assets_tests.conftest import TABLES, assert_bronze_equals_source, run_extract
 from spanda_assets_tests.servers import PG_PASSWORD, Postgres, S3Server
 
 pytestmark = pytest.mark.integration
-
-TABLES = [
-    ("Students", "students", "StudentID"),
-    ("Courses", "courses", "CourseID"),
-    ("Enrollments", "enrollments", "EnrollmentID"),
-    ("ForumPosts", "forum_posts", "PostID"),
-    ("AssessmentResults", "assessment_results", "ResultID"),
-    ("ConsentEvents", "consent_events", "ConsentEventID"),
-]
 
 
 @pytest.fixture
@@ -81,14 +71,7 @@ def test_postgres_catalog_with_s3_warehouse(pg: Postgres, s3: S3Server, tiny_sou
             assert_bronze_equals_source(tiny_source, other, table, name, key)
             again = run_extract(tiny_source, other, name)
             assert again.commits == 0
-        client = boto3.client(
-            "s3",
-            endpoint_url=s3.endpoint,
-            aws_access_key_id=s3.access_key,
-            aws_secret_access_key=s3.secret_key,
-            region_name=s3.region,
-        )
-        keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]]
+        keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket)["Contents"]]
         assert any(k.endswith(".parquet") and "forum_posts" in k for k in keys)
         assert any(k.endswith(".metadata.json") for k in keys)
         # Secrets stay out of what the UI shows.

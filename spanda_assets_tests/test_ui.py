@@ -6,9 +6,7 @@ serves the same instance on a free 127.0.0.1 port and Chromium opens it.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from spanda_assets_tests.servers import free_port, wait_for_port
+from spanda_assets_tests.servers import free_port, stop_process_group, wait_for_port
 
 pytestmark = pytest.mark.integration
 
@@ -69,13 +67,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         wait_for_port(port, 90, proc)
         yield f"http://127.0.0.1:{port}"
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        stop_process_group(proc)
         log.close()
 
 
