@@ -154,8 +154,9 @@ def materialize(
             rows = md.get("dagster/row_count", "?")
             click.echo(
                 f"  {mat.asset_key.to_user_string():<32} rows={rows!s:>9}"
-                f"  +{md.get('rows_added', 0)} ~{md.get('rows_updated', 0)}"
-                f"  watermark={md.get('watermark_after', '')}"
+                f"  +{md.get('rows_added', md.get('rows_written', 0))} ~{md.get('rows_updated', 0)}"
+                + (f"  watermark={md['watermark_after']}" if "watermark_after" in md else "")
+                + (f"  erased={md['rows_erased']}" if md.get("rows_erased") else "")
             )
         elif event.event_type_value == "STEP_FAILURE" and event.step_failure_data:
             err = event.step_failure_data.error
@@ -224,6 +225,8 @@ def tables() -> None:
 @click.pass_context
 def demo(ctx: click.Context, no_ui: bool, size: str, reseed: bool, host: str, port: int) -> None:
     """Seed the demo database, materialize the whole graph, serve the Dagster UI."""
+    # The demo uses a generated pseudonym key kept under SPANDA_HOME/secrets.
+    os.environ.setdefault("SPANDA_DEMO", "1")
     home = settings.ensure_home()
     click.echo(f"SPANDA_HOME={home}")
     db = home / "operational.db"

@@ -38,14 +38,14 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
-from pyiceberg.expressions import And, BooleanExpression, EqualTo, In, IsNull, Or, Reference
+from pyiceberg.expressions import And, BooleanExpression, IsNull, Or, Reference
 from pyiceberg.table import Table, Transaction
 from sqlalchemy.dialects import mssql
 from sqlalchemy.engine import Dialect, Engine
 
 from spanda_assets.lib import arrow_types, faults
 from spanda_assets.lib.errors import ConcurrentExtractError
-from spanda_assets.lib.lakehouse import ensure_namespace, load_table_or_none
+from spanda_assets.lib.lakehouse import ensure_namespace, eq_filter, in_filter, load_table_or_none
 from spanda_assets.lib.readers import BatchReader, prefetch
 from spanda_assets.lib.source_db import effective_schema, reflect_table
 from spanda_assets.lib.sources import SourceTable
@@ -322,7 +322,7 @@ def extract_table(
             tx.append(rows, snapshot_properties=props)
             result.rows_inserted += rows.num_rows
         else:
-            inserted, updated = _merge(tx, table, rows, pk, props)
+            inserted, updated = merge_rows(tx, table, rows, pk, props)
             result.rows_inserted += inserted
             result.rows_updated += updated
             if inserted == 0 and updated == 0:
@@ -352,9 +352,7 @@ def extract_table(
     known_at_wm = pa.table({})
     if watermark is not None and source.mode == "append":
         wm_value = watermark.value
-        known_at_wm = _keys_at(
-            table, pk, EqualTo(term=Reference(cursor_col), value=_iceberg_literal(wm_value))
-        )
+        known_at_wm = _keys_at(table, pk, eq_filter(cursor_col, _iceberg_literal(wm_value)))
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
     wm_after = watermark
@@ -408,10 +406,10 @@ def _match_filter(rows: pa.Table, pk: list[str]) -> BooleanExpression:
     """An Iceberg predicate selecting exactly these rows' keys."""
     if len(pk) == 1:
         values = [_iceberg_literal(v) for v in rows.column(pk[0]).to_pylist()]
-        return In(term=Reference(pk[0]), values=set(values))
+        return in_filter(pk[0], values)
     clauses: list[BooleanExpression] = []
     for row in rows.select(pk).to_pylist():
-        parts = [EqualTo(term=Reference(k), value=_iceberg_literal(row[k])) for k in pk]
+        parts = [eq_filter(k, _iceberg_literal(row[k])) for k in pk]
         clauses.append(And(*parts) if len(parts) > 1 else parts[0])
     return Or(*clauses) if len(clauses) > 1 else clauses[0]
 
@@ -421,7 +419,7 @@ def _changed(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.if_else(both_null, False, pc.fill_null(pc.not_equal(a, b), True))
 
 
-def _merge(
+def merge_rows(
     tx: Transaction, table: Table, rows: pa.Table, pk: list[str], props: dict[str, str]
 ) -> tuple[int, int]:
     """Upsert `rows` on the key inside `tx`; unchanged rows are not rewritten.

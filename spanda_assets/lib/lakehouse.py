@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from spanda_assets import settings
@@ -18,6 +19,7 @@ from spanda_assets.lib.errors import ConfigError, redact_url
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
+    from pyiceberg.expressions import BooleanExpression
     from pyiceberg.table import Table
 
 NAMESPACES = ("bronze", "silver", "gold", "submissions")
@@ -102,6 +104,19 @@ def _prepare_local(config: CatalogConfig) -> None:
     parsed = urlparse(config.warehouse)
     if parsed.scheme in ("", "file"):
         Path(parsed.path).mkdir(parents=True, exist_ok=True)
+
+
+def in_filter(column: str, values: Iterable[Any]) -> BooleanExpression:
+    """`column IN values` as an Iceberg predicate (pyiceberg's stubs are stricter than it is)."""
+    from pyiceberg.expressions import In, Reference
+
+    return In(term=Reference(column), values=set(values))
+
+
+def eq_filter(column: str, value: Any) -> BooleanExpression:
+    from pyiceberg.expressions import EqualTo, Reference
+
+    return EqualTo(term=Reference(column), value=value)
 
 
 def ensure_namespace(catalog: Catalog, namespace: str) -> None:

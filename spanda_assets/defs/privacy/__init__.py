@@ -1,0 +1,1 @@
+"""Privacy stage: data subjects, consent records, de-identified silver tables."""

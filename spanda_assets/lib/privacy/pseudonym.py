@@ -1,0 +1,96 @@
+"""Keyed, stable pseudonyms (HMAC-SHA256) and where the key comes from.
+
+A pseudonym is `HMAC(key, namespace + ":" + value)`, truncated to 128 bits in
+hex. The same value gives the same pseudonym on every run, so joins across
+silver tables still work; without the key it cannot be reversed or recomputed
+(a plain hash of a student number could be, by hashing every number). The
+namespace keeps a value's pseudonym in one column unlinkable to the same value
+in another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+import pyarrow as pa
+
+from spanda_assets import settings
+from spanda_assets.lib.errors import MissingSecretError
+
+ENV_PSEUDONYM_KEY = "SPANDA_PSEUDONYM_KEY"
+ENV_DEMO = "SPANDA_DEMO"
+MIN_KEY_BYTES = 16
+
+
+def demo_mode() -> bool:
+    return os.environ.get(ENV_DEMO, "").lower() in ("1", "true", "yes")
+
+
+def _demo_key_path() -> Path:
+    return settings.spanda_home() / "secrets" / "pseudonym.key"
+
+
+def load_key() -> bytes:
+    """The pseudonym key: SPANDA_PSEUDONYM_KEY, or in demo mode a generated one.
+
+    Outside demo mode a missing key is refused: a silently generated key would
+    change every pseudonym when the machine changes, breaking joins with data
+    already published.
+    """
+    raw = os.environ.get(ENV_PSEUDONYM_KEY)
+    if raw:
+        key = raw.encode("utf-8")
+        if len(key) < MIN_KEY_BYTES:
+            raise MissingSecretError(
+                f"{ENV_PSEUDONYM_KEY} is too short ({len(key)} bytes); use at least "
+                f"{MIN_KEY_BYTES * 2} random hex characters, e.g. from "
+                "`python -c 'import secrets; print(secrets.token_hex(32))'`"
+            )
+        return key
+    if not demo_mode():
+        raise MissingSecretError(
+            f"{ENV_PSEUDONYM_KEY} is not set. Silver tables are pseudonymized with a keyed hash "
+            "and need a secret key that stays the same across runs: set it to 64 random hex "
+            "characters (`python -c 'import secrets; print(secrets.token_hex(32))'`) from your "
+            f"secret store. For the embedded demo, set {ENV_DEMO}=1 (`spanda demo` does) to use "
+            "a generated key kept under SPANDA_HOME/secrets."
+        )
+    path = _demo_key_path()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(secrets.token_hex(32))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+    return path.read_text().strip().encode("utf-8")
+
+
+class Pseudonymizer:
+    """Stable keyed pseudonyms. Holds the key in memory only; never logs it."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < MIN_KEY_BYTES:
+            raise MissingSecretError("pseudonym key too short")
+        self._key = key
+
+    def __repr__(self) -> str:
+        return "Pseudonymizer(key=***)"
+
+    def one(self, namespace: str, value: object) -> str:
+        msg = f"{namespace}:{value}".encode()
+        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()[:32]
+
+    def array(self, namespace: str, values: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """Pseudonymize a column; NULL stays NULL."""
+        return pa.array(
+            [None if v is None else self.one(namespace, v) for v in values.to_pylist()],
+            type=pa.string(),
+        )
+
+    def subject_id(self, did: str) -> str:
+        """The pseudonymous subject id of a data subject, derived from their DID."""
+        return self.one("subject", did)
