@@ -214,6 +214,93 @@ def tables() -> None:
     click.echo(json.dumps(rows, indent=2))
 
 
+@main.group()
+def consent() -> None:
+    """Consent receipts: W3C Verifiable Credentials signed with eddsa-jcs-2022."""
+
+
+@consent.command("issue")
+@click.argument("student_id", type=int)
+@click.option("--purpose", type=click.Choice(["research", "model_training"]), default="research")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def consent_issue(student_id: int, purpose: str, out_path: Path | None) -> None:
+    """Issue a signed consent receipt for a student's current consent state."""
+    import datetime as dt
+
+    from spanda_assets.lib.lakehouse import CatalogConfig, eq_filter, open_catalog
+    from spanda_assets.lib.privacy import vc
+    from spanda_assets.lib.privacy.consent import latest_states, record, validate_events
+    from spanda_assets.lib.privacy.did import Wallet
+    from spanda_assets.lib.privacy.subjects import did_of
+
+    try:
+        catalog = open_catalog(CatalogConfig.from_env())
+        subject_did = did_of(catalog, student_id)
+        events = (
+            catalog.load_table(("bronze", "consent_events"))
+            .scan(row_filter=eq_filter("student_id", student_id))
+            .to_arrow()
+        )
+        valid, _ = validate_events(events, {student_id})
+        state = latest_states(valid).get((student_id, purpose))
+        if state is None:
+            raise SpandaError(f"student {student_id} has no valid consent event for {purpose!r}")
+        row = next(r for r in valid.to_pylist() if r["consent_event_id"] == state.event_id)
+        issuer = Wallet().controller()
+        receipt = vc.sign(
+            vc.consent_receipt(
+                issuer_did=issuer.did,
+                subject_did=subject_did,
+                record=record(
+                    record_id=f"consent-event-{state.event_id}",
+                    subject=subject_did,
+                    purpose=purpose,
+                    state=state.state,
+                    time=row["recorded_at"].isoformat(),
+                    collection_method=row["collection_method"],
+                    notice_version=row["notice_version"],
+                ),
+                valid_from=dt.datetime.now(dt.UTC),
+            ),
+            issuer.private_key,
+            issuer.did,
+        )
+    except SpandaError as exc:
+        _fail(exc)
+        return
+    text = json.dumps(receipt, indent=2, sort_keys=True)
+    if out_path:
+        out_path.write_text(text + "\n", encoding="utf-8")
+        click.echo(f"receipt for {subject_did} ({purpose}: {state.state}) written to {out_path}")
+    else:
+        click.echo(text)
+
+
+@consent.command("verify")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def consent_verify(path: Path) -> None:
+    """Verify a consent receipt; say why a tampered or wrongly signed one fails."""
+    from spanda_assets.lib.privacy import vc
+
+    if not path.is_file():
+        _fail(SpandaError(f"{path}: no such file"))
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        _fail(SpandaError(f"{path}: not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"))
+        return
+    except UnicodeDecodeError as exc:
+        _fail(SpandaError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"))
+        return
+    result = vc.verify(document)
+    if result.ok:
+        click.secho(f"valid: {result.reason}", fg="green")
+        click.echo(f"  issuer:  {result.issuer}\n  subject: {result.subject}")
+        return
+    click.secho(f"invalid: {result.reason}", fg="red", err=True)
+    raise SystemExit(1)
+
+
 @main.command()
 @click.option(
     "--no-ui", is_flag=True, help="Seed and materialize, then exit without serving the UI."

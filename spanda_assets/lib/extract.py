@@ -474,6 +474,7 @@ def _max_watermark(
 
 
 def bronze_row_count(table: Table) -> int:
+    """Live rows of an Iceberg table, from its current snapshot summary (no scan)."""
     snap = table.current_snapshot()
     if snap is None or snap.summary is None:
         return 0

@@ -38,8 +38,10 @@ QUARANTINE = pa.schema(
 
 def _overwrite(catalog: Catalog, name: str, rows: pa.Table) -> None:
     table = catalog.create_table_if_not_exists(("silver", name), schema=rows.schema)
-    if table.current_snapshot() is None:
-        table.append(rows)
+    from spanda_assets.lib.extract import bronze_row_count
+
+    if bronze_row_count(table) == 0:
+        table.append(rows)  # nothing to replace (overwrite would warn of an empty delete)
     else:
         table.overwrite(rows)
 

@@ -127,4 +127,6 @@ def verify(document: Any) -> Verification:
             issuer_did,
             subject,
         )
-    return Verification(True, "valid: signed by the issuer, content unchanged", issuer_did, subject)
+    return Verification(
+        True, "signed by the issuer, content unchanged since signing", issuer_did, subject
+    )
