@@ -169,7 +169,8 @@ def test_unclassified_column_fails_closed(demo_env: str) -> None:
         con = sqlite3.connect(demo_env.removeprefix("sqlite:///"))
         con.execute('ALTER TABLE "Students" ADD COLUMN MotherMaidenName NVARCHAR(50)')
         con.execute(
-            "UPDATE \"Students\" SET MotherMaidenName = 'Okafor', ModifiedAt = '2031-01-01 00:00:00'"
+            'UPDATE "Students" SET MotherMaidenName = '
+            "'Okafor', ModifiedAt = '2031-01-01 00:00:00'"
         )
         con.commit()
         con.close()
