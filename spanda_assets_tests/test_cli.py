@@ -42,11 +42,11 @@ def test_extract_without_database_fails_clearly(spanda_home: Path) -> None:
 
 
 def test_demo_no_ui_end_to_end(spanda_home: Path) -> None:
-    """The real entry point: seed, materialize through the Dagster instance, exit."""
+    """The real entry point with `make demo`'s defaults: seed, materialize (checks too), exit."""
     env = {**os.environ, "SPANDA_HOME": str(spanda_home)}
     exe = Path(sys.executable).with_name("spanda")
     proc = subprocess.run(
-        [str(exe), "demo", "--no-ui", "--size", "tiny"],
+        [str(exe), "demo", "--no-ui"],
         env=env,
         capture_output=True,
         text=True,
@@ -59,7 +59,7 @@ def test_demo_no_ui_end_to_end(spanda_home: Path) -> None:
         [str(exe), "tables"], env=env, capture_output=True, text=True, timeout=120, check=True
     )
     rows = {r["table"]: r for r in json.loads(tables.stdout)}
-    assert rows["bronze.forum_posts"]["rows"] == 1000
+    assert rows["bronze.forum_posts"]["rows"] == 10_000
     assert rows["bronze.students"]["watermark"]
     # Runs are recorded in DAGSTER_HOME under SPANDA_HOME, so the UI shows them.
     os.environ["DAGSTER_HOME"] = str(spanda_home / "dagster")

@@ -171,7 +171,8 @@ def test_pseudonyms_are_stable_keyed_and_namespaced() -> None:
     assert a.one("posts", 42) == a.one("posts", 42)
     assert a.one("posts", 42) != b.one("posts", 42)
     assert a.one("posts", 42) != a.one("results", 42)
-    assert len(a.one("posts", 42)) == 32 and "secret" not in repr(a)
+    assert len(a.one("posts", 42)) == 35 and a.one("posts", 42).startswith("ps_")
+    assert "secret" not in repr(a)
     assert a.array("x", pa.array([1, None])).to_pylist()[1] is None
 
 
@@ -336,6 +337,16 @@ def test_residual_scan_finds_survivors_and_reports_keys_only() -> None:
         pa.table({"post_id": ["x"], "body": [scrub("ask Hannah Vincent", ROSTER)]}), "post_id"
     )
     assert clean.passed
+
+
+def test_pseudonyms_never_look_like_identifiers() -> None:
+    """An all-digit hex pseudonym once tripped the ID scan: the prefix prevents it."""
+    scanner = ResidualScanner()
+    p = Pseudonymizer(b"secret-material-" * 2)
+    table = pa.table(
+        {"k": [p.one("t", i) for i in range(2000)] + ["ps_68977590798946726808247574426845"]}
+    )
+    assert scanner.scan(table, "k").passed
 
 
 def test_residual_scan_flags_identifying_columns() -> None:

@@ -1,7 +1,7 @@
 """Keyed, stable pseudonyms (HMAC-SHA256) and where the key comes from.
 
-A pseudonym is `HMAC(key, namespace + ":" + value)`, truncated to 128 bits in
-hex. The same value gives the same pseudonym on every run, so joins across
+A pseudonym is `ps_` + `HMAC(key, namespace + ":" + value)`, truncated to 128
+bits in hex. The same value gives the same pseudonym on every run, so joins across
 silver tables still work; without the key it cannot be reversed or recomputed
 (a plain hash of a student number could be, by hashing every number). The
 namespace keeps a value's pseudonym in one column unlinkable to the same value
@@ -24,6 +24,7 @@ from spanda_assets.lib.errors import MissingSecretError
 ENV_PSEUDONYM_KEY = "SPANDA_PSEUDONYM_KEY"
 ENV_DEMO = "SPANDA_DEMO"
 MIN_KEY_BYTES = 16
+PREFIX = "ps_"
 
 
 def demo_mode() -> bool:
@@ -82,7 +83,9 @@ class Pseudonymizer:
 
     def one(self, namespace: str, value: object) -> str:
         msg = f"{namespace}:{value}".encode()
-        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()[:32]
+        # The prefix keeps a pseudonym from ever reading as a number (about one in
+        # three million 32-hex-digit strings is all digits: an "account number").
+        return PREFIX + hmac.new(self._key, msg, hashlib.sha256).hexdigest()[:32]
 
     def array(self, namespace: str, values: pa.Array | pa.ChunkedArray) -> pa.Array:
         """Pseudonymize a column; NULL stays NULL."""
