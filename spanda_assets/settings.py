@@ -67,6 +67,23 @@ def ground_truth_dir() -> Path:
     return spanda_home() / "ground_truth"
 
 
+def local_secret(path: Path) -> str:
+    """A random 256-bit hex secret kept in `path` (mode 0600), created on first use.
+
+    Only for the embedded demo (pseudonym key, demo wallet): written to a
+    temporary file and renamed, so a crash never leaves a half-written secret.
+    """
+    if not path.exists():
+        import secrets
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(secrets.token_hex(32))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+    return path.read_text().strip()
+
+
 def env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     if not raw:

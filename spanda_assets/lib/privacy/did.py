@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,14 +116,7 @@ class Wallet:
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or settings.spanda_home() / "wallet"
-        master = self.root / "master.key"
-        if not master.exists():
-            self.root.mkdir(parents=True, exist_ok=True)
-            tmp = master.with_suffix(".tmp")
-            tmp.write_text(secrets.token_hex(32))
-            tmp.chmod(0o600)
-            tmp.replace(master)
-        self._master = bytes.fromhex(master.read_text().strip())
+        self._master = bytes.fromhex(settings.local_secret(self.root / "master.key"))
 
     def identity(self, label: str) -> Identity:
         seed = hmac.new(self._master, label.encode(), hashlib.sha256).digest()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import secrets
 from pathlib import Path
 
 import pyarrow as pa
@@ -60,14 +59,7 @@ def load_key() -> bytes:
             f"secret store. For the embedded demo, set {ENV_DEMO}=1 (`spanda demo` does) to use "
             "a generated key kept under SPANDA_HOME/secrets."
         )
-    path = _demo_key_path()
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(secrets.token_hex(32))
-        tmp.chmod(0o600)
-        tmp.replace(path)
-    return path.read_text().strip().encode("utf-8")
+    return settings.local_secret(_demo_key_path()).encode("utf-8")
 
 
 class Pseudonymizer:
