@@ -1,0 +1,1 @@
+"""Validation stage: gold.validated_* tables, their quarantine and data contracts."""

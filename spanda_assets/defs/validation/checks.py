@@ -1,0 +1,164 @@
+"""Data contracts of the gold tables as asset checks.
+
+* `pandera_contract` (blocking, ERROR): types, ranges, uniqueness, references;
+* `gx_gates` (blocking, ERROR): the GX suite's gate expectations;
+* `gx_soft_signals` (WARN, not blocking): distributions and row-count change.
+
+Each run is recorded in gold.dq_history; the check shows the pass rate of the
+last runs and links the Great Expectations Data Docs.
+"""
+
+from typing import Any
+
+import dagster as dg
+
+from spanda_assets import settings
+from spanda_assets.defs.validation.assets import gold_key
+from spanda_assets.resources import LakehouseResource
+
+
+def _history_metadata(catalog: Any, table: str, check: str) -> dict[str, Any]:
+    from spanda_assets.lib.validation import history
+
+    rows = history.recent(catalog, table, check)
+    rates = rows.column("pass_rate").to_pylist()
+    return {
+        "pass_rate_recent_runs": dg.MetadataValue.float(sum(rates) / len(rates)) if rates else 1.0,
+        "quality_history": dg.MetadataValue.md(history.markdown(rows.slice(0, 10))),
+    }
+
+
+def _references(catalog: Any) -> dict[str, list[Any]]:
+    courses = (
+        catalog.load_table(("silver", "courses")).scan(selected_fields=("course_id",)).to_arrow()
+    )
+    students = (
+        catalog.load_table(("silver", "students")).scan(selected_fields=("subject_id",)).to_arrow()
+    )
+    return {
+        "course_id": courses.column(0).to_pylist(),
+        "subject_id": students.column(0).to_pylist(),
+    }
+
+
+def build_checks(name: str) -> list[dg.AssetChecksDefinition]:
+    from spanda_assets.lib.validation.gold import SPECS
+
+    spec = SPECS[name]
+
+    @dg.asset_check(
+        asset=gold_key(name),
+        name="pandera_contract",
+        blocking=True,
+        description=f"Pandera model of gold.{name}: types, ranges, uniqueness, references.",
+    )
+    def pandera_contract(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
+        from spanda_assets.lib.validation import history
+        from spanda_assets.lib.validation.contracts import run_pandera
+
+        catalog = lakehouse.catalog()
+        table = catalog.load_table(("gold", name))
+        refs = _references(catalog)
+        if name == "validated_enrollments":
+            refs = {"course_id": refs["course_id"], "subject_id": refs["subject_id"]}
+        else:
+            refs = {"course_id": refs["course_id"]}
+        result = run_pandera(name, table, refs, spec.key)
+        history.record(
+            catalog,
+            name,
+            "pandera_contract",
+            result.passed,
+            result.evaluated,
+            result.failed,
+            result.rows,
+        )
+        return dg.AssetCheckResult(
+            passed=result.passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "rows_checked": result.rows,
+                "failure_cases": result.failed,
+                "failures": dg.MetadataValue.json(result.failures),
+                **_history_metadata(catalog, name, "pandera_contract"),
+            },
+        )
+
+    def _gx(severity: str, check_name: str, blocking: bool) -> dg.AssetChecksDefinition:
+        @dg.asset_check(
+            asset=gold_key(name),
+            name=check_name,
+            blocking=blocking,
+            description=(
+                f"Great Expectations suite schemas/gx/{name}.yaml, {severity} expectations"
+                + (" and the row-count change since the last run" if severity == "soft" else "")
+                + "; Data Docs under SPANDA_HOME/gx."
+            ),
+        )
+        def _check(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
+            from spanda_assets.lib.validation import history
+            from spanda_assets.lib.validation.contracts import gx_frame, load_suite, run_gx
+
+            catalog = lakehouse.catalog()
+            table = catalog.load_table(("gold", name))
+            suite = load_suite(name)
+            frame = gx_frame(table, suite["columns"])
+            result = run_gx(name, frame, severity, settings.spanda_home() / "gx", spec.key)
+            if severity == "soft":
+                previous = (
+                    history.recent(catalog, name, check_name, last=1)
+                    .column("row_count")
+                    .to_pylist()
+                )
+                bounds = suite.get("row_count_change") or {}
+                result.evaluated += 1
+                if previous and previous[0]:
+                    ratio = len(frame) / previous[0]
+                    if (
+                        not bounds.get("min_ratio", 0)
+                        <= ratio
+                        <= bounds.get("max_ratio", float("inf"))
+                    ):
+                        result.failed += 1
+                        result.passed = False
+                        result.failures.append(
+                            {
+                                "expectation": "row_count_change",
+                                "observed": f"{previous[0]} -> {len(frame)} ({ratio:.2f}x)",
+                            }
+                        )
+            history.record(
+                catalog,
+                name,
+                check_name,
+                result.passed,
+                result.evaluated,
+                result.failed,
+                result.rows,
+            )
+            metadata: dict[str, Any] = {
+                "expectations": result.evaluated,
+                "failed_expectations": result.failed,
+                "failures": dg.MetadataValue.json(result.failures),
+                **_history_metadata(catalog, name, check_name),
+            }
+            if result.docs_url:
+                metadata["data_docs"] = dg.MetadataValue.url(result.docs_url)
+            return dg.AssetCheckResult(
+                passed=result.passed,
+                severity=dg.AssetCheckSeverity.ERROR
+                if severity == "gate"
+                else dg.AssetCheckSeverity.WARN,
+                metadata=metadata,
+            )
+
+        return _check
+
+    return [pandera_contract, _gx("gate", "gx_gates", True), _gx("soft", "gx_soft_signals", False)]
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    from spanda_assets.lib.validation.gold import SPECS
+
+    return dg.Definitions(asset_checks=[c for n in SPECS for c in build_checks(n)])

@@ -1,0 +1,216 @@
+"""Run the data contracts of a gold table: Pandera models and Great Expectations suites.
+
+Both read the Iceberg table in Arrow batches and convert only the columns a
+contract needs (a post's text is reduced to its length before GX sees it), so
+memory stays bounded by the batch, not the table. Great Expectations is
+imported here, inside the function that runs it: it takes seconds to import
+and must not slow down loading the Dagster definitions.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import yaml
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyiceberg.table import Table
+
+SAMPLE = 10
+
+
+@dataclass
+class ContractResult:
+    passed: bool
+    evaluated: int = 0
+    failed: int = 0
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    docs_url: str | None = None
+    rows: int = 0
+
+    @property
+    def pass_rate(self) -> float:
+        return 1.0 if self.evaluated == 0 else (self.evaluated - self.failed) / self.evaluated
+
+
+def _derived(batch: pa.Table) -> pa.Table:
+    """Columns the contracts check that are not stored: text length, score ratio."""
+    if "body" in batch.column_names:
+        batch = batch.append_column("body_length", pc.utf8_length(batch["body"]))
+    if "score" in batch.column_names and "max_score" in batch.column_names:
+        ratio = pc.divide(
+            pc.cast(batch["score"], pa.float64()), pc.cast(batch["max_score"], pa.float64())
+        )
+        batch = batch.append_column("score_ratio", ratio)
+    return batch
+
+
+def batches(table: Table, columns: list[str] | None = None) -> Any:
+    reader = table.scan().to_arrow_batch_reader()
+    for b in reader:
+        t = _derived(pa.Table.from_batches([b]))
+        yield t.select(columns) if columns else t
+
+
+# ----------------------------------------------------------------------------- Pandera
+
+
+def run_pandera(
+    name: str, table: Table, references: dict[str, list[Any]], key: str
+) -> ContractResult:
+    import pandera.pandas as pda
+    from pandera.errors import SchemaErrors
+
+    from spanda_assets.schemas.pandera_models import MODELS
+
+    schema = MODELS[name].to_schema()
+    for column, allowed in references.items():
+        if column in schema.columns:
+            schema = schema.update_column(
+                column,
+                checks=[
+                    *schema.columns[column].checks,
+                    pda.Check.isin(allowed, name=f"{column}_exists"),
+                ],
+            )
+    result = ContractResult(passed=True)
+    seen_keys = 0
+    all_keys: list[pa.ChunkedArray] = []
+    checks_per_row = sum(len(c.checks) + 1 for c in schema.columns.values())
+    for batch in batches(table, list(schema.columns)):
+        frame = batch.to_pandas()
+        result.rows += len(frame)
+        all_keys.append(batch[key])
+        try:
+            schema.validate(frame, lazy=True)
+        except SchemaErrors as err:
+            cases = err.failure_cases
+            result.failed += len(cases)
+            for row in cases.head(SAMPLE - len(result.failures)).to_dict("records"):
+                index = row.get("index")
+                row_key = (
+                    frame[key].iloc[int(index)]
+                    if index is not None and str(index).isdigit()
+                    else None
+                )
+                result.failures.append(
+                    {
+                        "column": row.get("column"),
+                        "check": str(row.get("check")),
+                        "observed": str(row.get("failure_case")),
+                        "key": row_key,
+                    }
+                )
+        seen_keys += len(frame)
+    # Uniqueness across batches, not only within each.
+    if all_keys:
+        keys = pa.chunked_array([c for k in all_keys for c in k.chunks])
+        dupes = seen_keys - pc.count_distinct(keys).as_py()
+        if dupes:
+            result.failed += dupes
+            result.failures.append(
+                {
+                    "column": key,
+                    "check": "unique across table",
+                    "observed": f"{dupes} duplicates",
+                    "key": None,
+                }
+            )
+    result.evaluated = result.rows * checks_per_row
+    result.passed = result.failed == 0
+    return result
+
+
+# ----------------------------------------------------------------------------- Great Expectations
+
+
+def load_suite(name: str) -> dict[str, Any]:
+    text = resources.files("spanda_assets").joinpath(f"schemas/gx/{name}.yaml").read_text()
+    doc: dict[str, Any] = yaml.safe_load(text)
+    return doc
+
+
+def gx_frame(table: Table, columns: list[str]) -> pd.DataFrame:
+    parts = list(batches(table, columns))
+    frame = (pa.concat_tables(parts) if parts else pa.table({c: [] for c in columns})).to_pandas()
+    return frame
+
+
+def run_gx(
+    name: str,
+    frame: pd.DataFrame,
+    severity: str,
+    project_root: Path,
+    key: str,
+) -> ContractResult:
+    """Validate `frame` with the suite's expectations of one severity; build Data Docs."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+
+    spec = load_suite(name)
+    context = gx.get_context(mode="file", project_root_dir=str(project_root))
+    source = context.data_sources.add_or_update_pandas("spanda")
+    asset = next((a for a in source.assets if a.name == name), None) or source.add_dataframe_asset(
+        name=name
+    )
+    batch_def = next(
+        (b for b in asset.batch_definitions if b.name == "whole_table"), None
+    ) or asset.add_batch_definition_whole_dataframe("whole_table")
+    suite = gx.ExpectationSuite(name=f"{name}.{severity}")
+    for exp in spec["expectations"]:
+        if exp.get("severity", "gate") != severity:
+            continue
+        cls = getattr(gx.expectations, "".join(p.title() for p in exp["type"].split("_")))
+        suite.add_expectation(cls(**exp["kwargs"]))
+    suite = context.suites.add_or_update(suite)
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(data=batch_def, suite=suite, name=f"{name}.{severity}")
+    )
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=f"{name}.{severity}",
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+            result_format={
+                "result_format": "COMPLETE",
+                "partial_unexpected_count": SAMPLE,
+                "unexpected_index_column_names": [key],
+            },
+        )
+    )
+    outcome = checkpoint.run(batch_parameters={"dataframe": frame})
+    result = ContractResult(passed=bool(outcome.success), rows=len(frame))
+    for run in outcome.run_results.values():
+        for r in run.results:
+            result.evaluated += 1
+            if r.success:
+                continue
+            result.failed += 1
+            details = r.result or {}
+            config = r.expectation_config
+            assert config is not None
+            result.failures.append(
+                {
+                    "expectation": config.type,
+                    "column": config.kwargs.get("column"),
+                    "observed": details.get("observed_value"),
+                    "unexpected_count": details.get("unexpected_count"),
+                    "unexpected_sample": [
+                        str(v) for v in (details.get("partial_unexpected_list") or [])[:SAMPLE]
+                    ],
+                    "failing_keys": [
+                        str(i.get(key)) if isinstance(i, dict) else str(i)
+                        for i in (details.get("unexpected_index_list") or [])[:SAMPLE]
+                    ],
+                }
+            )
+    sites = context.get_docs_sites_urls()
+    result.docs_url = sites[0]["site_url"] if sites else None
+    return result

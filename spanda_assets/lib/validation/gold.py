@@ -1,0 +1,206 @@
+"""gold.validated_*: silver rows that pass row-level rules; the rest quarantined with reasons.
+
+Each rule is a vectorized predicate over an Arrow table plus a reason a person
+can act on. A row failing any rule goes to `gold.quarantine` (table, key, rule,
+reason) instead of the validated table; nothing is silently dropped. Gold is
+rebuilt from silver on every run, so a row whose source is fixed is released
+from quarantine by the next run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+MAX_BODY_CHARS = 10_000
+ROLES = ("student", "aide", "teacher")
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    reason: str
+    ok: Callable[[pa.Table, dict[str, pa.Array]], pa.ChunkedArray | pa.Array]
+
+
+@dataclass(frozen=True)
+class GoldSpec:
+    """One validated table: its silver source, key, consent purpose and row rules."""
+
+    name: str
+    source: str
+    key: str
+    purpose: str
+    rules: tuple[Rule, ...]
+    columns: tuple[str, ...] = ()
+
+
+@dataclass
+class Split:
+    valid: pa.Table
+    quarantine: pa.Table
+    failures: dict[str, int] = field(default_factory=dict)
+
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("table_name", pa.string(), nullable=False),
+        pa.field("row_key", pa.string(), nullable=False),
+        pa.field("rule", pa.string(), nullable=False),
+        pa.field("reason", pa.string()),
+    ]
+)
+
+
+def _true(a: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    return pc.fill_null(a, False)
+
+
+def _in(values: pa.ChunkedArray, allowed: pa.Array) -> pa.ChunkedArray | pa.Array:
+    return _true(pc.is_in(values, value_set=allowed))
+
+
+SPECS: dict[str, GoldSpec] = {
+    "validated_posts": GoldSpec(
+        name="validated_posts",
+        source="forum_posts",
+        key="post_id",
+        purpose="model_training",
+        columns=("post_id", "subject_id", "course_id", "body", "created_at_year"),
+        rules=(
+            Rule(
+                "body_present",
+                "post body is empty",
+                lambda t, r: _true(
+                    pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(t["body"])), 0)
+                ),
+            ),
+            Rule(
+                "body_length",
+                f"post body is longer than {MAX_BODY_CHARS:,} characters",
+                lambda t, r: _true(pc.less_equal(pc.utf8_length(t["body"]), MAX_BODY_CHARS)),
+            ),
+            Rule(
+                "course_exists",
+                "course_id is not in silver.courses",
+                lambda t, r: _in(t["course_id"], r["course_id"]),
+            ),
+            Rule(
+                "subject_present",
+                "subject_id is missing",
+                lambda t, r: pc.is_valid(t["subject_id"]),
+            ),
+        ),
+    ),
+    "validated_enrollments": GoldSpec(
+        name="validated_enrollments",
+        source="enrollments",
+        key="enrollment_id",
+        purpose="model_training",
+        rules=(
+            Rule(
+                "grade_range",
+                "final_grade is outside 0-100",
+                lambda t, r: pc.or_kleene(
+                    pc.is_null(t["final_grade"]),
+                    pc.and_(
+                        pc.greater_equal(t["final_grade"], 0), pc.less_equal(t["final_grade"], 100)
+                    ),
+                ),
+            ),
+            Rule(
+                "role_known",
+                f"role is not one of {', '.join(ROLES)}",
+                lambda t, r: _in(t["role"], pa.array(ROLES)),
+            ),
+            Rule(
+                "dates_ordered",
+                "end year is before begin year",
+                lambda t, r: _true(
+                    pc.or_kleene(
+                        pc.is_null(t["end_date_year"]),
+                        pc.greater_equal(t["end_date_year"], t["begin_date_year"]),
+                    )
+                ),
+            ),
+            Rule(
+                "course_exists",
+                "course_id is not in silver.courses",
+                lambda t, r: _in(t["course_id"], r["course_id"]),
+            ),
+            Rule(
+                "student_exists",
+                "subject_id is not in silver.students",
+                lambda t, r: _in(t["subject_id"], r["subject_id"]),
+            ),
+        ),
+    ),
+    "validated_assessments": GoldSpec(
+        name="validated_assessments",
+        source="assessment_results",
+        key="result_id",
+        purpose="model_training",
+        rules=(
+            Rule(
+                "max_score_positive",
+                "max_score is not positive",
+                lambda t, r: _true(pc.greater(t["max_score"], 0)),
+            ),
+            Rule(
+                "score_range",
+                "score is outside 0..max_score",
+                lambda t, r: _true(
+                    pc.and_(
+                        pc.greater_equal(t["score"], 0), pc.less_equal(t["score"], t["max_score"])
+                    )
+                ),
+            ),
+            Rule(
+                "attempt_positive",
+                "attempt_no is below 1",
+                lambda t, r: _true(pc.greater_equal(t["attempt_no"], 1)),
+            ),
+            Rule(
+                "course_exists",
+                "course_id is not in silver.courses",
+                lambda t, r: _in(t["course_id"], r["course_id"]),
+            ),
+        ),
+    ),
+}
+
+
+def split(spec: GoldSpec, rows: pa.Table, refs: dict[str, pa.Array]) -> Split:
+    """Apply every rule; a row passes only if it passes all of them."""
+    if spec.columns:
+        rows = rows.select(list(spec.columns))
+    keep = pa.chunked_array([pa.array([True] * rows.num_rows, pa.bool_())])
+    out_keys: list[str] = []
+    out_rules: list[str] = []
+    out_reasons: list[str] = []
+    failures: dict[str, int] = {}
+    keys = rows.column(spec.key)
+    for rule in spec.rules:
+        ok = pc.fill_null(rule.ok(rows, refs), False)
+        bad = pc.invert(ok)
+        n = pc.sum(bad).as_py() or 0
+        failures[rule.name] = n
+        if n:
+            for k in keys.filter(bad).to_pylist():
+                out_keys.append(str(k))
+                out_rules.append(rule.name)
+                out_reasons.append(rule.reason)
+        keep = pc.and_(keep, ok)
+    quarantine = pa.table(
+        {
+            "table_name": [spec.name] * len(out_keys),
+            "row_key": out_keys,
+            "rule": out_rules,
+            "reason": out_reasons,
+        },
+        schema=QUARANTINE_SCHEMA,
+    )
+    return Split(valid=rows.filter(keep), quarantine=quarantine, failures=failures)

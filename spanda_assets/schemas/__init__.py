@@ -1,0 +1,1 @@
+"""Data contracts: the privacy column policy, Pandera models and GX suites."""
