@@ -49,8 +49,8 @@ def test_bad_rows_are_quarantined_then_released(demo_env: str) -> None:
     _sql(
         demo_env,
         'INSERT INTO "Enrollments" VALUES '
-        f"(90001, {student}, 1, 'student', '2026-09-01', '2026-12-20', 150, '2026-09-01 08:00:00'),"
-        f"(90002, {student}, 2, 'principal', '2026-09-01', '2026-12-20', 80, '2026-09-01 08:00:00')",
+        f"(90001, {student}, 1, 'student', '2026-09-01', '2026-12-20', 150, '2026-09-01'),"
+        f"(90002, {student}, 2, 'principal', '2026-09-01', '2026-12-20', 80, '2026-09-01')",
     )
     with dg.instance_for_test() as instance:
         result = run_all(instance)
