@@ -98,7 +98,7 @@ def test_cast_batch_converts_sqlite_storage_to_declared_types() -> None:
     )
     batch = _batch(
         id=pa.array([1, 2]),
-        ts=pa.array(["2026-09-01 08:00:00.123456", None]),
+        ts=pa.array(["2026-09-01 08:00:00.123456", "2026-09-02"]),
         d=pa.array(["2026-09-01", "2010-01-31"]),
         score=pa.array([12.346, 7.1]),
         whole=pa.array([20, 100]),
@@ -107,6 +107,7 @@ def test_cast_batch_converts_sqlite_storage_to_declared_types() -> None:
     assert out.schema == target
     rows = out.to_pylist()
     assert rows[0]["ts"] == dt.datetime(2026, 9, 1, 8, 0, 0, 123456)
+    assert rows[1]["ts"] == dt.datetime(2026, 9, 2)  # a bare date in a DATETIME column
     assert rows[1]["d"] == dt.date(2010, 1, 31)
     assert rows[0]["score"] == Decimal("12.35")
     assert rows[1]["score"] == Decimal("7.10")

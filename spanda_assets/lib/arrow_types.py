@@ -204,7 +204,14 @@ def _cast_column(col: pa.Array, target: pa.DataType) -> pa.Array:
         return pc.cast(col, target, safe=False)
     if pa.types.is_string(src) or pa.types.is_large_string(src):
         if pa.types.is_timestamp(target):
-            return pc.cast(pc.utf8_replace_slice(col, 10, 11, "T"), target)
+            # SQLite text: 'YYYY-MM-DD HH:MM:SS[.ffffff]', or a bare 'YYYY-MM-DD' (midnight).
+            has_time = pc.greater(pc.utf8_length(col), 10)
+            iso = pc.if_else(
+                has_time,
+                pc.utf8_replace_slice(col, 10, 11, "T"),
+                pc.binary_join_element_wise(col, "T00:00:00", ""),
+            )
+            return pc.cast(iso, target)
         if pa.types.is_date(target):
             return pc.cast(pc.utf8_slice_codeunits(col, 0, 10), target)
     return pc.cast(col, target)
