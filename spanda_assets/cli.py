@@ -214,6 +214,34 @@ def tables() -> None:
     click.echo(json.dumps(rows, indent=2))
 
 
+@main.command("validate")
+@click.argument("path", type=click.Path(exists=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Reclassify or ignore issues (default: .spanda-validator.yaml in the submission).",
+)
+def validate_cmd(path: Path, as_json: bool, config_path: Path | None) -> None:
+    """Validate a dataset submission (folder or .zip); exit 1 on any error."""
+    from spanda_assets.lib.submissions.validator import validate
+
+    if not path.exists():
+        _fail(SpandaError(f"{path}: no such file or folder"))
+    if path.is_file() and path.suffix != ".zip":
+        _fail(SpandaError(f"{path}: a submission is a folder or a .zip archive"))
+    try:
+        report = validate(path, config_path)
+    except (ValueError, OSError) as exc:
+        _fail(SpandaError(str(exc)))
+        return
+    click.echo(report.to_json() if as_json else report.to_text())
+    if not report.valid:
+        raise SystemExit(1)
+
+
 @main.group()
 def consent() -> None:
     """Consent receipts: W3C Verifiable Credentials signed with eddsa-jcs-2022."""

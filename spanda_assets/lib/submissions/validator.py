@@ -415,7 +415,8 @@ class Validator:
         dates = [c for c in spec.get("dates", []) if c in index]
         decimals = [c for c in spec.get("decimals", []) if c in index]
         refs = {c: t for c, t in (spec.get("refs") or {}).items() if c in index}
-        identifier_cols = [c for c in self.rules["identifier_columns"] if c in index]
+        listed = self.rules["identifier_columns"]["oneroster"].get(p.stem, [])
+        identifier_cols = [c for c in listed if c in index]
         first_identifier: dict[str, int] = {}
         must_fill = [c for c in ("sourcedId",) if c in index]
         sid = index.get("sourcedId")
@@ -554,7 +555,7 @@ class Validator:
                         "SIDECAR_COLUMN_UNDESCRIBED", loc, line=1, column=h, sidecar=sidecar.name
                     )
         width = len(header)
-        identifiers = set(self.rules["identifier_columns"])
+        identifiers = set(self.rules["identifier_columns"]["generic"])
         text_cols = [
             i for i, h in enumerate(header) if (described.get(h) or {}).get("type") == "text"
         ]
