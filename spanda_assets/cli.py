@@ -132,7 +132,7 @@ def materialize(
 
     prepare_dagster_home()
     definitions = _load_defs()
-    job = definitions.resolve_implicit_global_asset_job_def()
+    job = definitions.resolve_job_def("materialize_platform")
     asset_selection = None
     if selection:
         asset_selection = [dg.AssetKey.from_user_string(s) for s in selection]
@@ -163,6 +163,33 @@ def materialize(
             message = err.cause.message if err and err.cause else (err.message if err else "")
             click.secho(f"  {event.step_key} failed: {message.strip()}", fg="red", err=True)
     return bool(result.success)
+
+
+def materialize_submissions() -> bool:
+    """Validate, and ingest if valid, every submission in the inbox: one partition each,
+    as the inbox sensor does when the daemon runs. True if all were ingested."""
+    import dagster as dg
+
+    from spanda_assets.defs.submissions.assets import SUBMISSIONS
+    from spanda_assets.lib.submissions.inbox import list_submissions
+
+    prepare_dagster_home()
+    job = _load_defs().resolve_job_def("process_submission")
+    all_ingested = True
+    with dg.DagsterInstance.get() as instance:
+        for item in list_submissions():
+            instance.add_dynamic_partitions(SUBMISSIONS.name or "submissions", [item.key])
+            result = job.execute_in_process(
+                instance=instance,
+                partition_key=item.key,
+                raise_on_error=False,
+                tags={"spanda/trigger": "cli"},
+                run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+            )
+            verdict = "ingested" if result.success else "rejected: see its validation report"
+            click.echo(f"  submission {item.key:<28} {verdict}")
+            all_ingested = all_ingested and result.success
+    return all_ingested
 
 
 @main.command()
@@ -352,6 +379,17 @@ def demo(ctx: click.Context, no_ui: bool, size: str, reseed: bool, host: str, po
         click.secho("some assets failed; see above (and the run in the Dagster UI)", fg="red")
         raise SystemExit(1)
     click.echo("all assets materialized")
+    inbox = home / "inbox"
+    if not inbox.exists():
+        from spanda_assets.lib.submissions.sample import write_oneroster
+
+        write_oneroster(inbox / "example-district-2026")
+        click.echo(f"sample submission placed in {inbox}")
+    click.echo("processing the submissions inbox ...")
+    if not materialize_submissions():
+        click.secho(
+            "a submission was rejected: its report is under SPANDA_HOME/reports", fg="yellow"
+        )
     if no_ui:
         return
     dagster_home = prepare_dagster_home()

@@ -23,7 +23,7 @@ def demo_env(tiny_source: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def run_all(instance: dg.DagsterInstance, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
-    job = defs().resolve_implicit_global_asset_job_def()
+    job = defs().resolve_job_def("materialize_platform")
     return job.execute_in_process(instance=instance, raise_on_error=raise_on_error)
 
 

@@ -119,6 +119,17 @@ def eq_filter(column: str, value: Any) -> BooleanExpression:
     return EqualTo(term=Reference(column), value=value)
 
 
+def replace_all(tx: Any, table: Table, rows: Any) -> None:
+    """Replace a table's rows inside a transaction (append when it is empty: an overwrite
+    of an empty table only adds a no-op delete and a warning)."""
+    snap = table.current_snapshot()
+    empty = snap is None or not int((snap.summary["total-records"] if snap.summary else 0) or 0)
+    if empty:
+        tx.append(rows)
+    else:
+        tx.overwrite(rows)
+
+
 def ensure_namespace(catalog: Catalog, namespace: str) -> None:
     from pyiceberg.exceptions import NamespaceAlreadyExistsError
 

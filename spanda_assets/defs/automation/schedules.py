@@ -8,6 +8,13 @@ extract_bronze_job = dg.define_asset_job(
     description="Incremental extract of every configured source table into bronze.",
 )
 
+# The whole unpartitioned graph (submissions run per partition, from their sensor).
+platform_job = dg.define_asset_job(
+    name="materialize_platform",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("submissions"),
+    description="Bronze, privacy, silver and gold with all their checks: what `make demo` runs.",
+)
+
 hourly_extract = dg.ScheduleDefinition(
     name="hourly_extract",
     job=extract_bronze_job,

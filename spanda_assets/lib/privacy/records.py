@@ -38,12 +38,10 @@ QUARANTINE = pa.schema(
 
 def _overwrite(catalog: Catalog, name: str, rows: pa.Table) -> None:
     table = catalog.create_table_if_not_exists(("silver", name), schema=rows.schema)
-    from spanda_assets.lib.extract import bronze_row_count
+    from spanda_assets.lib.lakehouse import replace_all
 
-    if bronze_row_count(table) == 0:
-        table.append(rows)  # nothing to replace (overwrite would warn of an empty delete)
-    else:
-        table.overwrite(rows)
+    with table.transaction() as tx:
+        replace_all(tx, table, rows)
 
 
 def write_consent_records(

@@ -626,9 +626,7 @@ def _xapi_problem(stmt: Any) -> str | None:
 # ----------------------------------------------------------------------------- archives
 
 
-def safe_extract(
-    archive: Path, into: Path, limits: dict[str, int], report: Report, add: Any
-) -> bool:
+def safe_extract(archive: Path, into: Path, limits: dict[str, int], add: Any) -> bool:
     """Extract a .zip after refusing path traversal and decompression bombs."""
     try:
         with zipfile.ZipFile(archive) as z:
@@ -661,7 +659,7 @@ def validate(path: Path, config_path: Path | None = None) -> Report:
     if path.is_file() and path.suffix == ".zip":
         tmp = Path(tempfile.mkdtemp(prefix="spanda-submission-"))
         probe = Validator(tmp)
-        if not safe_extract(path, tmp, probe.limits, probe.report, probe.add):
+        if not safe_extract(path, tmp, probe.limits, probe.add):
             probe.report.root = str(path)
             return probe.report
         entries = list(tmp.iterdir())

@@ -33,7 +33,7 @@ def publish_gold(catalog: Catalog, spec: GoldSpec, active_subjects: set[str]) ->
     for this table are replaced in a second commit on gold.quarantine.
     """
     from spanda_assets.lib.extract import NO_RETRY
-    from spanda_assets.lib.lakehouse import ensure_namespace, eq_filter
+    from spanda_assets.lib.lakehouse import ensure_namespace, eq_filter, replace_all
 
     ensure_namespace(catalog, "gold")
     source = catalog.load_table(("silver", spec.source))
@@ -80,7 +80,7 @@ def publish_gold(catalog: Catalog, spec: GoldSpec, active_subjects: set[str]) ->
         valid = valid.cast(target)
         assert tx is not None
         if first:
-            tx.overwrite(valid)
+            replace_all(tx, catalog.load_table(("gold", spec.name)), valid)
             first = False
         else:
             tx.append(valid)
@@ -91,14 +91,17 @@ def publish_gold(catalog: Catalog, spec: GoldSpec, active_subjects: set[str]) ->
         empty = pa.schema([spec_schema.field(c) for c in cols]).empty_table()
         table = catalog.create_table_if_not_exists(("gold", spec.name), schema=empty.schema)
         tx = table.transaction()
-        tx.overwrite(empty)
+        replace_all(tx, table, empty)
     tx.commit_transaction()
 
     quarantine = catalog.create_table_if_not_exists(QUARANTINE, schema=QUARANTINE_SCHEMA)
     q = pa.concat_tables(quarantine_parts) if quarantine_parts else QUARANTINE_SCHEMA.empty_table()
     result.quarantined = q.num_rows
     qtx = quarantine.transaction()
-    if quarantine.current_snapshot() is not None:
+    stale = quarantine.scan(
+        row_filter=eq_filter("table_name", spec.name), selected_fields=("rule",)
+    )
+    if quarantine.current_snapshot() is not None and stale.to_arrow().num_rows:
         qtx.delete(delete_filter=eq_filter("table_name", spec.name))
     if q.num_rows:
         qtx.append(q)

@@ -1,0 +1,1 @@
+"""Submission pipeline: inbox sensor, validation report, de-identified ingest."""

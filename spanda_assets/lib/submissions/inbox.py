@@ -1,0 +1,90 @@
+"""The submissions inbox: a local folder or an object-store prefix, read through pyarrow.fs.
+
+Each entry directly under the inbox (a folder or a .zip) is one submission.
+Its partition key is the entry name made safe for table names; its fingerprint
+(sizes and modification times of its files) tells the sensor when it changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+from spanda_assets import settings
+
+ENV_INBOX = "SPANDA_INBOX"
+
+
+def inbox_uri() -> str:
+    return os.environ.get(ENV_INBOX) or str(settings.spanda_home() / "inbox")
+
+
+def partition_key(name: str) -> str:
+    """`District 2026.zip` -> `district_2026`: usable in partition keys and table names."""
+    stem = name[:-4] if name.lower().endswith(".zip") else name
+    key = re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_")
+    return key or "submission"
+
+
+@dataclass(frozen=True)
+class Submission:
+    key: str
+    name: str
+    fingerprint: str
+
+
+def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in uri:
+        return pafs.FileSystem.from_uri(uri)
+    Path(uri).mkdir(parents=True, exist_ok=True)
+    return pafs.LocalFileSystem(), str(Path(uri).resolve())
+
+
+def list_submissions(uri: str | None = None) -> list[Submission]:
+    fs, root = _fs(uri or inbox_uri())
+    out = []
+    for entry in fs.get_file_info(pafs.FileSelector(root, recursive=False)):
+        name = entry.base_name
+        if name.startswith("."):
+            continue
+        if entry.type == pafs.FileType.File and not name.lower().endswith(".zip"):
+            continue
+        files = (
+            [entry]
+            if entry.type == pafs.FileType.File
+            else fs.get_file_info(pafs.FileSelector(entry.path, recursive=True))
+        )
+        h = hashlib.sha256()
+        for f in sorted(files, key=lambda i: i.path):
+            if f.type == pafs.FileType.File:
+                h.update(f"{f.path}|{f.size}|{f.mtime_ns}".encode())
+        out.append(Submission(partition_key(name), name, h.hexdigest()[:16]))
+    return sorted(out, key=lambda s: s.key)
+
+
+def fetch(key: str, uri: str | None = None) -> Path:
+    """A local copy of the submission (a folder or a .zip) to validate and ingest."""
+    fs, root = _fs(uri or inbox_uri())
+    match = next((s for s in list_submissions(uri) if s.key == key), None)
+    if match is None:
+        raise FileNotFoundError(f"submission {key!r} is not in the inbox {uri or inbox_uri()}")
+    source = f"{root.rstrip('/')}/{match.name}"
+    if isinstance(fs, pafs.LocalFileSystem):
+        return Path(source)
+    local = Path(tempfile.mkdtemp(prefix="spanda-inbox-")) / match.name
+    info = fs.get_file_info(source)
+    if info.type == pafs.FileType.File:
+        with fs.open_input_stream(source) as src, local.open("wb") as dst:
+            shutil.copyfileobj(src, dst)
+    else:
+        pafs.copy_files(
+            source, str(local), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem()
+        )
+    return local

@@ -1,0 +1,201 @@
+"""Ingest a validated submission as de-identified Iceberg tables `submissions.<dataset>_<file>`.
+
+The same privacy layer as silver: identifier columns are dropped, ids are
+replaced by keyed pseudonyms (namespaced per dataset, so two submissions
+cannot be joined on a partner's ids), and free-text columns are scrubbed.
+CSV files stream in Arrow batches and each table is replaced in one commit, so
+re-ingesting a resubmission is idempotent.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from spanda_assets.lib.privacy.pseudonym import Pseudonymizer
+from spanda_assets.lib.privacy.scrub import scrub
+from spanda_assets.lib.sources import snake_case
+from spanda_assets.lib.submissions.validator import DESCRIPTION, MANIFEST, rules, safe_extract
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+
+BATCH_BYTES = 32 << 20
+
+
+def _is_id(column: str) -> bool:
+    c = column.lower()
+    return c in ("id", "sourcedid", "student_id", "user_id") or c.endswith(
+        ("sourcedid", "sourcedids")
+    )
+
+
+def _csv_batches(path: Path) -> Iterator[pa.RecordBatch]:
+    with path.open("r", encoding="utf-8-sig", newline="") as f:
+        header: list[str] = next(iter(csv.reader(f)), [])
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=BATCH_BYTES, encoding="utf-8"),
+        convert_options=pacsv.ConvertOptions(
+            column_types={h.lstrip("\ufeff"): pa.string() for h in header},
+            strings_can_be_null=False,
+        ),
+    )
+    for batch in reader:
+        names = [n.lstrip("\ufeff") for n in batch.schema.names]
+        yield batch.rename_columns(names)
+
+
+def _deidentify(
+    batch: pa.RecordBatch,
+    dataset: str,
+    drop: set[str],
+    text: set[str],
+    pseudonymizer: Pseudonymizer,
+) -> pa.Table:
+    cols, names = [], []
+    for name in batch.schema.names:
+        if name in drop:
+            continue
+        col = batch.column(name)
+        if _is_id(name):
+            col = pa.array(
+                [
+                    pseudonymizer.one(f"submission:{dataset}", v) if v else None
+                    for v in col.to_pylist()
+                ],
+                pa.string(),
+            )
+        elif name in text:
+            col = pa.array([scrub(v) for v in col.to_pylist()], pa.string())
+        cols.append(col)
+        names.append(snake_case(name))
+    return pa.Table.from_arrays(cols, names=names)
+
+
+def _xapi_rows(path: Path, dataset: str, pseudonymizer: Pseudonymizer) -> pa.Table:
+    rows: dict[str, list[Any]] = {
+        "statement_id": [],
+        "actor_id": [],
+        "verb_id": [],
+        "object_id": [],
+        "timestamp": [],
+        "result": [],
+    }
+    with path.open(encoding="utf-8-sig") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            s = json.loads(line)
+            actor = s.get("actor") or {}
+            who = (
+                (actor.get("account") or {}).get("name")
+                or actor.get("mbox_sha1sum")
+                or actor.get("openid")
+            )
+            rows["statement_id"].append(
+                pseudonymizer.one(f"submission:{dataset}", s.get("id")) if s.get("id") else None
+            )
+            rows["actor_id"].append(
+                pseudonymizer.one(f"submission:{dataset}", who) if who else None
+            )
+            rows["verb_id"].append((s.get("verb") or {}).get("id"))
+            rows["object_id"].append((s.get("object") or {}).get("id"))
+            rows["timestamp"].append(s.get("timestamp"))
+            rows["result"].append(scrub(json.dumps(s["result"])) if "result" in s else None)
+    return pa.table(rows, schema=pa.schema([(k, pa.string()) for k in rows]))
+
+
+def _write(catalog: Catalog, name: str, parts: Iterator[pa.Table], description: str) -> int:
+    from spanda_assets.lib.lakehouse import ensure_namespace, load_table_or_none, replace_all
+
+    ensure_namespace(catalog, "submissions")
+    tx = None
+    rows = 0
+    for part in parts:
+        if tx is None:
+            old = load_table_or_none(catalog, "submissions", name)
+            if old is not None and old.schema().as_arrow().names != part.schema.names:
+                catalog.drop_table(("submissions", name))  # a resubmission with other columns
+            table = catalog.create_table_if_not_exists(
+                ("submissions", name),
+                schema=part.schema,
+                properties={"spanda.dataset-description": description[:60_000]},
+            )
+            tx = table.transaction()
+            replace_all(tx, table, part)
+        else:
+            tx.append(part)
+        rows += part.num_rows
+    if tx is not None:
+        tx.commit_transaction()
+    return rows
+
+
+def ingest(
+    catalog: Catalog, dataset: str, source: Path, pseudonymizer: Pseudonymizer
+) -> dict[str, int]:
+    """Write every data file of a (validated) submission; returns rows per table."""
+    root = source
+    if source.is_file():
+        tmp = Path(tempfile.mkdtemp(prefix="spanda-ingest-"))
+        if not safe_extract(source, tmp, rules()["limits"], lambda *a, **k: None):
+            raise ValueError(f"{source.name}: the archive cannot be extracted safely")
+        entries = list(tmp.iterdir())
+        root = entries[0] if len(entries) == 1 and entries[0].is_dir() else tmp
+    description = (root / DESCRIPTION).read_text(encoding="utf-8-sig")
+    spec = rules()
+    generic_ids = set(spec["identifier_columns"]["generic"])
+    out: dict[str, int] = {}
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or path.name in (DESCRIPTION, MANIFEST) or path.stat().st_size == 0:
+            continue
+        table = f"{dataset}_{snake_case(path.stem)}"
+        if path.suffix == ".csv":
+            drop = generic_ids | set(spec["identifier_columns"]["oneroster"].get(path.stem, []))
+            text: set[str] = set()
+            sidecar = path.with_suffix(".json")
+            if sidecar.is_file():
+                cols = json.loads(sidecar.read_text(encoding="utf-8-sig")).get("columns") or {}
+                text = {c for c, d in cols.items() if (d or {}).get("type") == "text"}
+            parts = (_deidentify(b, dataset, drop, text, pseudonymizer) for b in _csv_batches(path))
+            out[table] = _write(catalog, table, parts, description)
+        elif path.suffix == ".jsonl":
+            out[table] = _write(
+                catalog, table, iter([_xapi_rows(path, dataset, pseudonymizer)]), description
+            )
+    return out
+
+
+def html_report(report_json: str) -> str:
+    """A self-contained HTML page of a validation report (all values escaped)."""
+    import html
+
+    doc = json.loads(report_json)
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(str(i.get(k) if i.get(k) is not None else ''))}</td>"
+            for k in ("severity", "code", "location", "line", "column", "message", "suggestion")
+        )
+        + "</tr>"
+        for i in doc["issues"]
+    )
+    verdict = "valid" if doc["valid"] else "rejected"
+    return (
+        "<!doctype html><meta charset='utf-8'><title>Submission report</title>"
+        "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px}</style>"
+        f"<h1>Submission {html.escape(doc['root'])}: {verdict}</h1>"
+        f"<p>{doc['summary']['errors']} error(s), {doc['summary']['warnings']} warning(s); "
+        f"rules {html.escape(doc['rules_version'])}; "
+        f"formats {html.escape(', '.join(doc['formats']))}</p>"
+        "<table><tr><th>severity</th><th>code</th><th>file</th><th>line</th><th>column</th>"
+        f"<th>message</th><th>suggestion</th></tr>{rows}</table>"
+    )
