@@ -80,11 +80,17 @@ def fetch(key: str, uri: str | None = None) -> Path:
         return Path(source)
     local = Path(tempfile.mkdtemp(prefix="spanda-inbox-")) / match.name
     info = fs.get_file_info(source)
-    if info.type == pafs.FileType.File:
-        with fs.open_input_stream(source) as src, local.open("wb") as dst:
+    files = (
+        [info]
+        if info.type == pafs.FileType.File
+        else fs.get_file_info(pafs.FileSelector(source, recursive=True))
+    )
+    for f in files:
+        if f.type != pafs.FileType.File:
+            continue
+        rel = f.path[len(source) :].lstrip("/")
+        target = local / rel if rel else local
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with fs.open_input_stream(f.path) as src, target.open("wb") as dst:
             shutil.copyfileobj(src, dst)
-    else:
-        pafs.copy_files(
-            source, str(local), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem()
-        )
     return local

@@ -1,0 +1,146 @@
+"""The submission pipeline: inbox sensor, reports, blocking check, de-identified ingest."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from spanda_assets.definitions import defs
+from spanda_assets.defs.submissions.sensors import submission_inbox
+from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
+from spanda_assets.lib.submissions.inbox import fetch, list_submissions, partition_key
+from spanda_assets.lib.submissions.sample import write_oneroster
+
+
+@pytest.fixture
+def inbox(spanda_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SPANDA_DEMO", "1")
+    box = spanda_home / "inbox"
+    write_oneroster(box / "District 2026", users=20, enrollments=40, classes=2)
+    bad = write_oneroster(box / "bad-export", users=20, enrollments=40, classes=2)
+    text = (
+        (bad / "users.csv")
+        .read_text()
+        .replace("user-3,,,true,org-1,student,,,,", "user-3,,,true,org-1,student,,,Ada,", 1)
+    )
+    (bad / "users.csv").write_text(text)
+    return box
+
+
+def process(instance: dg.DagsterInstance, key: str) -> dg.ExecuteInProcessResult:
+    instance.add_dynamic_partitions("submissions", [key])
+    job = defs().resolve_job_def("process_submission")
+    return job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
+
+
+def catalog() -> Any:
+    return open_catalog(CatalogConfig.from_env())
+
+
+def test_partition_keys_are_table_safe() -> None:
+    assert partition_key("District 2026.zip") == "district_2026"
+    assert partition_key("bad-export") == "bad_export"
+    assert partition_key("...") == "submission"
+
+
+def test_sensor_registers_new_and_changed_submissions(inbox: Path) -> None:
+    with dg.instance_for_test() as instance:
+        first = submission_inbox(dg.build_sensor_context(instance=instance))
+        assert isinstance(first, dg.SensorResult)
+        assert sorted(r.partition_key for r in first.run_requests) == [
+            "bad_export",
+            "district_2026",
+        ]
+        (add,) = first.dynamic_partitions_requests
+        assert sorted(add.partition_keys) == ["bad_export", "district_2026"]
+        idle = submission_inbox(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+        assert isinstance(idle, dg.SkipReason)
+        (inbox / "District 2026" / "orgs.csv").write_text(
+            (inbox / "District 2026" / "orgs.csv").read_text() + "org-2,,,Other High,school,,\r\n"
+        )
+        again = submission_inbox(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+        assert isinstance(again, dg.SensorResult)
+        assert [r.partition_key for r in again.run_requests] == ["district_2026"]
+
+
+def test_valid_submission_is_ingested_deidentified(inbox: Path, spanda_home: Path) -> None:
+    with dg.instance_for_test() as instance:
+        result = process(instance, "district_2026")
+    assert result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed
+    tables = {t[1] for t in catalog().list_tables("submissions")}
+    assert {"district_2026_users", "district_2026_enrollments", "district_2026_classes"} <= tables
+    users = catalog().load_table(("submissions", "district_2026_users")).scan().to_arrow()
+    assert not {"given_name", "family_name", "email", "username", "password"} & set(
+        users.column_names
+    )
+    assert all(v.startswith("ps_") for v in users.column("sourced_id").to_pylist())
+    enrollments = (
+        catalog().load_table(("submissions", "district_2026_enrollments")).scan().to_arrow()
+    )
+    assert set(enrollments.column("user_sourced_id").to_pylist()) <= set(
+        users.column("sourced_id").to_pylist()
+    )
+    report = json.loads((spanda_home / "reports" / "district_2026" / "report.json").read_text())
+    assert report["valid"] and (spanda_home / "reports" / "district_2026" / "report.html").is_file()
+    # Re-ingesting (a retry) replaces, never duplicates.
+    with dg.instance_for_test() as instance:
+        assert process(instance, "district_2026").success
+    assert (
+        catalog().load_table(("submissions", "district_2026_users")).scan().to_arrow().num_rows
+        == 20
+    )
+
+
+def test_rejected_submission_gets_a_report_and_is_never_ingested(
+    inbox: Path, spanda_home: Path
+) -> None:
+    with dg.instance_for_test() as instance:
+        result = process(instance, "bad_export")
+    assert not result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed and check.metadata["errors"].value == 1
+    assert not result.asset_materializations_for_node("submissions__ingested")
+    assert (
+        not [t for t in catalog().list_tables("submissions") if t[1].startswith("bad_export")]
+        if "submissions" in [n[0] for n in catalog().list_namespaces()]
+        else True
+    )
+    html = (spanda_home / "reports" / "bad_export" / "report.html").read_text()
+    assert "IDENTIFIER_NOT_DEIDENTIFIED" in html and "users.csv" in html and "Ada" not in html
+
+
+def test_zip_submission(inbox: Path) -> None:
+    folder = inbox / "District 2026"
+    with zipfile.ZipFile(inbox / "Zipped 2026.zip", "w") as z:
+        for p in folder.rglob("*"):
+            z.write(p, Path("zipped") / p.relative_to(folder))
+    shutil.rmtree(inbox / "bad-export")
+    assert [s.key for s in list_submissions()] == ["district_2026", "zipped_2026"]
+    with dg.instance_for_test() as instance:
+        assert process(instance, "zipped_2026").success
+    assert ("submissions", "zipped_2026_users") in catalog().list_tables("submissions")
+
+
+@pytest.mark.integration
+def test_inbox_on_s3(s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    local = write_oneroster(tmp_path / "src", users=5, enrollments=5, classes=1)
+    s3.create_bucket("partner-drop")
+    client = s3.client()
+    for p in local.rglob("*"):
+        client.upload_file(str(p), "partner-drop", f"inbox/north-district/{p.relative_to(local)}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret_key)
+    host = s3.endpoint.removeprefix("http://")
+    uri = f"s3://partner-drop/inbox?endpoint_override={host}&scheme=http&region={s3.region}"
+    (sub,) = list_submissions(uri)
+    assert sub.key == "north_district"
+    copy = fetch("north_district", uri)
+    assert (copy / "users.csv").read_bytes() == (local / "users.csv").read_bytes()
