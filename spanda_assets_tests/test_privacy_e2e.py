@@ -120,6 +120,9 @@ def test_withdrawal_erases_everywhere_and_regrant_restores(demo_env: str) -> Non
         result = run_all(instance)
         for name in SILVER_WITH_SUBJECTS:
             assert subject not in silver_subjects(name), name
+        for name in ("validated_posts", "validated_enrollments", "validated_assessments"):
+            gold = catalog().load_table(("gold", name)).scan(selected_fields=("subject_id",))
+            assert subject not in set(gold.to_arrow().column(0).to_pylist()), name
         erased = {n: _metadata(result, n)["rows_erased"] for n in SILVER_WITH_SUBJECTS}
         assert erased["students"] == 1 and erased["forum_posts"] >= 1
         assert all(n >= 0 for n in erased.values())
