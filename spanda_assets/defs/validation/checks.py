@@ -84,49 +84,53 @@ def build_checks(name: str) -> list[dg.AssetChecksDefinition]:
             },
         )
 
-    def _gx(severity: str, check_name: str, blocking: bool) -> dg.AssetChecksDefinition:
-        @dg.asset_check(
-            asset=gold_key(name),
-            name=check_name,
-            blocking=blocking,
-            description=(
-                f"Great Expectations suite schemas/gx/{name}.yaml, {severity} expectations"
-                + (" and the row-count change since the last run" if severity == "soft" else "")
-                + "; Data Docs under SPANDA_HOME/gx."
+    @dg.multi_asset_check(
+        name=f"{name}_great_expectations",
+        specs=[
+            dg.AssetCheckSpec(
+                "gx_gates",
+                asset=gold_key(name),
+                blocking=True,
+                description=f"Gate expectations of schemas/gx/{name}.yaml (blocking, ERROR).",
             ),
-        )
-        def _check(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
-            from spanda_assets.lib.validation import history
-            from spanda_assets.lib.validation.contracts import gx_frame, load_suite, run_gx
+            dg.AssetCheckSpec(
+                "gx_soft_signals",
+                asset=gold_key(name),
+                description=(
+                    f"Soft expectations of schemas/gx/{name}.yaml and the row-count change "
+                    "since the last run (WARN, not blocking)."
+                ),
+            ),
+        ],
+        description="One Great Expectations run (and one Data Docs update) for both checks.",
+    )
+    def great_expectations(lakehouse: LakehouseResource) -> Any:
+        from spanda_assets.lib.validation import history
+        from spanda_assets.lib.validation.contracts import gx_frame, load_suite, run_gx
 
-            catalog = lakehouse.catalog()
-            table = catalog.load_table(("gold", name))
-            suite = load_suite(name)
-            frame = gx_frame(table, suite["columns"])
-            result = run_gx(name, frame, severity, settings.spanda_home() / "gx", spec.key)
-            if severity == "soft":
-                previous = (
-                    history.recent(catalog, name, check_name, last=1)
-                    .column("row_count")
-                    .to_pylist()
+        catalog = lakehouse.catalog()
+        table = catalog.load_table(("gold", name))
+        suite = load_suite(name)
+        frame = gx_frame(table, suite["columns"])
+        results = run_gx(name, frame, settings.spanda_home() / "gx", spec.key)
+        soft = results["soft"]
+        previous = history.recent(catalog, name, "gx_soft_signals", last=1)
+        counts = previous.column("row_count").to_pylist()
+        bounds = suite.get("row_count_change") or {}
+        soft.evaluated += 1
+        if counts and counts[0]:
+            ratio = len(frame) / counts[0]
+            if not bounds.get("min_ratio", 0) <= ratio <= bounds.get("max_ratio", float("inf")):
+                soft.failed += 1
+                soft.passed = False
+                soft.failures.append(
+                    {"expectation": "row_count_change", "observed": f"{counts[0]} -> {len(frame)}"}
                 )
-                bounds = suite.get("row_count_change") or {}
-                result.evaluated += 1
-                if previous and previous[0]:
-                    ratio = len(frame) / previous[0]
-                    if (
-                        not bounds.get("min_ratio", 0)
-                        <= ratio
-                        <= bounds.get("max_ratio", float("inf"))
-                    ):
-                        result.failed += 1
-                        result.passed = False
-                        result.failures.append(
-                            {
-                                "expectation": "row_count_change",
-                                "observed": f"{previous[0]} -> {len(frame)} ({ratio:.2f}x)",
-                            }
-                        )
+        for check_name, severity, level in (
+            ("gx_gates", "gate", dg.AssetCheckSeverity.ERROR),
+            ("gx_soft_signals", "soft", dg.AssetCheckSeverity.WARN),
+        ):
+            result = results[severity]
             history.record(
                 catalog,
                 name,
@@ -144,17 +148,15 @@ def build_checks(name: str) -> list[dg.AssetChecksDefinition]:
             }
             if result.docs_url:
                 metadata["data_docs"] = dg.MetadataValue.url(result.docs_url)
-            return dg.AssetCheckResult(
+            yield dg.AssetCheckResult(
+                asset_key=gold_key(name),
+                check_name=check_name,
                 passed=result.passed,
-                severity=dg.AssetCheckSeverity.ERROR
-                if severity == "gate"
-                else dg.AssetCheckSeverity.WARN,
+                severity=level,
                 metadata=metadata,
             )
 
-        return _check
-
-    return [pandera_contract, _gx("gate", "gx_gates", True), _gx("soft", "gx_soft_signals", False)]
+    return [pandera_contract, great_expectations]
 
 
 @dg.definitions
