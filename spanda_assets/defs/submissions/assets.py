@@ -20,7 +20,6 @@ REPORT_KEY = dg.AssetKey(["submissions", "validation_report"])
 submission_job = dg.define_asset_job(
     name="process_submission",
     selection=dg.AssetSelection.groups("submissions"),
-    partitions_def=SUBMISSIONS,
     description="Validate one submission and, if valid, ingest it de-identified.",
 )
 INGESTED_KEY = dg.AssetKey(["submissions", "ingested"])
