@@ -43,12 +43,13 @@ def subject_of(student_id: int) -> str:
     return Pseudonymizer(load_key()).subject_id(did_of(catalog(), student_id))
 
 
-def expected_research_consent(url: str) -> set[int]:
+def expected_research_consent(url: str, purpose: str = "research") -> set[int]:
     """Computed straight from the operational DB, independently of the pipeline."""
     con = sqlite3.connect(url.removeprefix("sqlite:///"))
     rows = con.execute(
-        "SELECT StudentID, State FROM \"ConsentEvents\" WHERE Purpose = 'research' "
-        "ORDER BY RecordedAt, ConsentEventID"
+        'SELECT StudentID, State FROM "ConsentEvents" WHERE Purpose = ? '
+        "ORDER BY RecordedAt, ConsentEventID",
+        (purpose,),
     ).fetchall()
     con.close()
     latest: dict[int, str] = {}

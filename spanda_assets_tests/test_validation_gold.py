@@ -33,14 +33,7 @@ def _sql(url: str, *statements: str) -> None:
 
 
 def _model_training_students(url: str) -> set[int]:
-    con = sqlite3.connect(url.removeprefix("sqlite:///"))
-    rows = con.execute(
-        "SELECT StudentID, State FROM \"ConsentEvents\" WHERE Purpose = 'model_training' "
-        "ORDER BY RecordedAt, ConsentEventID"
-    ).fetchall()
-    con.close()
-    latest = dict(rows)
-    return {s for s, state in latest.items() if state == "given"}
+    return expected_research_consent(url, "model_training")
 
 
 def test_bad_rows_are_quarantined_then_released(demo_env: str) -> None:

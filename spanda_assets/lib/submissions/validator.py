@@ -412,8 +412,13 @@ class Validator:
         enums = {c: set(v) for c, v in (spec.get("enums") or {}).items() if c in index}
         enums["status"] = set(statuses) if "status" in index else set()
         enums = {c: v for c, v in enums.items() if v}
-        dates = [c for c in spec.get("dates", []) if c in index]
-        decimals = [c for c in spec.get("decimals", []) if c in index]
+        typed = [
+            (c, _DATE, "date", "YYYY-MM-DD (ISO 8601)") for c in spec.get("dates", []) if c in index
+        ] + [
+            (c, _DECIMAL, "decimal", "a decimal number such as 87.5")
+            for c in spec.get("decimals", [])
+            if c in index
+        ]
         refs = {c: t for c, t in (spec.get("refs") or {}).items() if c in index}
         listed = self.rules["identifier_columns"]["oneroster"].get(p.stem, [])
         identifier_cols = [c for c in listed if c in index]
@@ -455,29 +460,17 @@ class Validator:
                         value=v,
                         allowed=", ".join(sorted(a for a in allowed if a)),
                     )
-            for c in dates:
+            for c, pattern, kind, hint in typed:
                 v = row[index[c]]
-                if v and not _DATE.match(v):
+                if v and not pattern.match(v):
                     self.add(
                         "CSV_VALUE_INCORRECT_TYPE",
                         loc,
                         line=line,
                         column=c,
                         value=v,
-                        type="date",
-                        hint="YYYY-MM-DD (ISO 8601)",
-                    )
-            for c in decimals:
-                v = row[index[c]]
-                if v and not _DECIMAL.match(v):
-                    self.add(
-                        "CSV_VALUE_INCORRECT_TYPE",
-                        loc,
-                        line=line,
-                        column=c,
-                        value=v,
-                        type="decimal",
-                        hint="a decimal number such as 87.5",
+                        type=kind,
+                        hint=hint,
                     )
             for c, target in refs.items():
                 v = row[index[c]]
