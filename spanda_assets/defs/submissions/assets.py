@@ -7,6 +7,7 @@ re-reads the report and refuses an invalid one on its own too.
 """
 
 import json
+from pathlib import Path
 
 import dagster as dg
 
@@ -25,7 +26,7 @@ submission_job = dg.define_asset_job(
 INGESTED_KEY = dg.AssetKey(["submissions", "ingested"])
 
 
-def report_dir(key: str) -> "settings.Path":
+def report_dir(key: str) -> Path:
     return settings.spanda_home() / "reports" / key
 
 
