@@ -53,22 +53,6 @@ def data_subjects(lakehouse: LakehouseResource) -> dg.MaterializeResult:
     )
 
 
-def _consent_inputs(catalog: "Catalog") -> tuple[Any, list[dict[str, Any]], Any]:
-    """Valid consent events, quarantined ones with reasons, and the latest state per purpose."""
-    from spanda_assets.lib.privacy.consent import latest_states, validate_events
-
-    events = catalog.load_table(("bronze", CONSENT_SOURCE)).scan().to_arrow()
-    known = set(
-        catalog.load_table(("bronze", "data_subjects"))
-        .scan(selected_fields=("student_id",))
-        .to_arrow()
-        .column(0)
-        .to_pylist()
-    )
-    valid, quarantined = validate_events(events, known)
-    return valid, quarantined, latest_states(valid)
-
-
 @dg.asset(
     key=CONSENT_RECORDS_KEY,
     deps=[dg.AssetKey(["bronze", CONSENT_SOURCE]), SUBJECTS_KEY],
@@ -86,13 +70,14 @@ def _consent_inputs(catalog: "Catalog") -> tuple[Any, list[dict[str, Any]], Any]
 def consent_records(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource
 ) -> dg.MaterializeResult:
+    from spanda_assets.lib.privacy.consent import load_consent
     from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
     from spanda_assets.lib.privacy.records import write_consent_records
     from spanda_assets.lib.privacy.subjects import subject_ids
 
     pseudonymizer = Pseudonymizer(load_key())
     catalog = lakehouse.namespace("silver")
-    valid, quarantined, states = _consent_inputs(catalog)
+    valid, quarantined, states = load_consent(catalog)
     summary = write_consent_records(
         catalog, valid, quarantined, states, pseudonymizer, subject_ids(catalog, pseudonymizer)
     )
@@ -134,7 +119,7 @@ def build_silver_asset(source: SourceTable) -> dg.AssetsDefinition:
     def _silver(
         context: dg.AssetExecutionContext, lakehouse: LakehouseResource
     ) -> dg.MaterializeResult:
-        from spanda_assets.lib.privacy.consent import active_students
+        from spanda_assets.lib.privacy.consent import active_students, load_consent
         from spanda_assets.lib.privacy.policy import policy_for
         from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
         from spanda_assets.lib.privacy.silver import SilverInputs, publish
@@ -144,7 +129,7 @@ def build_silver_asset(source: SourceTable) -> dg.AssetsDefinition:
         pseudonymizer = Pseudonymizer(load_key())
         catalog = lakehouse.namespace("silver")
         bronze = catalog.load_table(("bronze", name))
-        valid, _, states = _consent_inputs(catalog)
+        valid, _, states = load_consent(catalog)
         roster = (
             _roster(catalog) if any(r.action == "scrub" for r in policy.columns.values()) else None
         )

@@ -18,12 +18,11 @@ def gold_key(name: str) -> dg.AssetKey:
 
 def _active_subjects(catalog: Any, purpose: str) -> set[str]:
     """Pseudonymous subject ids with active consent for `purpose`."""
-    from spanda_assets.defs.privacy.assets import _consent_inputs
-    from spanda_assets.lib.privacy.consent import active_students
+    from spanda_assets.lib.privacy.consent import active_students, load_consent
     from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
     from spanda_assets.lib.privacy.subjects import subject_ids
 
-    _, _, states = _consent_inputs(catalog)
+    _, _, states = load_consent(catalog)
     subjects = subject_ids(catalog, Pseudonymizer(load_key()))
     return {subjects[s] for s in active_students(states, purpose) if s in subjects}
 

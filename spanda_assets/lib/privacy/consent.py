@@ -9,9 +9,12 @@ quarantined with the reason.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
 
 PURPOSES = ("research", "model_training")
 STATES = ("given", "withdrawn", "refused", "expired")
@@ -102,3 +105,18 @@ def record(
         },
         "event": {"time": time, "state": state, "collectionMethod": collection_method},
     }
+
+
+def load_consent(
+    catalog: Catalog,
+) -> tuple[pa.Table, list[dict[str, Any]], dict[tuple[int, str], ConsentState]]:
+    """Valid consent events, quarantined ones with reasons, and the latest state per purpose.
+
+    Read from the restricted zone (bronze.consent_events, bronze.data_subjects):
+    consent is decided on the legal record, not on a de-identified copy.
+    """
+    events = catalog.load_table(("bronze", "consent_events")).scan().to_arrow()
+    registry = catalog.load_table(("bronze", "data_subjects"))
+    known = set(registry.scan(selected_fields=("student_id",)).to_arrow().column(0).to_pylist())
+    valid, quarantined = validate_events(events, known)
+    return valid, quarantined, latest_states(valid)
