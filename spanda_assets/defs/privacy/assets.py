@@ -177,19 +177,10 @@ def build_silver_asset(source: SourceTable) -> dg.AssetsDefinition:
 
 def _roster(catalog: "Catalog") -> Any:
     """Names of students and instructors, for scrubbing free text (read in the restricted zone)."""
+    from spanda_assets.lib.privacy.people import known_people
     from spanda_assets.lib.privacy.scrub import Roster
 
-    students = (
-        catalog.load_table(("bronze", "students"))
-        .scan(selected_fields=("given_name", "family_name"))
-        .to_arrow()
-    )
-    names: list[str | None] = []
-    names += students.column("given_name").to_pylist()
-    names += students.column("family_name").to_pylist()
-    courses = catalog.load_table(("bronze", "courses"))
-    names += courses.scan(selected_fields=("instructor_name",)).to_arrow().column(0).to_pylist()
-    return Roster.from_names(names)
+    return Roster.from_names(known_people(catalog).full_names)
 
 
 def silver_sources() -> list[SourceTable]:

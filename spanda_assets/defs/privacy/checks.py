@@ -10,25 +10,11 @@ from spanda_assets.resources import LakehouseResource
 
 def _scanner(catalog: Any) -> Any:
     """Known full names and emails, read in the restricted zone, for exact matching."""
-    from spanda_assets.lib.lakehouse import load_table_or_none
+    from spanda_assets.lib.privacy.people import known_people
     from spanda_assets.lib.privacy.residual import ResidualScanner
 
-    names: list[str] = []
-    emails: list[str] = []
-    students = load_table_or_none(catalog, "bronze", "students")
-    if students is not None:
-        t = students.scan(selected_fields=("given_name", "family_name", "email")).to_arrow()
-        names += [
-            f"{g} {f}"
-            for g, f in zip(t.column(0).to_pylist(), t.column(1).to_pylist(), strict=True)
-        ]
-        emails += [e for e in t.column(2).to_pylist() if e]
-    courses = load_table_or_none(catalog, "bronze", "courses")
-    if courses is not None:
-        t = courses.scan(selected_fields=("instructor_name", "instructor_email")).to_arrow()
-        names += [n for n in t.column(0).to_pylist() if n]
-        emails += [e for e in t.column(1).to_pylist() if e]
-    return ResidualScanner(full_names=names, emails=emails)
+    people = known_people(catalog)
+    return ResidualScanner(full_names=people.full_names, emails=people.emails)
 
 
 def build_residual_check(name: str, key: str) -> dg.AssetChecksDefinition:
