@@ -325,6 +325,19 @@ class Validator:
         except csv.Error as exc:
             self.add("CSV_RAGGED_ROW", loc, line=reader.line_num, found="?", expected=f"? ({exc})")
 
+    def data_rows(
+        self, loc: str, rows: Iterator[tuple[int, list[str]]], width: int
+    ) -> Iterator[tuple[int, list[str]]]:
+        """Non-blank rows with as many fields as the header; ragged ones become issues."""
+        for line, row in rows:
+            if not any(v.strip() for v in row):
+                continue
+            self.report.rows_checked += 1
+            if len(row) != width:
+                self.add("CSV_RAGGED_ROW", loc, line=line, found=len(row), expected=width)
+                continue
+            yield line, row
+
     def read_header(self, p: Path, rows: Iterator[tuple[int, list[str]]]) -> list[str] | None:
         first = next(rows, None)
         if first is None:
@@ -426,13 +439,7 @@ class Validator:
         must_fill = [c for c in ("sourcedId",) if c in index]
         sid = index.get("sourcedId")
         width = len(header)
-        for line, row in rows:
-            if not any(v.strip() for v in row):
-                continue
-            self.report.rows_checked += 1
-            if len(row) != width:
-                self.add("CSV_RAGGED_ROW", loc, line=line, found=len(row), expected=width)
-                continue
+        for line, row in self.data_rows(loc, rows, width):
             for c in must_fill:
                 if not row[index[c]].strip():
                     self.add("CSV_VALUE_REQUIRED", loc, line=line, column=c)
@@ -555,13 +562,7 @@ class Validator:
         count_cols = [header.index(c) for c in aggregate.get("count_columns", []) if c in header]
         threshold = int(self.limits["small_cell_threshold"])
         first_identifier: dict[str, int] = {}
-        for line, row in rows:
-            if not any(v.strip() for v in row):
-                continue
-            self.report.rows_checked += 1
-            if len(row) != width:
-                self.add("CSV_RAGGED_ROW", loc, line=line, found=len(row), expected=width)
-                continue
+        for line, row in self.data_rows(loc, rows, width):
             for i, h in enumerate(header):
                 if h in identifiers and h not in first_identifier and row[i].strip():
                     first_identifier[h] = line
