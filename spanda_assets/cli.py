@@ -220,8 +220,13 @@ def extract(tables: tuple[str, ...], full_refresh: bool) -> None:
 @main.command()
 def tables() -> None:
     """List bronze tables with their row counts and watermarks."""
-    from spanda_assets.lib.extract import bronze_row_count, read_watermark
-    from spanda_assets.lib.lakehouse import CatalogConfig, load_table_or_none, open_catalog
+    from spanda_assets.lib.extract import read_watermark
+    from spanda_assets.lib.lakehouse import (
+        CatalogConfig,
+        load_table_or_none,
+        open_catalog,
+        row_count,
+    )
     from spanda_assets.lib.sources import load_sources
 
     catalog = open_catalog(CatalogConfig.from_env())
@@ -233,7 +238,7 @@ def tables() -> None:
         rows.append(
             {
                 "table": f"bronze.{s.name}",
-                "rows": bronze_row_count(t) if t is not None else None,
+                "rows": row_count(t) if t is not None else None,
                 "watermark": wm.display() if wm else None,
                 "snapshot": snap.snapshot_id if snap else None,
             }

@@ -82,6 +82,13 @@ TABLES = [
 ]
 
 
+def append_batch(url: str, home: Path, seed_value: int = 7) -> None:
+    """One more `spanda seed --append` batch of the tiny demo size: new and changed rows."""
+    from spanda_assets.lib.seed import SeedSizes, seed
+
+    seed(url, SeedSizes.preset("tiny"), seed=seed_value, append=True, ground_truth=home / "gt")
+
+
 def run_extract(
     url: str,
     catalog: Any,

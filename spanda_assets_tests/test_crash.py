@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 
 from spanda_assets.lib.extract import read_watermark
-from spanda_assets.lib.seed import SeedSizes, seed
-from spanda_assets_tests.conftest import assert_bronze_equals_source
+from spanda_assets_tests.conftest import append_batch, assert_bronze_equals_source
 
 
 def _run(
@@ -83,7 +82,7 @@ def test_killed_during_an_upsert_of_changed_students(
     seeded: str, spanda_home: Path, catalog: Any, fault: str
 ) -> None:
     assert _run("students", spanda_home).returncode == 0
-    seed(seeded, SeedSizes.preset("tiny"), seed=7, append=True, ground_truth=spanda_home / "gt")
+    append_batch(seeded, spanda_home)
     proc = _run("students", spanda_home, fault=fault, commit_rows=10_000)
     assert _killed(proc), proc.stderr
     done = _run("students", spanda_home, commit_rows=10_000)

@@ -10,9 +10,9 @@ import pytest
 
 from spanda_assets.defs.extract.assets import build_extract_asset
 from spanda_assets.defs.extract.sensors import bronze_new_source_rows
-from spanda_assets.lib.seed import SeedSizes, seed
 from spanda_assets.lib.sources import load_sources
 from spanda_assets.resources import LakehouseResource, SourceDatabaseResource
+from spanda_assets_tests.conftest import append_batch
 
 SOURCES = load_sources()
 
@@ -54,13 +54,7 @@ def test_second_materialization_reports_the_increment(tiny_source: str, spanda_h
     asset = build_extract_asset(next(s for s in SOURCES if s.name == "students"))
     with dg.instance_for_test() as instance:
         dg.materialize([asset], resources=_resources(), instance=instance)
-        seed(
-            tiny_source,
-            SeedSizes.preset("tiny"),
-            seed=7,
-            append=True,
-            ground_truth=spanda_home / "gt",
-        )
+        append_batch(tiny_source, spanda_home)
         result = dg.materialize([asset], resources=_resources(), instance=instance)
         md = _metadata(result, "students")
         assert md["rows_added"] == 4 and md["rows_updated"] == 10

@@ -18,10 +18,14 @@ from spanda_assets.lib.errors import (
     SourceUnreachableError,
 )
 from spanda_assets.lib.extract import WATERMARK_KEY, pending_rows, read_watermark
-from spanda_assets.lib.seed import SeedSizes, seed
 from spanda_assets.lib.source_db import make_engine
 from spanda_assets.lib.sources import load_sources, parse_sources
-from spanda_assets_tests.conftest import TABLES, assert_bronze_equals_source, run_extract
+from spanda_assets_tests.conftest import (
+    TABLES,
+    append_batch,
+    assert_bronze_equals_source,
+    run_extract,
+)
 
 
 def _db_path(url: str) -> str:
@@ -54,13 +58,7 @@ def test_incremental_batches_converge_to_source(
     for _, name, _ in TABLES:
         run_extract(tiny_source, catalog, name)
     for _ in range(3):
-        seed(
-            tiny_source,
-            SeedSizes.preset("tiny"),
-            seed=7,
-            append=True,
-            ground_truth=spanda_home / "gt",
-        )
+        append_batch(tiny_source, spanda_home)
         for table, name, key in TABLES:
             result = run_extract(tiny_source, catalog, name, batch_rows=37, commit_rows=50)
             assert not result.full_load
@@ -71,9 +69,7 @@ def test_incremental_batches_converge_to_source(
 
 def test_incremental_reads_only_new_rows(tiny_source: str, catalog: Any, spanda_home: Path) -> None:
     first = run_extract(tiny_source, catalog, "forum_posts")
-    seed(
-        tiny_source, SeedSizes.preset("tiny"), seed=7, append=True, ground_truth=spanda_home / "gt"
-    )
+    append_batch(tiny_source, spanda_home)
     second = run_extract(tiny_source, catalog, "forum_posts")
     # New posts, plus the one row at the inclusive watermark, recognised as already loaded.
     assert second.rows_read == 100 + 1
@@ -380,13 +376,7 @@ def test_pending_rows_counts_what_the_sensor_needs(
         assert pending_rows(engine, catalog, source) == (1000, "1000")
         run_extract(tiny_source, catalog, "forum_posts")
         assert pending_rows(engine, catalog, source) == (0, "")
-        seed(
-            tiny_source,
-            SeedSizes.preset("tiny"),
-            seed=7,
-            append=True,
-            ground_truth=spanda_home / "gt",
-        )
+        append_batch(tiny_source, spanda_home)
         assert pending_rows(engine, catalog, source) == (100, "1100")
     finally:
         engine.dispose()

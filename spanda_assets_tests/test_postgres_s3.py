@@ -11,7 +11,12 @@ import pytest
 from spanda_assets.lib.errors import SourceUnreachableError
 from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
 from spanda_assets.lib.seed import SeedSizes, seed
-from spanda_assets_tests.conftest import TABLES, assert_bronze_equals_source, run_extract
+from spanda_assets_tests.conftest import (
+    TABLES,
+    append_batch,
+    assert_bronze_equals_source,
+    run_extract,
+)
 from spanda_assets_tests.servers import PG_PASSWORD, Postgres, S3Server
 
 pytestmark = pytest.mark.integration
@@ -35,7 +40,7 @@ def test_postgres_source_incremental(
         first = run_extract(pg_source, catalog, name, reader=reader)
         assert first.full_load and first.rows_inserted > 0
         assert_bronze_equals_source(pg_source, catalog, table, name, key)
-    seed(pg_source, SeedSizes.preset("tiny"), seed=11, append=True, ground_truth=spanda_home / "gt")
+    append_batch(pg_source, spanda_home, 11)
     for table, name, key in TABLES:
         run_extract(pg_source, catalog, name, reader=reader, batch_rows=50, commit_rows=50)
         assert_bronze_equals_source(pg_source, catalog, table, name, key)

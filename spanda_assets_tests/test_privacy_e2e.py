@@ -12,6 +12,7 @@ import pytest
 from spanda_assets.definitions import defs
 from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
 from spanda_assets.lib.privacy.residual import FORBIDDEN_COLUMNS
+from spanda_assets_tests.conftest import append_batch
 
 SILVER_WITH_SUBJECTS = ["students", "enrollments", "forum_posts", "assessment_results"]
 
@@ -142,16 +143,13 @@ def test_withdrawal_erases_everywhere_and_regrant_restores(demo_env: str) -> Non
 
 
 def test_incremental_silver_processes_only_new_rows(demo_env: str, spanda_home: Path) -> None:
-    from spanda_assets.lib.seed import SeedSizes, seed
 
     with dg.instance_for_test() as instance:
         first = run_all(instance)
         assert _metadata(first, "forum_posts")["rows_read_from_bronze"] == 1000
         again = run_all(instance)
         assert _metadata(again, "forum_posts")["rows_read_from_bronze"] == 0
-        seed(
-            demo_env, SeedSizes.preset("tiny"), seed=7, append=True, ground_truth=spanda_home / "gt"
-        )
+        append_batch(demo_env, spanda_home)
         third = run_all(instance)
         assert _metadata(third, "forum_posts")["rows_read_from_bronze"] == 100
         # silver keys stay unique after upserts of changed students

@@ -45,7 +45,13 @@ from sqlalchemy.engine import Dialect, Engine
 
 from spanda_assets.lib import arrow_types, faults
 from spanda_assets.lib.errors import ConcurrentExtractError
-from spanda_assets.lib.lakehouse import ensure_namespace, eq_filter, in_filter, load_table_or_none
+from spanda_assets.lib.lakehouse import (
+    ensure_namespace,
+    eq_filter,
+    in_filter,
+    load_table_or_none,
+    row_count,
+)
 from spanda_assets.lib.readers import BatchReader, prefetch
 from spanda_assets.lib.source_db import effective_schema, reflect_table
 from spanda_assets.lib.sources import SourceTable
@@ -301,8 +307,7 @@ def extract_table(
     target = _arrow_target(table)
     watermark = read_watermark(table)
     result.watermark_before = watermark.display() if watermark else "none"
-    snapshot = table.current_snapshot()
-    empty_at_start = snapshot is None or int(snapshot.summary["total-records"] or 0) == 0  # type: ignore[index]
+    empty_at_start = row_count(table) == 0
     result.full_load = watermark is None
     cursor_kind = _kind(target.field(cursor_col).type)
 
@@ -396,7 +401,7 @@ def extract_table(
     table.refresh()
     snap = table.current_snapshot()
     result.snapshot_id = snap.snapshot_id if snap else None
-    result.total_rows = bronze_row_count(table)
+    result.total_rows = row_count(table)
     result.watermark_after = wm_after.display() if wm_after else "none"
     result.seconds = round(time.perf_counter() - started, 3)
     return result
@@ -471,14 +476,6 @@ def _max_watermark(
     if previous is not None and previous.value is not None and previous.value > top:
         return previous
     return Watermark(column=source_column, kind=kind, value=top)
-
-
-def bronze_row_count(table: Table) -> int:
-    """Live rows of an Iceberg table, from its current snapshot summary (no scan)."""
-    snap = table.current_snapshot()
-    if snap is None or snap.summary is None:
-        return 0
-    return int(snap.summary["total-records"] or 0)
 
 
 def pending_rows(engine: Engine, catalog: Catalog, source: SourceTable) -> tuple[int, str]:

@@ -119,12 +119,18 @@ def eq_filter(column: str, value: Any) -> BooleanExpression:
     return EqualTo(term=Reference(column), value=value)
 
 
+def row_count(table: Table) -> int:
+    """Live rows of an Iceberg table, from its current snapshot summary (no scan)."""
+    snap = table.current_snapshot()
+    if snap is None or snap.summary is None:
+        return 0
+    return int(snap.summary["total-records"] or 0)
+
+
 def replace_all(tx: Any, table: Table, rows: Any) -> None:
     """Replace a table's rows inside a transaction (append when it is empty: an overwrite
     of an empty table only adds a no-op delete and a warning)."""
-    snap = table.current_snapshot()
-    empty = snap is None or not int((snap.summary["total-records"] if snap.summary else 0) or 0)
-    if empty:
+    if row_count(table) == 0:
         tx.append(rows)
     else:
         tx.overwrite(rows)

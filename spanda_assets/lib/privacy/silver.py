@@ -16,7 +16,6 @@ deletes) and a new grant brings their bronze rows back in.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -205,7 +204,12 @@ def publish(
 ) -> SilverResult:
     """Bring silver.<table> up to date with bronze.<table>. Idempotent, crash-safe."""
     from spanda_assets.lib.extract import NO_RETRY, merge_rows
-    from spanda_assets.lib.lakehouse import ensure_namespace, in_filter, load_table_or_none
+    from spanda_assets.lib.lakehouse import (
+        ensure_namespace,
+        in_filter,
+        load_table_or_none,
+        row_count,
+    )
 
     policy = inputs.policy
     result = SilverResult(table=f"silver.{policy.table}")
@@ -310,7 +314,7 @@ def publish(
     silver.refresh()
     snap = silver.current_snapshot()
     result.snapshot_id = snap.snapshot_id if snap else None
-    result.total_rows = int(snap.summary["total-records"] or 0) if snap and snap.summary else 0
+    result.total_rows = row_count(silver)
     result.bronze_sequence = bronze_seq
     result.columns = {f.name: str(f.field_type) for f in silver.schema().fields}
     return result
@@ -336,7 +340,3 @@ def changed_students(events: pa.Table, after: int) -> set[int]:
         return set()
     newer = events.filter(pc.greater(events.column("consent_event_id"), after))
     return set(newer.column("student_id").to_pylist())
-
-
-def describe(result: SilverResult) -> dict[str, Any]:
-    return json.loads(json.dumps(result.__dict__, default=str))

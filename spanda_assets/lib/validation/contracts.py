@@ -35,10 +35,6 @@ class ContractResult:
     docs_url: str | None = None
     rows: int = 0
 
-    @property
-    def pass_rate(self) -> float:
-        return 1.0 if self.evaluated == 0 else (self.evaluated - self.failed) / self.evaluated
-
 
 def _derived(batch: pa.Table) -> pa.Table:
     """Columns the contracts check that are not stored: text length, score ratio."""
