@@ -171,3 +171,164 @@ def test_contract_checks_fail_with_observed_values_and_keys(
         mine.column("check_name").to_pylist()
     )
     assert False in mine.column("passed").to_pylist()
+
+
+def _gold_md(result: dg.ExecuteInProcessResult, name: str) -> dict[str, Any]:
+    (mat,) = result.asset_materializations_for_node(f"gold__{name}")
+    return {k: v.value for k, v in mat.metadata.items()}
+
+
+def _keys(namespace: str, name: str, column: str) -> list[Any]:
+    t = catalog().load_table((namespace, name)).scan(selected_fields=(column,)).to_arrow()
+    return t.column(0).to_pylist()
+
+
+def _quarantine(name: str) -> list[dict[str, Any]]:
+    rows = catalog().load_table(("gold", "quarantine")).scan().to_arrow().to_pylist()
+    return [r for r in rows if r["table_name"] == name]
+
+
+def assert_gold_consistent(url: str, name: str, source: str, key: str) -> None:
+    """What an incremental history left equals what a rebuild from silver would hold:
+    every consented silver row is in gold or in quarantine, never both, never twice."""
+    from spanda_assets_tests.test_privacy_e2e import subject_of
+
+    allowed = {
+        subject_of(s) for s in _model_training_students(url) & expected_research_consent(url)
+    }
+    silver = catalog().load_table(("silver", source)).scan().to_arrow()
+    pairs = zip(silver[key].to_pylist(), silver["subject_id"].to_pylist(), strict=True)
+    expected = {k for k, s in pairs if s in allowed}
+    gold = _keys("gold", name, key)
+    held = [r["row_key"] for r in _quarantine(name)]
+    assert len(gold) == len(set(gold)), "duplicate keys in gold"
+    assert not set(gold) & set(held), "a key is both validated and quarantined"
+    assert set(gold) | set(held) == expected
+    rules = {(r["row_key"], r["rule"]) for r in _quarantine(name)}
+    assert len(rules) == len(held), "duplicate quarantine entries"
+
+
+def test_gold_reads_only_new_silver_rows(demo_env: str, spanda_home: Path) -> None:
+    from spanda_assets_tests.conftest import append_batch
+
+    with dg.instance_for_test() as instance:
+        first = _gold_md(run_all(instance), "validated_posts")
+        assert first["full_rebuild"] is True
+        assert first["rows_read_from_silver"] == len(_keys("silver", "forum_posts", "post_id"))
+        again = _gold_md(run_all(instance), "validated_posts")
+        assert again["full_rebuild"] is False
+        assert again["rows_read_from_silver"] == 0 and again["rows_validated"] == 0
+        assert again["dagster/row_count"] == first["dagster/row_count"]
+
+        append_batch(demo_env, spanda_home)
+        result = run_all(instance)
+        third = _gold_md(result, "validated_posts")
+        (silver_mat,) = result.asset_materializations_for_node("silver__forum_posts")
+        appended = silver_mat.metadata["rows_written"].value
+        assert third["full_rebuild"] is False
+        assert third["rows_read_from_silver"] == appended > 0
+        assert third["dagster/row_count"] == (
+            first["dagster/row_count"]
+            + third["rows_validated"]
+            - third["rows_erased_after_withdrawal"]
+        )
+        # upsert tables merge changed rows instead of duplicating them
+        assert _gold_md(result, "validated_enrollments")["full_rebuild"] is False
+    for name, source, key in (
+        ("validated_posts", "forum_posts", "post_id"),
+        ("validated_enrollments", "enrollments", "enrollment_id"),
+        ("validated_assessments", "assessment_results", "result_id"),
+    ):
+        assert_gold_consistent(demo_env, name, source, key)
+
+
+def test_post_with_unknown_course_is_released_when_the_course_arrives(demo_env: str) -> None:
+    both = sorted(_model_training_students(demo_env) & expected_research_consent(demo_env))
+    _sql(
+        demo_env,
+        'INSERT INTO "ForumPosts" VALUES '
+        f"(9000001, {both[0]}, 777, 'Question about the new elective', '2030-01-01 00:00:00')",
+    )
+    with dg.instance_for_test() as instance:
+        md = _gold_md(run_all(instance), "validated_posts")
+        assert md["failures_by_rule"]["course_exists"] == 1
+        held = _quarantine("validated_posts")
+        assert [r["rule"] for r in held] == ["course_exists"]
+        key = held[0]["row_key"]
+        assert key not in _keys("gold", "validated_posts", "post_id")
+
+        _sql(
+            demo_env,
+            "INSERT INTO \"Courses\" VALUES (777, 'ELEC-777', 'Elective', 'Arts', '2030S', "
+            "'Ann Teacher', 'ann@example.edu', '2030-01-01 00:00:00')",
+        )
+        md = _gold_md(run_all(instance), "validated_posts")
+        assert md["full_rebuild"] is False
+        assert md["rows_released_from_quarantine"] == 1
+        assert _quarantine("validated_posts") == []
+        assert key in _keys("gold", "validated_posts", "post_id")
+    assert_gold_consistent(demo_env, "validated_posts", "forum_posts", "post_id")
+
+
+def test_model_training_withdrawal_leaves_gold_but_not_silver(demo_env: str) -> None:
+    from spanda_assets_tests.test_privacy_e2e import _add_consent_event, subject_of
+
+    both = sorted(_model_training_students(demo_env) & expected_research_consent(demo_env))
+    with dg.instance_for_test() as instance:
+        run_all(instance)
+        gold_subjects = set(_keys("gold", "validated_posts", "subject_id"))
+        student = next(s for s in both if subject_of(s) in gold_subjects)
+        subject = subject_of(student)
+        _add_consent_event(demo_env, 900_101, student, "withdrawn", purpose="model_training")
+        md = _gold_md(run_all(instance), "validated_posts")
+        assert md["full_rebuild"] is False and md["rows_erased_after_withdrawal"] >= 1
+        assert subject not in set(_keys("gold", "validated_posts", "subject_id"))
+        assert subject in set(_keys("silver", "forum_posts", "subject_id"))
+
+        _add_consent_event(demo_env, 900_102, student, "given", purpose="model_training")
+        run_all(instance)
+        assert subject in set(_keys("gold", "validated_posts", "subject_id"))
+    assert_gold_consistent(demo_env, "validated_posts", "forum_posts", "post_id")
+
+
+def test_crash_between_quarantine_and_gold_commits_recovers(
+    demo_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spanda_assets.lib import faults
+
+    both = sorted(_model_training_students(demo_env) & expected_research_consent(demo_env))
+    _sql(
+        demo_env,
+        'INSERT INTO "ForumPosts" VALUES '
+        f"(9000002, {both[0]}, 778, 'Which room is the lab in?', '2030-01-01 00:00:00')",
+    )
+    with dg.instance_for_test() as instance:
+        run_all(instance)
+        assert len(_quarantine("validated_posts")) == 1
+        gold_snapshot = catalog().load_table(("gold", "validated_posts")).current_snapshot()
+        # The course appears and a bad post arrives; the run dies between its two commits.
+        _sql(
+            demo_env,
+            "INSERT INTO \"Courses\" VALUES (778, 'LAB-778', 'Lab', 'Science', '2030S', "
+            "'Bo Teacher', 'bo@example.edu', '2030-01-01 00:00:00')",
+            'INSERT INTO "ForumPosts" VALUES '
+            f"(9000003, {both[0]}, 779, 'Is there a makeup session?', '2030-01-02 00:00:00')",
+        )
+        real_point = faults.point
+
+        def crash(name: str) -> None:
+            if name == "gold_between_commits":
+                raise RuntimeError("simulated crash between the quarantine and gold commits")
+            real_point(name)
+
+        monkeypatch.setattr(faults, "point", crash)
+        crashed = run_all(instance, raise_on_error=False)
+        assert not crashed.success
+        gold = catalog().load_table(("gold", "validated_posts"))
+        assert gold.current_snapshot().snapshot_id == gold_snapshot.snapshot_id
+        monkeypatch.setattr(faults, "point", real_point)
+
+        md = _gold_md(run_all(instance), "validated_posts")
+        assert md["rows_released_from_quarantine"] == 1
+        assert [r["rule"] for r in _quarantine("validated_posts")] == ["course_exists"]
+    assert_gold_consistent(demo_env, "validated_posts", "forum_posts", "post_id")

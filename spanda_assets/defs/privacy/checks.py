@@ -30,8 +30,9 @@ def build_residual_check(name: str, key: str) -> dg.AssetChecksDefinition:
         ),
     )
     def _check(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
+        from spanda_assets.lib.incremental import previous_run_sequence, rows_added_after
         from spanda_assets.lib.privacy.residual import ScanReport
-        from spanda_assets.lib.privacy.silver import previous_run_sequence, rows_added_after
+        from spanda_assets.lib.privacy.silver import BRONZE_SEQ_KEY
 
         catalog = lakehouse.catalog()
         table = catalog.load_table(("silver", name))
@@ -39,7 +40,7 @@ def build_residual_check(name: str, key: str) -> dg.AssetChecksDefinition:
         report = ScanReport()
         import pyarrow as pa
 
-        for batch in rows_added_after(table, previous_run_sequence(table), 100_000):
+        for batch in rows_added_after(table, previous_run_sequence(table, BRONZE_SEQ_KEY), 100_000):
             scanner.scan(pa.Table.from_batches([batch]), key, report)
         if report.rows_scanned == 0:
             # No rows added: still check the schema for identifying columns.

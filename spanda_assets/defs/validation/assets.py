@@ -16,15 +16,23 @@ def gold_key(name: str) -> dg.AssetKey:
     return dg.AssetKey(["gold", name])
 
 
-def _active_subjects(catalog: Any, purpose: str) -> set[str]:
-    """Pseudonymous subject ids with active consent for `purpose`."""
+def gold_consent(catalog: Any, purpose: str, silver_purpose: str) -> Any:
+    """Who may be in gold: consent for `purpose` and for the silver table's own purpose
+    (a research withdrawal erases silver rows; gold follows)."""
     from spanda_assets.lib.privacy.consent import active_students, load_consent
     from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
+    from spanda_assets.lib.privacy.silver import consent_watermark
     from spanda_assets.lib.privacy.subjects import subject_ids
+    from spanda_assets.lib.validation.publish import GoldConsent, changed_subjects
 
-    _, _, states = load_consent(catalog)
+    events, _, states = load_consent(catalog)
     subjects = subject_ids(catalog, Pseudonymizer(load_key()))
-    return {subjects[s] for s in active_students(states, purpose) if s in subjects}
+    active = active_students(states, purpose) & active_students(states, silver_purpose)
+    return GoldConsent(
+        active={subjects[s] for s in active if s in subjects},
+        watermark=consent_watermark(events),
+        changed_since=changed_subjects(events, subjects),
+    )
 
 
 def build_gold_asset(name: str) -> dg.AssetsDefinition:
@@ -48,7 +56,9 @@ def build_gold_asset(name: str) -> dg.AssetsDefinition:
         description=(
             f"silver.{spec.source} rows that pass the row-level rules, for students with active "
             f"`{spec.purpose}` consent. Failing rows go to gold.quarantine with the rule and "
-            f"reason; a re-run after the source is fixed releases them. Rules:\n\n{rules}\n\n"
+            "reason; a re-run after the source is fixed releases them. Incremental: each run "
+            "reads only the silver rows appended since the last one, plus the students whose "
+            f"consent changed. Rules:\n\n{rules}\n\n"
             "Checked by a Pandera model and a Great Expectations suite (asset checks)."
         ),
     )
@@ -56,11 +66,14 @@ def build_gold_asset(name: str) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, lakehouse: LakehouseResource
     ) -> dg.MaterializeResult:
         from spanda_assets.defs.extract.assets import column_schema
+        from spanda_assets.lib.privacy.policy import policy_for
+        from spanda_assets.lib.sources import load_sources
         from spanda_assets.lib.validation.publish import publish_gold
 
         catalog = lakehouse.namespace("gold")
-        active = _active_subjects(catalog, spec.purpose)
-        result = publish_gold(catalog, spec, active)
+        consent = gold_consent(catalog, spec.purpose, policy_for(spec.source).purpose)
+        upsert = any(s.name == spec.source and s.mode == "upsert" for s in load_sources())
+        result = publish_gold(catalog, spec, consent, upsert=upsert, run_id=context.run.run_id)
         if result.quarantined:
             context.log.warning(
                 f"gold.{name}: {result.quarantined} row(s) quarantined: {result.failures}"
@@ -68,12 +81,18 @@ def build_gold_asset(name: str) -> dg.AssetsDefinition:
         table = catalog.load_table(("gold", name))
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": result.valid,
+                "dagster/row_count": result.total_rows,
                 "dagster/column_schema": column_schema(table),
                 "dagster/table_name": f"gold.{name}",
+                "rows_read_from_silver": result.rows_read,
+                "rows_reread_for_consent_or_references": result.rows_reread,
                 "rows_validated": result.valid,
                 "rows_quarantined": result.quarantined,
+                "rows_released_from_quarantine": result.released,
                 "rows_without_consent": result.without_consent,
+                "rows_erased_after_withdrawal": result.erased,
+                "quarantine_total": result.total_quarantined,
+                "full_rebuild": result.full_rebuild,
                 "failures_by_rule": dg.MetadataValue.json(result.failures),
                 "consent_purpose": spec.purpose,
                 "iceberg_snapshot_id": dg.MetadataValue.text(str(result.snapshot_id or "")),

@@ -16,14 +16,14 @@ deletes) and a new grant brings their bronze rows back in.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from spanda_assets.lib.errors import SpandaError
+from spanda_assets.lib.incremental import rows_added_after, run_state
 from spanda_assets.lib.privacy import generalize
 from spanda_assets.lib.privacy.policy import TablePolicy
 from spanda_assets.lib.privacy.pseudonym import Pseudonymizer
@@ -128,59 +128,8 @@ def _consented(batch: pa.Table, column: str | None, active: set[int] | None) -> 
     return batch.filter(pc.fill_null(mask, False))
 
 
-def _run_snapshots(table: Table | None) -> Iterator[Any]:
-    """Snapshots that closed a silver run (they carry the watermarks), newest first."""
-    snap = table.current_snapshot() if table is not None else None
-    while snap is not None and table is not None:
-        if snap.summary is not None and snap.summary[BRONZE_SEQ_KEY]:
-            yield snap
-        snap = table.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id else None
-
-
 def _summary(table: Table | None) -> dict[str, str]:
-    for snap in _run_snapshots(table):
-        return {k: str(snap.summary[k]) for k in (BRONZE_SEQ_KEY, BRONZE_UUID_KEY, CONSENT_KEY)}
-    return {}
-
-
-def previous_run_sequence(table: Table) -> int:
-    """Sequence number of the run before the latest one: what the latest run added is after it."""
-    runs = _run_snapshots(table)
-    next(runs, None)
-    before = next(runs, None)
-    return int(before.sequence_number or 0) if before is not None else 0
-
-
-def rows_added_after(
-    bronze: Table, after_sequence: int, batch_rows: int
-) -> Iterator[pa.RecordBatch]:
-    """Rows of the live data files added after sequence number `after_sequence` (all if 0)."""
-    from pyiceberg.expressions import AlwaysTrue
-    from pyiceberg.io.pyarrow import ArrowScan
-
-    if bronze.current_snapshot() is None:
-        return
-    scan = bronze.scan()
-    tasks = list(scan.plan_files())
-    if after_sequence:
-        entries = bronze.inspect.entries()
-        fresh = {
-            d["file_path"]
-            for d, status, seq in zip(
-                entries.column("data_file").to_pylist(),
-                entries.column("status").to_pylist(),
-                entries.column("sequence_number").to_pylist(),
-                strict=True,
-            )
-            if status != 2 and seq is not None and seq > after_sequence
-        }
-        tasks = [t for t in tasks if t.file.file_path in fresh]
-    if not tasks:
-        return
-    reader = ArrowScan(bronze.metadata, bronze.io, scan.projection(), AlwaysTrue())
-    for batch in reader.to_record_batches(tasks):
-        for start in range(0, batch.num_rows, batch_rows):
-            yield batch.slice(start, batch_rows)
+    return run_state(table, BRONZE_SEQ_KEY, (BRONZE_SEQ_KEY, BRONZE_UUID_KEY, CONSENT_KEY))
 
 
 def _bronze_rows_of(bronze: Table, column: str, students: set[int]) -> pa.Table:

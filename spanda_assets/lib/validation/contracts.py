@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 SAMPLE = 10
+# Rows per contract batch: about 100 MB of the narrow columns the contracts read.
+BATCH_ROWS = 1_000_000
 
 
 @dataclass
@@ -48,11 +50,35 @@ def _derived(batch: pa.Table) -> pa.Table:
     return batch
 
 
-def batches(table: Table, columns: list[str] | None = None) -> Any:
-    reader = table.scan().to_arrow_batch_reader()
-    for b in reader:
-        t = _derived(pa.Table.from_batches([b]))
+DERIVED_FROM = {"body_length": ("body",), "score_ratio": ("score", "max_score")}
+
+
+def batches(table: Table, columns: list[str] | None = None, rows: int = BATCH_ROWS) -> Any:
+    """The table in Arrow batches, with the derived columns; only the columns needed are read."""
+    fields: tuple[str, ...] = ("*",)
+    if columns:
+        stored = set(table.schema().column_names)
+        wanted = [s for c in columns for s in DERIVED_FROM.get(c, (c,)) if s in stored]
+        fields = tuple(dict.fromkeys(wanted))
+    reader = table.scan(selected_fields=fields).to_arrow_batch_reader()
+    for chunk in _rebatch(reader, rows):
+        t = _derived(chunk)
         yield t.select(columns) if columns else t
+
+
+def _rebatch(reader: Any, rows: int) -> Any:
+    """Group the reader's small batches (one per Parquet row group slice) into ~`rows` rows:
+    a Pandera validation has a fixed cost per call that 8 small calls pay 8 times."""
+    pending: list[pa.RecordBatch] = []
+    size = 0
+    for b in reader:
+        pending.append(b)
+        size += b.num_rows
+        if size >= rows:
+            yield pa.Table.from_batches(pending)
+            pending, size = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending)
 
 
 # ----------------------------------------------------------------------------- Pandera
@@ -108,10 +134,10 @@ def run_pandera(
                     }
                 )
         seen_keys += len(frame)
-    # Uniqueness across batches, not only within each.
-    if all_keys:
-        keys = pa.chunked_array([c for k in all_keys for c in k.chunks])
-        dupes = seen_keys - pc.count_distinct(keys).as_py()
+    # Uniqueness across batches (Pandera's `unique` sees one batch at a time).
+    if len(all_keys) > 1:
+        keys = pa.chunked_array([c for k in all_keys for c in k.chunks]).combine_chunks()
+        dupes = seen_keys - len(pc.unique(keys))
         if dupes:
             result.failed += dupes
             result.failures.append(
@@ -137,9 +163,22 @@ def load_suite(name: str) -> dict[str, Any]:
 
 
 def gx_frame(table: Table, columns: list[str]) -> pd.DataFrame:
+    """The columns GX checks as one pandas frame: numbers as NumPy, text as Arrow strings.
+
+    GX's pandas engine is fastest on NumPy numbers; text stays in Arrow
+    (`string[pyarrow]`) so a million pseudonyms are never copied into Python
+    objects (measured: 0.8 s instead of 1.9 s for the posts suite on 1M rows).
+    """
+    import pandas as pd
+
     parts = list(batches(table, columns))
-    frame = (pa.concat_tables(parts) if parts else pa.table({c: [] for c in columns})).to_pandas()
-    return frame
+    data = pa.concat_tables(parts) if parts else pa.table({c: pa.array([]) for c in columns})
+    text = pd.StringDtype("pyarrow")
+    return data.to_pandas(
+        types_mapper=lambda t: (
+            text if pa.types.is_string(t) or pa.types.is_large_string(t) else None
+        )
+    )
 
 
 def run_gx(
@@ -155,6 +194,12 @@ def run_gx(
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    # GX fingerprints every in-memory frame below this size by hashing all its rows (half
+    # a second per million rows) only to label the batch. The Iceberg snapshot id is the
+    # batch's identity here, so the fingerprint is switched off.
+    pandas_execution_engine.HASH_THRESHOLD = 0
 
     spec = load_suite(name)
     context = gx.get_context(mode="file", project_root_dir=str(project_root))

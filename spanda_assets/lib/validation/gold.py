@@ -1,10 +1,11 @@
 """gold.validated_*: silver rows that pass row-level rules; the rest quarantined with reasons.
 
 Each rule is a vectorized predicate over an Arrow table plus a reason a person
-can act on. A row failing any rule goes to `gold.quarantine` (table, key, rule,
-reason) instead of the validated table; nothing is silently dropped. Gold is
-rebuilt from silver on every run, so a row whose source is fixed is released
-from quarantine by the next run.
+can act on. A row failing any rule goes to `gold.quarantine` (table, key,
+subject, rule, reason) instead of the validated table; nothing is silently
+dropped. Gold is maintained incrementally from silver (lib/validation/publish.py):
+a row whose source is fixed, or whose missing course appears, is released from
+quarantine by the next run.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class Rule:
     name: str
     reason: str
     ok: Callable[[pa.Table, dict[str, pa.Array]], pa.ChunkedArray | pa.Array]
+    # True when the rule looks rows up in another table: a change there can release them.
+    references: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ QUARANTINE_SCHEMA = pa.schema(
     [
         pa.field("table_name", pa.string(), nullable=False),
         pa.field("row_key", pa.string(), nullable=False),
+        pa.field("subject_id", pa.string()),
         pa.field("rule", pa.string(), nullable=False),
         pa.field("reason", pa.string()),
     ]
@@ -87,6 +91,7 @@ SPECS: dict[str, GoldSpec] = {
                 "course_exists",
                 "course_id is not in silver.courses",
                 lambda t, r: _in(t["course_id"], r["course_id"]),
+                references=True,
             ),
             Rule(
                 "subject_present",
@@ -130,11 +135,13 @@ SPECS: dict[str, GoldSpec] = {
                 "course_exists",
                 "course_id is not in silver.courses",
                 lambda t, r: _in(t["course_id"], r["course_id"]),
+                references=True,
             ),
             Rule(
                 "student_exists",
                 "subject_id is not in silver.students",
                 lambda t, r: _in(t["subject_id"], r["subject_id"]),
+                references=True,
             ),
         ),
     ),
@@ -167,6 +174,7 @@ SPECS: dict[str, GoldSpec] = {
                 "course_exists",
                 "course_id is not in silver.courses",
                 lambda t, r: _in(t["course_id"], r["course_id"]),
+                references=True,
             ),
         ),
     ),
@@ -178,29 +186,26 @@ def split(spec: GoldSpec, rows: pa.Table, refs: dict[str, pa.Array]) -> Split:
     if spec.columns:
         rows = rows.select(list(spec.columns))
     keep = pa.chunked_array([pa.array([True] * rows.num_rows, pa.bool_())])
-    out_keys: list[str] = []
-    out_rules: list[str] = []
-    out_reasons: list[str] = []
+    quarantined: list[pa.Table] = []
     failures: dict[str, int] = {}
-    keys = rows.column(spec.key)
     for rule in spec.rules:
         ok = pc.fill_null(rule.ok(rows, refs), False)
         bad = pc.invert(ok)
         n = pc.sum(bad).as_py() or 0
         failures[rule.name] = n
         if n:
-            for k in keys.filter(bad).to_pylist():
-                out_keys.append(str(k))
-                out_rules.append(rule.name)
-                out_reasons.append(rule.reason)
+            failed = rows.filter(bad)
+            quarantined.append(
+                pa.table(
+                    {
+                        "table_name": pa.repeat(spec.name, n),
+                        "row_key": pc.cast(failed[spec.key], pa.string()),
+                        "subject_id": failed["subject_id"],
+                        "rule": pa.repeat(rule.name, n),
+                        "reason": pa.repeat(rule.reason, n),
+                    }
+                ).cast(QUARANTINE_SCHEMA)
+            )
         keep = pc.and_(keep, ok)
-    quarantine = pa.table(
-        {
-            "table_name": [spec.name] * len(out_keys),
-            "row_key": out_keys,
-            "rule": out_rules,
-            "reason": out_reasons,
-        },
-        schema=QUARANTINE_SCHEMA,
-    )
+    quarantine = pa.concat_tables(quarantined) if quarantined else QUARANTINE_SCHEMA.empty_table()
     return Split(valid=rows.filter(keep), quarantine=quarantine, failures=failures)

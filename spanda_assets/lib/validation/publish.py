@@ -1,9 +1,34 @@
-"""Write gold.validated_<name> and its share of gold.quarantine from silver, atomically."""
+"""Maintain gold.validated_<name> and its share of gold.quarantine from silver, incrementally.
+
+Like silver from bronze (lib/incremental.py), a gold run reads only the silver
+rows appended since the silver sequence number its last run recorded, and the
+markers commit with the rows. What else can change a gold row is handled
+explicitly, each at the cost of what changed:
+
+* consent: students whose consent events are newer than the recorded consent
+  watermark are re-decided; a withdrawal deletes their gold and quarantine
+  rows, a new grant reads their silver rows (by subject) into gold;
+* references: when silver.courses or silver.students advanced, the rows
+  quarantined by a reference rule are re-read from silver and re-checked, so a
+  course that appears releases the posts that named it;
+* a fixed source row reaches silver as an appended row: the gold row or the
+  quarantine entry of its key is replaced.
+
+A full rebuild (one overwrite commit) happens only when there is no gold table
+yet, silver or a reference table was rebuilt (new table UUID), or the rules
+or columns changed (fingerprint in the summary).
+
+Keys do not vanish from the reference tables otherwise: the extract never
+deletes, and a student erased from silver.students withdrew research consent,
+which the consent step above already applies to gold.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -12,102 +37,390 @@ from spanda_assets.lib.validation.gold import QUARANTINE_SCHEMA, GoldSpec, split
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table, Transaction
 
 QUARANTINE = ("gold", "quarantine")
+REFERENCE_TABLES = {"course_id": ("courses", "course_id"), "subject_id": ("students", "subject_id")}
+
+SILVER_SEQ_KEY = "spanda.silver-sequence"
+SILVER_UUID_KEY = "spanda.silver-uuid"
+REFS_KEY = "spanda.references"
+RULES_KEY = "spanda.rules"
+CONSENT_KEY = "spanda.consent-watermark"
+QUARANTINE_SNAPSHOT_KEY = "spanda.quarantine-snapshot"
+STATE_KEYS = (
+    SILVER_SEQ_KEY,
+    SILVER_UUID_KEY,
+    REFS_KEY,
+    RULES_KEY,
+    CONSENT_KEY,
+    QUARANTINE_SNAPSHOT_KEY,
+)
+
+
+@dataclass
+class GoldConsent:
+    """Who may be in gold: pseudonymous subjects with active consent, and what changed."""
+
+    active: set[str]
+    watermark: int  # newest consent event id considered
+    changed_since: Any  # callable: watermark -> set of subject ids with newer events
 
 
 @dataclass
 class GoldResult:
     valid: int = 0
     quarantined: int = 0
+    released: int = 0
     without_consent: int = 0
+    erased: int = 0
+    rows_read: int = 0  # silver rows appended since the last run
+    rows_reread: int = 0  # silver rows read again: consent grants, reference releases
+    total_rows: int = 0
+    total_quarantined: int = 0
+    full_rebuild: bool = False
     failures: dict[str, int] = field(default_factory=dict)
     snapshot_id: int | None = None
 
 
-def publish_gold(catalog: Catalog, spec: GoldSpec, active_subjects: set[str]) -> GoldResult:
-    """Rebuild the validated table from silver in one transaction, batch by batch.
+def fingerprint(spec: GoldSpec) -> str:
+    """Identity of the rules and columns: a change to either rebuilds gold."""
+    doc = [spec.key, list(spec.columns), [(r.name, r.reason) for r in spec.rules]]
+    return hashlib.sha256(json.dumps(doc).encode()).hexdigest()[:16]
 
-    The first batch overwrites, the others append, all in one commit: readers
-    see the old table or the new one, never half of it. The quarantine rows
-    for this table are replaced in a second commit on gold.quarantine.
-    """
+
+def _references(catalog: Catalog) -> tuple[dict[str, pa.Array], dict[str, str]]:
+    """Key sets of the reference tables, and their identity (uuid:sequence) for the summary."""
+    arrays: dict[str, pa.Array] = {}
+    state: dict[str, str] = {}
+    for column, (table_name, source_column) in REFERENCE_TABLES.items():
+        table = catalog.load_table(("silver", table_name))
+        snap = table.current_snapshot()
+        seq = snap.sequence_number if snap is not None else 0
+        state[table_name] = f"{table.metadata.table_uuid}:{seq}"
+        arrays[column] = (
+            table.scan(selected_fields=(source_column,)).to_arrow().column(0).combine_chunks()
+        )
+    return arrays, state
+
+
+def _uuids(refs_state: dict[str, str]) -> dict[str, str]:
+    return {k: v.split(":")[0] for k, v in refs_state.items()}
+
+
+def publish_gold(
+    catalog: Catalog,
+    spec: GoldSpec,
+    consent: GoldConsent,
+    *,
+    upsert: bool,
+    run_id: str = "",
+    batch_rows: int = 250_000,
+) -> GoldResult:
+    """Bring gold.<spec.name> and its quarantine rows up to date with silver. Idempotent."""
     from spanda_assets.lib.extract import NO_RETRY
-    from spanda_assets.lib.lakehouse import ensure_namespace, eq_filter, replace_all
+    from spanda_assets.lib.incremental import run_state
+    from spanda_assets.lib.lakehouse import ensure_namespace, load_table_or_none, row_count
 
     ensure_namespace(catalog, "gold")
-    source = catalog.load_table(("silver", spec.source))
-    refs = {
-        "course_id": catalog.load_table(("silver", "courses"))
-        .scan(selected_fields=("course_id",))
-        .to_arrow()
-        .column(0)
-        .combine_chunks(),
-        "subject_id": catalog.load_table(("silver", "students"))
-        .scan(selected_fields=("subject_id",))
-        .to_arrow()
-        .column(0)
-        .combine_chunks(),
-    }
-    allowed = pa.array(sorted(active_subjects), pa.string())
-    result = GoldResult(failures={r.name: 0 for r in spec.rules})
-    quarantine_parts: list[pa.Table] = []
-    target = None
-    tx = None
-    first = True
-    for batch in source.scan().to_arrow_batch_reader():
-        rows = pa.Table.from_batches([batch])
-        consented = rows.filter(
-            pc.fill_null(pc.is_in(rows["subject_id"], value_set=allowed), False)
-        )
-        result.without_consent += rows.num_rows - consented.num_rows
-        parts = split(spec, consented, refs)
-        for name, n in parts.failures.items():
-            result.failures[name] += n
-        quarantine_parts.append(parts.quarantine)
-        valid = parts.valid
-        if target is None:
-            schema = pa.schema(
-                [pa.field(f.name, f.type, nullable=f.name != spec.key) for f in valid.schema]
-            )
-            table = catalog.create_table_if_not_exists(
-                ("gold", spec.name), schema=schema, properties={NO_RETRY: "0"}
-            )
-            target = pa.schema(
-                [pa.field(f.name, f.type, nullable=f.nullable) for f in table.schema().as_arrow()]
-            )
-            tx = table.transaction()
-        valid = valid.cast(target)
-        assert tx is not None
-        if first:
-            replace_all(tx, catalog.load_table(("gold", spec.name)), valid)
-            first = False
-        else:
-            tx.append(valid)
-        result.valid += valid.num_rows
-    if tx is None:  # silver is empty: an empty gold table
-        spec_schema = source.schema().as_arrow()
-        cols = list(spec.columns) or spec_schema.names
-        empty = pa.schema([spec_schema.field(c) for c in cols]).empty_table()
-        table = catalog.create_table_if_not_exists(("gold", spec.name), schema=empty.schema)
-        tx = table.transaction()
-        replace_all(tx, table, empty)
-    tx.commit_transaction()
-
-    quarantine = catalog.create_table_if_not_exists(QUARANTINE, schema=QUARANTINE_SCHEMA)
-    q = pa.concat_tables(quarantine_parts) if quarantine_parts else QUARANTINE_SCHEMA.empty_table()
-    result.quarantined = q.num_rows
-    qtx = quarantine.transaction()
-    stale = quarantine.scan(
-        row_filter=eq_filter("table_name", spec.name), selected_fields=("rule",)
+    silver = catalog.load_table(("silver", spec.source))
+    refs, refs_state = _references(catalog)
+    gold = load_table_or_none(catalog, "gold", spec.name)
+    state = run_state(gold, SILVER_SEQ_KEY, STATE_KEYS)
+    previous_refs: dict[str, str] = json.loads(state.get(REFS_KEY, "{}"))
+    full = (
+        gold is None
+        or not state
+        or state.get(SILVER_UUID_KEY) != str(silver.metadata.table_uuid)
+        or state.get(RULES_KEY) != fingerprint(spec)
+        or _uuids(previous_refs) != _uuids(refs_state)
     )
-    if quarantine.current_snapshot() is not None and stale.to_arrow().num_rows:
-        qtx.delete(delete_filter=eq_filter("table_name", spec.name))
-    if q.num_rows:
-        qtx.append(q)
-    qtx.commit_transaction()
+    silver_snap = silver.current_snapshot()
+    props = {
+        SILVER_SEQ_KEY: str(silver_snap.sequence_number if silver_snap else 0),
+        SILVER_UUID_KEY: str(silver.metadata.table_uuid),
+        REFS_KEY: json.dumps(refs_state, sort_keys=True),
+        RULES_KEY: fingerprint(spec),
+        CONSENT_KEY: str(consent.watermark),
+        "spanda.run-id": run_id or "manual",
+    }
+    quarantine = catalog.create_table_if_not_exists(QUARANTINE, schema=QUARANTINE_SCHEMA)
+    if "subject_id" not in quarantine.schema().column_names:  # created by an older version
+        with quarantine.update_schema() as update:
+            update.union_by_name(QUARANTINE_SCHEMA)
+    result = GoldResult(failures={r.name: 0 for r in spec.rules}, full_rebuild=full)
+    # The quarantine as the last gold run left it (time travel): if a run crashed after its
+    # quarantine commit and before its gold commit, the retry still sees the entries it
+    # must re-check, and re-derives the same changes.
+    held = _quarantined(quarantine, spec.name, state.get(QUARANTINE_SNAPSHOT_KEY))
+    writer = _Writer(catalog, spec, consent, refs, result, quarantine, held)
+    if full:
+        writer.rebuild(silver, props, NO_RETRY, batch_rows)
+    else:
+        assert gold is not None
+        writer.increment(gold, silver, state, previous_refs != refs_state, upsert, batch_rows)
+        writer.commit(gold, props)
 
-    table = catalog.load_table(("gold", spec.name))
-    snap = table.current_snapshot()
+    gold = catalog.load_table(("gold", spec.name))
+    snap = gold.current_snapshot()
     result.snapshot_id = snap.snapshot_id if snap else None
+    result.total_rows = row_count(gold)
+    result.total_quarantined = _quarantined(catalog.load_table(QUARANTINE), spec.name).num_rows
     return result
+
+
+def _quarantined(quarantine: Table, name: str, snapshot: str | None = None) -> pa.Table:
+    """This table's quarantine entries, now or at `snapshot` (the quarantine is small)."""
+    from spanda_assets.lib.lakehouse import eq_filter
+
+    snapshot_id = int(snapshot) if snapshot else None
+    if snapshot_id is not None and quarantine.snapshot_by_id(snapshot_id) is None:
+        snapshot_id = None  # expired: the current state is the best remaining record
+    if snapshot_id is None and quarantine.current_snapshot() is None:
+        return QUARANTINE_SCHEMA.empty_table()
+    rows = quarantine.scan(
+        row_filter=eq_filter("table_name", name), snapshot_id=snapshot_id
+    ).to_arrow()
+    return rows.select(QUARANTINE_SCHEMA.names) if "subject_id" in rows.column_names else rows
+
+
+class _Writer:
+    """One gold run: splits rows, collects quarantine changes, writes both tables."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        spec: GoldSpec,
+        consent: GoldConsent,
+        refs: dict[str, pa.Array],
+        result: GoldResult,
+        quarantine: Table,
+        held: pa.Table,
+    ) -> None:
+        self.catalog = catalog
+        self.spec = spec
+        self.consent = consent
+        self.refs = refs
+        self.result = result
+        self.quarantine = quarantine
+        self.allowed = pa.array(sorted(consent.active), pa.string())
+        self.q_new: list[pa.Table] = []
+        self.q_drop_keys: set[str] = set()
+        self.q_drop_subjects: set[str] = set()
+        self.existing_q = held
+        self.tx: Transaction | None = None
+
+    # ------------------------------------------------------------------ shared
+    def _split(self, rows: pa.Table) -> tuple[pa.Table, pa.Table]:
+        """Consent filter, then the rules: (valid rows, quarantine rows)."""
+        consented = rows.filter(
+            pc.fill_null(pc.is_in(rows["subject_id"], value_set=self.allowed), False)
+        )
+        self.result.without_consent += rows.num_rows - consented.num_rows
+        parts = split(self.spec, consented, self.refs)
+        for name, n in parts.failures.items():
+            self.result.failures[name] += n
+        self.q_new.append(parts.quarantine)
+        self.result.quarantined += parts.quarantine.num_rows
+        return parts.valid, parts.quarantine
+
+    def _target(self, table: Table) -> pa.Schema:
+        return pa.schema(
+            [pa.field(f.name, f.type, nullable=f.nullable) for f in table.schema().as_arrow()]
+        )
+
+    # ------------------------------------------------------------------ full rebuild
+    def rebuild(self, silver: Table, props: dict[str, str], no_retry: str, batch_rows: int) -> None:
+        """Every silver row, in one overwrite commit (readers see old or new, never half)."""
+        from spanda_assets.lib.incremental import rows_added_after
+        from spanda_assets.lib.lakehouse import load_table_or_none, replace_all
+
+        spec = self.spec
+        silver_schema = silver.schema().as_arrow()
+        columns = list(spec.columns) or silver_schema.names
+        schema = pa.schema(
+            [pa.field(c, silver_schema.field(c).type, nullable=c != spec.key) for c in columns]
+        )
+        existing = load_table_or_none(self.catalog, "gold", spec.name)
+        if existing is not None and _names(existing) != columns:
+            self.catalog.drop_table(("gold", spec.name))  # the columns changed
+        table = self.catalog.create_table_if_not_exists(
+            ("gold", spec.name), schema=schema, properties={no_retry: "0"}
+        )
+        target = self._target(table)
+        tx = table.transaction()
+        first = True
+        for batch in rows_added_after(silver, 0, batch_rows):
+            self.result.rows_read += batch.num_rows
+            valid, _ = self._split(pa.Table.from_batches([batch]))
+            valid = valid.cast(target)
+            if first:
+                replace_all(tx, table, valid)
+                first = False
+            else:
+                tx.append(valid)
+            self.result.valid += valid.num_rows
+        if first:
+            replace_all(tx, table, target.empty_table())
+        props[QUARANTINE_SNAPSHOT_KEY] = self._write_quarantine(replace_table=True)
+        tx.append(target.empty_table(), snapshot_properties=props)
+        tx.commit_transaction()
+
+    # ------------------------------------------------------------------ incremental
+    def increment(
+        self,
+        gold: Table,
+        silver: Table,
+        state: dict[str, str],
+        refs_changed: bool,
+        upsert: bool,
+        batch_rows: int,
+    ) -> None:
+        from spanda_assets.lib.incremental import APPEND_ONLY, rows_added_after
+        from spanda_assets.lib.lakehouse import in_filter
+
+        spec = self.spec
+        self.tx = gold.transaction()
+        done: set[str] = set()  # keys already merged this run (consent grants, releases)
+
+        # 1. consent changes since the last run
+        changed = self.consent.changed_since(int(state.get(CONSENT_KEY, 0) or 0))
+        withdrawn = sorted(changed - self.consent.active)
+        granted = sorted(changed & self.consent.active)
+        if withdrawn:
+            gone = gold.scan(
+                row_filter=in_filter("subject_id", withdrawn), selected_fields=(spec.key,)
+            ).to_arrow()
+            if gone.num_rows:
+                self.tx.delete(delete_filter=in_filter("subject_id", withdrawn))
+                self.result.erased += gone.num_rows
+            self.q_drop_subjects.update(withdrawn)
+        if granted:
+            rows = silver.scan(row_filter=in_filter("subject_id", granted)).to_arrow()
+            self.result.rows_reread += rows.num_rows
+            done.update(self._merge(gold, rows, merge=True))
+
+        # 2. reference tables advanced: re-check rows quarantined by a reference rule
+        if refs_changed and self.existing_q.num_rows:
+            ref_rules = [r.name for r in spec.rules if r.references]
+            held = self.existing_q.filter(pc.is_in(self.existing_q["rule"], pa.array(ref_rules)))
+            keys = sorted(set(held.column("row_key").to_pylist()) - done)
+            if keys:
+                rows = silver.scan(row_filter=in_filter(spec.key, keys)).to_arrow()
+                self.result.rows_reread += rows.num_rows
+                released = self._merge(gold, rows, merge=upsert)
+                done.update(released)
+
+        # 3. silver rows appended since the last run
+        after = int(state.get(SILVER_SEQ_KEY, 0) or 0)
+        for batch in rows_added_after(silver, after, batch_rows, operations=APPEND_ONLY):
+            rows = pa.Table.from_batches([batch])
+            self.result.rows_read += rows.num_rows
+            if done:
+                seen = pc.is_in(rows[spec.key], value_set=pa.array(sorted(done), pa.string()))
+                rows = rows.filter(pc.invert(seen))
+            self._merge(gold, rows, merge=upsert)
+
+    def _merge(self, gold: Table, rows: pa.Table, *, merge: bool) -> set[str]:
+        """Split `rows`; valid ones into gold, failing ones out of it. Returns the keys handled."""
+        from spanda_assets.lib.extract import merge_rows
+        from spanda_assets.lib.lakehouse import in_filter
+
+        assert self.tx is not None
+        spec = self.spec
+        keys = {str(k) for k in rows.column(spec.key).to_pylist()} if rows.num_rows else set()
+        valid, failed = self._split(rows)
+        held = set(self.existing_q.column("row_key").to_pylist())
+        stale = keys & held
+        self.q_drop_keys.update(stale)
+        released = stale - set(failed.column("row_key").to_pylist())
+        self.result.released += len(released)
+        if merge and failed.num_rows:  # a row that was valid and now fails leaves gold
+            bad = sorted(set(failed.column("row_key").to_pylist()))
+            present = gold.scan(
+                row_filter=in_filter(spec.key, bad), selected_fields=(spec.key,)
+            ).to_arrow()
+            if present.num_rows:
+                self.tx.delete(delete_filter=in_filter(spec.key, bad))
+        valid = valid.cast(self._target(gold))
+        if valid.num_rows:
+            if merge:
+                merge_rows(self.tx, gold, valid, [spec.key], {})
+            else:
+                self.tx.append(valid)
+            self.result.valid += valid.num_rows
+        return keys
+
+    def commit(self, gold: Table, props: dict[str, str]) -> None:
+        from spanda_assets.lib import faults
+
+        assert self.tx is not None
+        props[QUARANTINE_SNAPSHOT_KEY] = self._write_quarantine(replace_table=False)
+        faults.point("gold_between_commits")
+        # The markers ride on an (empty when nothing else changed) append, like silver's.
+        self.tx.append(self._target(gold).empty_table(), snapshot_properties=props)
+        self.tx.commit_transaction()
+
+    # ------------------------------------------------------------------ quarantine
+    def _write_quarantine(self, *, replace_table: bool) -> str:
+        """Replace this run's quarantine entries in one commit on gold.quarantine.
+
+        Committed just before gold, and gold records the resulting quarantine
+        snapshot. A crash in between leaves gold at its previous state; the retry
+        reads the same silver rows and the quarantine as of gold's last run, so it
+        re-derives the same changes. Every key it writes is deleted first, so a
+        retry never duplicates an entry.
+        """
+        from pyiceberg.expressions import And, Or
+
+        from spanda_assets.lib.lakehouse import eq_filter, in_filter
+
+        spec = self.spec
+        q = self.quarantine
+        new = pa.concat_tables(self.q_new) if self.q_new else QUARANTINE_SCHEMA.empty_table()
+        new = new.cast(self._target(q))
+        tx = q.transaction()
+        mine = eq_filter("table_name", spec.name)
+        current = _quarantined(q, spec.name)  # may differ from existing_q after a crash
+        if replace_table:
+            if current.num_rows:
+                tx.delete(delete_filter=mine)
+        else:
+            drop_keys = self.q_drop_keys | set(new.column("row_key").to_pylist())
+            hit = pc.or_(
+                pc.is_in(current["row_key"], pa.array(sorted(drop_keys), pa.string())),
+                pc.fill_null(
+                    pc.is_in(
+                        current["subject_id"], pa.array(sorted(self.q_drop_subjects), pa.string())
+                    ),
+                    False,
+                ),
+            )
+            if pc.any(hit).as_py():
+                parts: list[Any] = []
+                if drop_keys:
+                    parts.append(in_filter("row_key", drop_keys))
+                if self.q_drop_subjects:
+                    parts.append(in_filter("subject_id", self.q_drop_subjects))
+                condition = parts[0] if len(parts) == 1 else Or(*parts)
+                tx.delete(delete_filter=And(mine, condition))
+        if new.num_rows:
+            tx.append(new)
+        tx.commit_transaction()
+        q.refresh()
+        snap = q.current_snapshot()
+        return str(snap.snapshot_id) if snap is not None else ""
+
+
+def _names(table: Table) -> list[str]:
+    return [f.name for f in table.schema().fields]
+
+
+def changed_subjects(events: pa.Table, subjects: dict[int, str]) -> Any:
+    """`GoldConsent.changed_since` over the consent events (student ids -> subject ids)."""
+    from spanda_assets.lib.privacy.silver import changed_students
+
+    def since(watermark: int) -> set[str]:
+        return {subjects[s] for s in changed_students(events, watermark) if s in subjects}
+
+    return since
