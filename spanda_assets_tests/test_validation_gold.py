@@ -172,6 +172,44 @@ def test_contract_checks_fail_with_observed_values_and_keys(
     )
     assert False in mine.column("passed").to_pylist()
 
+    # Nothing changed: the next run validates the same rows again and still fails.
+    with dg.instance_for_test() as instance:
+        again = dg.materialize(
+            checks,
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+            selection=dg.AssetSelection.all_asset_checks(),
+        )
+    evals = {e.check_name: e for e in again.get_asset_check_evaluations()}
+    assert not evals["pandera_contract"].passed and not evals["gx_gates"].passed
+    assert evals["pandera_contract"].metadata["rows_checked"].value >= 1
+
+
+def test_duplicate_key_across_runs_fails_the_contract(demo_env: str) -> None:
+    from spanda_assets.defs.validation.checks import build_checks
+    from spanda_assets.resources import LakehouseResource
+
+    with dg.instance_for_test() as instance:
+        run_all(instance)
+    table = catalog().load_table(("gold", "validated_posts"))
+    row = table.scan(limit=1).to_arrow()
+    table.append(row)  # the same post again, in a later file: valid on its own
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            build_checks("validated_posts"),
+            resources={"lakehouse": LakehouseResource()},
+            instance=instance,
+            raise_on_error=False,
+            selection=dg.AssetSelection.all_asset_checks(),
+        )
+    evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    pandera = evals["pandera_contract"]
+    assert not pandera.passed
+    assert pandera.metadata["rows_checked"].value == 1
+    (dupe,) = [f for f in pandera.metadata["failures"].value if f["check"] == "unique across table"]
+    assert dupe["key"] == [row.column("post_id")[0].as_py()]
+
 
 def _gold_md(result: dg.ExecuteInProcessResult, name: str) -> dict[str, Any]:
     (mat,) = result.asset_materializations_for_node(f"gold__{name}")
@@ -208,17 +246,36 @@ def assert_gold_consistent(url: str, name: str, source: str, key: str) -> None:
     assert len(rules) == len(held), "duplicate quarantine entries"
 
 
-def test_gold_reads_only_new_silver_rows(demo_env: str, spanda_home: Path) -> None:
+def _checked(result: dg.ExecuteInProcessResult, name: str) -> dict[str, int]:
+    """Rows each contract check of gold.<name> validated in this run."""
+    return {
+        e.check_name: e.metadata["rows_checked"].value
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key == dg.AssetKey(["gold", name])
+    }
+
+
+def test_gold_and_its_checks_read_only_new_rows(demo_env: str, spanda_home: Path) -> None:
     from spanda_assets_tests.conftest import append_batch
 
     with dg.instance_for_test() as instance:
-        first = _gold_md(run_all(instance), "validated_posts")
+        result = run_all(instance)
+        first = _gold_md(result, "validated_posts")
         assert first["full_rebuild"] is True
         assert first["rows_read_from_silver"] == len(_keys("silver", "forum_posts", "post_id"))
-        again = _gold_md(run_all(instance), "validated_posts")
+        total = first["dagster/row_count"]
+        assert _checked(result, "validated_posts") == {
+            "pandera_contract": total,
+            "gx_gates": total,
+            "gx_soft_signals": total,
+        }
+        result = run_all(instance)
+        again = _gold_md(result, "validated_posts")
         assert again["full_rebuild"] is False
         assert again["rows_read_from_silver"] == 0 and again["rows_validated"] == 0
         assert again["dagster/row_count"] == first["dagster/row_count"]
+        assert set(_checked(result, "validated_posts").values()) == {0}
+        assert all(e.passed for e in result.get_asset_check_evaluations())
 
         append_batch(demo_env, spanda_home)
         result = run_all(instance)
@@ -232,6 +289,9 @@ def test_gold_reads_only_new_silver_rows(demo_env: str, spanda_home: Path) -> No
             + third["rows_validated"]
             - third["rows_erased_after_withdrawal"]
         )
+        # the checks validate exactly what gold appended, not the rows an erasure rewrote
+        assert third["rows_erased_after_withdrawal"] > 0
+        assert set(_checked(result, "validated_posts").values()) == {third["rows_validated"]}
         # upsert tables merge changed rows instead of duplicating them
         assert _gold_md(result, "validated_enrollments")["full_rebuild"] is False
     for name, source, key in (

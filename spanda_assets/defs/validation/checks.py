@@ -4,6 +4,12 @@
 * `gx_gates` (blocking, ERROR): the GX suite's gate expectations;
 * `gx_soft_signals` (WARN, not blocking): distributions and row-count change.
 
+Incremental: a check validates the rows added to the table since the check
+last passed (gold.dq_history records how far each run got), so its cost grows
+with new rows; rows a failing run saw are validated again until a run passes.
+Key uniqueness reads the whole key column; the row-count change compares whole
+tables (from the snapshot summary, no scan).
+
 Each run is recorded in gold.dq_history; the check shows the pass rate of the
 last runs and links the Great Expectations Data Docs.
 """
@@ -25,6 +31,17 @@ def _history_metadata(catalog: Any, table: str, check: str) -> dict[str, Any]:
     return {
         "pass_rate_recent_runs": dg.MetadataValue.float(sum(rates) / len(rates)) if rates else 1.0,
         "quality_history": dg.MetadataValue.md(history.markdown(rows.slice(0, 10))),
+    }
+
+
+def _scope_metadata(scope: Any) -> dict[str, Any]:
+    return {
+        "rows_in_table": scope.row_count,
+        "scope": dg.MetadataValue.text(
+            "whole table"
+            if scope.after_sequence == 0
+            else f"rows added after sequence {scope.after_sequence} (the last pass)"
+        ),
     }
 
 
@@ -63,7 +80,8 @@ def build_checks(name: str) -> list[dg.AssetChecksDefinition]:
             refs = {"course_id": refs["course_id"], "subject_id": refs["subject_id"]}
         else:
             refs = {"course_id": refs["course_id"]}
-        result = run_pandera(name, table, refs, spec.key)
+        scope = history.scope(catalog, table, name, "pandera_contract")
+        result = run_pandera(name, table, refs, spec.key, scope.after_sequence)
         history.record(
             catalog,
             name,
@@ -71,6 +89,8 @@ def build_checks(name: str) -> list[dg.AssetChecksDefinition]:
             result.passed,
             result.evaluated,
             result.failed,
+            scope.row_count,
+            scope,
             result.rows,
         )
         return dg.AssetCheckResult(
@@ -78,6 +98,7 @@ def build_checks(name: str) -> list[dg.AssetChecksDefinition]:
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={
                 "rows_checked": result.rows,
+                **_scope_metadata(scope),
                 "failure_cases": result.failed,
                 "failures": dg.MetadataValue.json(result.failures),
                 **_history_metadata(catalog, name, "pandera_contract"),
@@ -106,25 +127,39 @@ def build_checks(name: str) -> list[dg.AssetChecksDefinition]:
     )
     def great_expectations(lakehouse: LakehouseResource) -> Any:
         from spanda_assets.lib.validation import history
-        from spanda_assets.lib.validation.contracts import gx_frame, load_suite, run_gx
+        from spanda_assets.lib.validation.contracts import (
+            ContractResult,
+            gx_frame,
+            load_suite,
+            run_gx,
+        )
 
         catalog = lakehouse.catalog()
         table = catalog.load_table(("gold", name))
         suite = load_suite(name)
-        frame = gx_frame(table, suite["columns"])
-        results = run_gx(name, frame, settings.spanda_home() / "gx", spec.key)
+        # One GX run serves both checks: it starts after the older of their last passes.
+        scopes = [history.scope(catalog, table, name, c) for c in ("gx_gates", "gx_soft_signals")]
+        scope = min(scopes, key=lambda s: s.after_sequence)
+        frame = gx_frame(table, suite["columns"], scope.after_sequence)
+        if len(frame):
+            results = run_gx(name, frame, settings.spanda_home() / "gx", spec.key)
+        else:  # nothing arrived since the last pass: nothing to validate
+            results = {s: ContractResult(passed=True) for s in ("gate", "soft")}
         soft = results["soft"]
         previous = history.recent(catalog, name, "gx_soft_signals", last=1)
         counts = previous.column("row_count").to_pylist()
         bounds = suite.get("row_count_change") or {}
         soft.evaluated += 1
         if counts and counts[0]:
-            ratio = len(frame) / counts[0]
+            ratio = scope.row_count / counts[0]
             if not bounds.get("min_ratio", 0) <= ratio <= bounds.get("max_ratio", float("inf")):
                 soft.failed += 1
                 soft.passed = False
                 soft.failures.append(
-                    {"expectation": "row_count_change", "observed": f"{counts[0]} -> {len(frame)}"}
+                    {
+                        "expectation": "row_count_change",
+                        "observed": f"{counts[0]} -> {scope.row_count}",
+                    }
                 )
         for check_name, severity, level in (
             ("gx_gates", "gate", dg.AssetCheckSeverity.ERROR),
@@ -138,9 +173,13 @@ def build_checks(name: str) -> list[dg.AssetChecksDefinition]:
                 result.passed,
                 result.evaluated,
                 result.failed,
-                result.rows,
+                scope.row_count,
+                scope,
+                len(frame),
             )
             metadata: dict[str, Any] = {
+                "rows_checked": len(frame),
+                **_scope_metadata(scope),
                 "expectations": result.evaluated,
                 "failed_expectations": result.failed,
                 "failures": dg.MetadataValue.json(result.failures),

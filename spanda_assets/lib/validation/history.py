@@ -1,8 +1,15 @@
-"""Data-quality history: one row per check run in gold.dq_history (pass rate over time)."""
+"""Data-quality history: one row per check run in gold.dq_history (pass rate over time).
+
+Each row also records how far the check has validated the table (its UUID and
+the sequence number of its newest snapshot then). The next run of the check
+starts after the last run that passed: rows are validated once when they
+arrive, and rows a failing run saw are validated again until a run passes.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -10,6 +17,7 @@ import pyarrow.compute as pc
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
 
 HISTORY = ("gold", "dq_history")
 SCHEMA = pa.schema(
@@ -22,19 +30,61 @@ SCHEMA = pa.schema(
         pa.field("failed", pa.int64()),
         pa.field("pass_rate", pa.float64()),
         pa.field("row_count", pa.int64()),
+        pa.field("rows_checked", pa.int64()),
+        pa.field("table_uuid", pa.string()),
+        pa.field("through_sequence", pa.int64()),
     ]
 )
 
 
-def record(
-    catalog: Catalog, table: str, check: str, passed: bool, evaluated: int, failed: int, rows: int
-) -> None:
+@dataclass(frozen=True)
+class Scope:
+    """What a check run validates: the rows of data files added after `after_sequence`."""
+
+    table_uuid: str
+    after_sequence: int  # 0: the whole table
+    through_sequence: int  # the table's newest sequence number at check time
+    row_count: int  # rows in the whole table (from the snapshot summary)
+
+
+def _table(catalog: Catalog) -> Table:
     from spanda_assets.lib.lakehouse import ensure_namespace
 
     ensure_namespace(catalog, "gold")
     t = catalog.create_table_if_not_exists(HISTORY, schema=SCHEMA)
+    if "through_sequence" not in t.schema().column_names:  # written by an older version
+        with t.update_schema() as update:
+            update.union_by_name(SCHEMA)
+    return t
+
+
+def scope(catalog: Catalog, table: Table, name: str, check: str) -> Scope:
+    """Rows to validate: those added since the check last passed on this very table."""
+    from spanda_assets.lib.lakehouse import row_count
+
+    snap = table.current_snapshot()
+    uuid = str(table.metadata.table_uuid)
+    through = int(snap.sequence_number or 0) if snap is not None else 0
+    after = 0
+    passed = recent(catalog, name, check, last=1, passed_only=True)
+    if passed.num_rows and passed.column("table_uuid")[0].as_py() == uuid:
+        after = int(passed.column("through_sequence")[0].as_py() or 0)
+    return Scope(uuid, min(after, through), through, row_count(table))
+
+
+def record(
+    catalog: Catalog,
+    table: str,
+    check: str,
+    passed: bool,
+    evaluated: int,
+    failed: int,
+    rows: int,
+    checked: Scope | None = None,
+    rows_checked: int | None = None,
+) -> None:
     rate = 1.0 if evaluated == 0 else (evaluated - failed) / evaluated
-    t.append(
+    _table(catalog).append(
         pa.table(
             {
                 "checked_at": [dt.datetime.now(dt.UTC).replace(tzinfo=None)],
@@ -45,28 +95,39 @@ def record(
                 "failed": [failed],
                 "pass_rate": [rate],
                 "row_count": [rows],
+                "rows_checked": [rows if rows_checked is None else rows_checked],
+                "table_uuid": [checked.table_uuid if checked else None],
+                "through_sequence": [checked.through_sequence if checked else None],
             },
             schema=SCHEMA,
         )
     )
 
 
-def recent(catalog: Catalog, table: str, check: str, last: int = 30) -> pa.Table:
+def recent(
+    catalog: Catalog, table: str, check: str, last: int = 30, passed_only: bool = False
+) -> pa.Table:
     from spanda_assets.lib.lakehouse import eq_filter, load_table_or_none
 
     t = load_table_or_none(catalog, *HISTORY)
-    if t is None:
+    if t is None or "through_sequence" not in t.schema().column_names:
         return SCHEMA.empty_table()
     rows = t.scan(row_filter=eq_filter("table_name", table)).to_arrow()
-    rows = rows.filter(pc.equal(rows["check_name"], check)).sort_by([("checked_at", "descending")])
+    rows = rows.filter(pc.equal(rows["check_name"], check))
+    if passed_only:
+        rows = rows.filter(pc.fill_null(rows["passed"], False))
+    rows = rows.sort_by([("checked_at", "descending")])
     return rows.slice(0, last)
 
 
 def markdown(rows: pa.Table) -> str:
-    lines = ["| checked at (UTC) | passed | pass rate | rows |", "|---|---|---|---|"]
+    lines = [
+        "| checked at (UTC) | passed | pass rate | rows checked | table rows |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows.to_pylist():
         lines.append(
             f"| {r['checked_at']:%Y-%m-%d %H:%M} | {'yes' if r['passed'] else 'NO'} "
-            f"| {r['pass_rate']:.2%} | {r['row_count']:,} |"
+            f"| {r['pass_rate']:.2%} | {r['rows_checked'] or 0:,} | {r['row_count']:,} |"
         )
     return "\n".join(lines)
