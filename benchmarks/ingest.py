@@ -92,8 +92,8 @@ def child_spanda(db: Path, work: Path) -> dict[str, float]:
     return {"rows": result.rows_inserted, "seconds": seconds, "extract_seconds": result.seconds}  # type: ignore[attr-defined]
 
 
-def child_spanda_incremental(db: Path, work: Path) -> dict[str, float]:
-    """1,000 new posts after a full load: cost of the increment alone."""
+def child_spanda_incremental(db: Path, work: Path, new_rows: int = 1000) -> dict[str, float]:
+    """`new_rows` new posts after a full load: cost of the increment alone."""
     con = sqlite3.connect(db)
     top = int(con.execute('SELECT MAX(PostID) FROM "ForumPosts"').fetchone()[0])
     con.executemany(
@@ -106,7 +106,7 @@ def child_spanda_incremental(db: Path, work: Path) -> dict[str, float]:
                 f"new post {i} about recursion",
                 "2027-01-01 00:00:00.000000",
             )
-            for i in range(1, 1001)
+            for i in range(1, new_rows + 1)
         ],
     )
     con.commit()

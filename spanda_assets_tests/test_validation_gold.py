@@ -113,6 +113,8 @@ def test_gold_holds_only_model_training_consent(demo_env: str) -> None:
         .to_pylist()
     )
     assert silver - got, "some research-only students are in silver but not in the ML dataset"
+    posts = catalog().load_table(("gold", "validated_posts")).scan().to_arrow()
+    assert posts["body_length"].to_pylist() == [len(b) for b in posts["body"].to_pylist()]
 
 
 def _corrupt(name: str, key: str, **overrides: object) -> str:

@@ -39,6 +39,17 @@ class GoldSpec:
     purpose: str
     rules: tuple[Rule, ...]
     columns: tuple[str, ...] = ()
+    # Columns computed from the silver row and stored with it: (name, function, reason).
+    derived: tuple[tuple[str, Callable[[pa.Table], pa.Array | pa.ChunkedArray], str], ...] = ()
+
+    def output_schema(self, silver: pa.Schema) -> pa.Schema:
+        """The gold table's columns: the selected silver columns, then the derived ones."""
+        names = list(self.columns) or silver.names
+        fields = [pa.field(c, silver.field(c).type, nullable=c != self.key) for c in names]
+        empty = pa.schema(fields).empty_table()
+        for name, fn, _ in self.derived:
+            fields.append(pa.field(name, fn(empty).type))
+        return pa.schema(fields)
 
 
 @dataclass
@@ -74,6 +85,15 @@ SPECS: dict[str, GoldSpec] = {
         key="post_id",
         purpose="model_training",
         columns=("post_id", "subject_id", "course_id", "body", "created_at_year"),
+        derived=(
+            (
+                "body_length",
+                lambda t: pc.cast(pc.utf8_length(t["body"]), pa.int32()),
+                # A model feature, and what the contracts check: they read this narrow
+                # column instead of every post's text again.
+                "characters in body",
+            ),
+        ),
         rules=(
             Rule(
                 "body_present",
@@ -185,6 +205,8 @@ def split(spec: GoldSpec, rows: pa.Table, refs: dict[str, pa.Array]) -> Split:
     """Apply every rule; a row passes only if it passes all of them."""
     if spec.columns:
         rows = rows.select(list(spec.columns))
+    for name, fn, _ in spec.derived:
+        rows = rows.append_column(name, fn(rows))
     keep = pa.chunked_array([pa.array([True] * rows.num_rows, pa.bool_())])
     quarantined: list[pa.Table] = []
     failures: dict[str, int] = {}

@@ -85,7 +85,12 @@ class GoldResult:
 
 def fingerprint(spec: GoldSpec) -> str:
     """Identity of the rules and columns: a change to either rebuilds gold."""
-    doc = [spec.key, list(spec.columns), [(r.name, r.reason) for r in spec.rules]]
+    doc = [
+        spec.key,
+        list(spec.columns),
+        [(name, reason) for name, _, reason in spec.derived],
+        [(r.name, r.reason) for r in spec.rules],
+    ]
     return hashlib.sha256(json.dumps(doc).encode()).hexdigest()[:16]
 
 
@@ -236,13 +241,9 @@ class _Writer:
         from spanda_assets.lib.lakehouse import load_table_or_none, replace_all
 
         spec = self.spec
-        silver_schema = silver.schema().as_arrow()
-        columns = list(spec.columns) or silver_schema.names
-        schema = pa.schema(
-            [pa.field(c, silver_schema.field(c).type, nullable=c != spec.key) for c in columns]
-        )
+        schema = spec.output_schema(silver.schema().as_arrow())
         existing = load_table_or_none(self.catalog, "gold", spec.name)
-        if existing is not None and _names(existing) != columns:
+        if existing is not None and _names(existing) != schema.names:
             self.catalog.drop_table(("gold", spec.name))  # the columns changed
         table = self.catalog.create_table_if_not_exists(
             ("gold", spec.name), schema=schema, properties={no_retry: "0"}
