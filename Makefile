@@ -36,6 +36,8 @@ test: lint typecheck pytest
 
 bench: install
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/deid.py
+	$(BIN)/python benchmarks/validate.py
 
 # Re-resolve pinned versions after editing pyproject.toml dependencies.
 lock: install
