@@ -278,6 +278,9 @@ def test_gold_and_its_checks_read_only_new_rows(demo_env: str, spanda_home: Path
         assert again["dagster/row_count"] == first["dagster/row_count"]
         assert set(_checked(result, "validated_posts").values()) == {0}
         assert all(e.passed for e in result.get_asset_check_evaluations())
+        gates = next(e for e in result.get_asset_check_evaluations() if e.check_name == "gx_gates")
+        docs = gates.metadata["data_docs"].value  # the last validation's docs stay linked
+        assert Path(docs.removeprefix("file://")).is_file()
 
         append_batch(demo_env, spanda_home)
         result = run_all(instance)

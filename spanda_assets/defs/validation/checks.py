@@ -129,6 +129,7 @@ def build_checks(name: str) -> list[dg.AssetChecksDefinition]:
         from spanda_assets.lib.validation import history
         from spanda_assets.lib.validation.contracts import (
             ContractResult,
+            existing_docs,
             gx_frame,
             load_suite,
             run_gx,
@@ -141,10 +142,12 @@ def build_checks(name: str) -> list[dg.AssetChecksDefinition]:
         scopes = [history.scope(catalog, table, name, c) for c in ("gx_gates", "gx_soft_signals")]
         scope = min(scopes, key=lambda s: s.after_sequence)
         frame = gx_frame(table, suite["columns"], scope.after_sequence)
+        project = settings.spanda_home() / "gx"
         if len(frame):
-            results = run_gx(name, frame, settings.spanda_home() / "gx", spec.key)
-        else:  # nothing arrived since the last pass: nothing to validate
-            results = {s: ContractResult(passed=True) for s in ("gate", "soft")}
+            results = run_gx(name, frame, project, spec.key)
+        else:  # nothing arrived since the last pass: nothing to validate, GX not even imported
+            docs = existing_docs(project)
+            results = {s: ContractResult(passed=True, docs_url=docs) for s in ("gate", "soft")}
         soft = results["soft"]
         previous = history.recent(catalog, name, "gx_soft_signals", last=1)
         counts = previous.column("row_count").to_pylist()

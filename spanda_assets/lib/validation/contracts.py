@@ -248,6 +248,12 @@ def gx_frame(table: Table, columns: list[str], after_sequence: int = 0) -> pd.Da
     )
 
 
+def existing_docs(project_root: Path) -> str | None:
+    """The Data Docs site GX built under `project_root`, if any (no GX import needed)."""
+    index = project_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    return index.as_uri() if index.is_file() else None
+
+
 def run_gx(
     name: str,
     frame: pd.DataFrame,
