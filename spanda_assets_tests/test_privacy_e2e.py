@@ -152,6 +152,11 @@ def test_incremental_silver_processes_only_new_rows(demo_env: str, spanda_home: 
         append_batch(demo_env, spanda_home)
         third = run_all(instance)
         assert _metadata(third, "forum_posts")["rows_read_from_bronze"] == 100
+        # upserted tables: the new and changed rows, not the files the upsert rewrote
+        for name in ("students", "enrollments"):
+            (bronze,) = third.asset_materializations_for_node(f"bronze__{name}")
+            changed = bronze.metadata["rows_added"].value + bronze.metadata["rows_updated"].value
+            assert 0 < _metadata(third, name)["rows_read_from_bronze"] == changed, name
         # silver keys stay unique after upserts of changed students
         keys = (
             catalog()

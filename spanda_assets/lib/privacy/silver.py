@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from spanda_assets.lib.errors import SpandaError
-from spanda_assets.lib.incremental import rows_added_after, run_state
+from spanda_assets.lib.incremental import APPEND_ONLY, rows_added_after, run_state
 from spanda_assets.lib.privacy import generalize
 from spanda_assets.lib.privacy.policy import TablePolicy
 from spanda_assets.lib.privacy.pseudonym import Pseudonymizer
@@ -239,7 +239,10 @@ def publish(
             write(transform(back, inputs), merge=True)
 
     # 2. new bronze rows since the last run
-    for batch in rows_added_after(bronze, after_seq, batch_rows):
+    # After the first run, only files appended to bronze: the files an upsert's delete
+    # rewrote hold unchanged rows that silver already has.
+    ops = APPEND_ONLY if after_seq else None
+    for batch in rows_added_after(bronze, after_seq, batch_rows, operations=ops):
         rows = pa.Table.from_batches([batch])
         result.rows_read += rows.num_rows
         allowed = _consented(rows, subject_col, inputs.active)
