@@ -154,7 +154,9 @@ def materialize(
             rows = md.get("dagster/row_count", "?")
             click.echo(
                 f"  {mat.asset_key.to_user_string():<32} rows={rows!s:>9}"
-                f"  +{md.get('rows_added', md.get('rows_written', 0))} ~{md.get('rows_updated', 0)}"
+                f"  +{md.get('rows_added', md.get('rows_written', md.get('rows_validated', 0)))}"
+                f" ~{md.get('rows_updated', 0)}"
+                + (f"  quarantined={md['quarantine_total']}" if "quarantine_total" in md else "")
                 + (f"  watermark={md['watermark_after']}" if "watermark_after" in md else "")
                 + (f"  erased={md['rows_erased']}" if md.get("rows_erased") else "")
             )
