@@ -276,6 +276,9 @@ def test_gold_and_its_checks_read_only_new_rows(demo_env: str, spanda_home: Path
         assert again["full_rebuild"] is False
         assert again["rows_read_from_silver"] == 0 and again["rows_validated"] == 0
         assert again["dagster/row_count"] == first["dagster/row_count"]
+        # the asset itself shows the quality history and links the Data Docs
+        assert "| pandera_contract | 1 | 1 | 100.00% | passed" in again["quality_history"]
+        assert Path(again["data_docs"].removeprefix("file://")).is_file()
         assert set(_checked(result, "validated_posts").values()) == {0}
         assert all(e.passed for e in result.get_asset_check_evaluations())
         gates = next(e for e in result.get_asset_check_evaluations() if e.check_name == "gx_gates")

@@ -5,10 +5,12 @@ from typing import Any
 
 import dagster as dg
 
+from spanda_assets import settings
 from spanda_assets.defs.privacy.assets import CONSENT_RECORDS_KEY, silver_key
 from spanda_assets.resources import LakehouseResource
 
 GOLD_GROUP = "gold"
+CHECK_NAMES = ("pandera_contract", "gx_gates", "gx_soft_signals")
 OWNERS = ["team:data-quality"]
 
 
@@ -68,6 +70,8 @@ def build_gold_asset(name: str) -> dg.AssetsDefinition:
         from spanda_assets.defs.extract.assets import column_schema
         from spanda_assets.lib.privacy.policy import policy_for
         from spanda_assets.lib.sources import load_sources
+        from spanda_assets.lib.validation import history
+        from spanda_assets.lib.validation.contracts import existing_docs
         from spanda_assets.lib.validation.publish import publish_gold
 
         catalog = lakehouse.namespace("gold")
@@ -94,6 +98,14 @@ def build_gold_asset(name: str) -> dg.AssetsDefinition:
                 "quarantine_total": result.total_quarantined,
                 "full_rebuild": result.full_rebuild,
                 "failures_by_rule": dg.MetadataValue.json(result.failures),
+                "quality_history": dg.MetadataValue.md(
+                    history.summary_markdown(catalog, name, CHECK_NAMES)
+                ),
+                **(
+                    {"data_docs": dg.MetadataValue.url(docs)}
+                    if (docs := existing_docs(settings.spanda_home() / "gx"))
+                    else {}
+                ),
                 "consent_purpose": spec.purpose,
                 "iceberg_snapshot_id": dg.MetadataValue.text(str(result.snapshot_id or "")),
             }

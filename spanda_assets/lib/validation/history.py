@@ -131,3 +131,26 @@ def markdown(rows: pa.Table) -> str:
             f"| {r['pass_rate']:.2%} | {r['rows_checked'] or 0:,} | {r['row_count']:,} |"
         )
     return "\n".join(lines)
+
+
+def summary_markdown(catalog: Catalog, table: str, checks: tuple[str, ...], last: int = 30) -> str:
+    """Per check: runs recorded, pass rate of the last `last` runs, the latest outcome."""
+    lines = [
+        f"| check | runs (last {last}) | passed | mean pass rate | latest |",
+        "|---|---|---|---|---|",
+    ]
+    for check in checks:
+        rows = recent(catalog, table, check, last=last)
+        if not rows.num_rows:
+            lines.append(f"| {check} | 0 | - | - | not run yet |")
+            continue
+        passed = rows.column("passed").to_pylist()
+        rates = rows.column("pass_rate").to_pylist()
+        latest = rows.slice(0, 1).to_pylist()[0]
+        outcome = "passed" if latest["passed"] else "FAILED"
+        lines.append(
+            f"| {check} | {len(passed)} | {sum(1 for p in passed if p)} "
+            f"| {sum(rates) / len(rates):.2%} "
+            f"| {outcome} {latest['checked_at']:%Y-%m-%d %H:%M} |"
+        )
+    return "\n".join(lines)
