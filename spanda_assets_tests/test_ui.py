@@ -120,3 +120,31 @@ def test_automation_is_visible(ui: str) -> None:
             assert "hourly_extract" in page.inner_text("body")
         finally:
             browser.close()
+
+
+def test_gold_asset_shows_contracts_and_quarantine(ui: str, tmp_path: Path) -> None:
+    """What a data engineer checks on a validated table: its contract checks and counts."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{ui}/assets/gold/validated_posts?view=checks", wait_until="networkidle")
+            page.wait_for_timeout(1500)
+            _dismiss_popups(page)
+            page.get_by_text("gx_soft_signals").first.wait_for(timeout=30_000)
+            checks = page.inner_text("body")
+            page.screenshot(path=str(tmp_path / "gold_checks.png"), full_page=True)
+            for name in ("pandera_contract", "gx_gates", "gx_soft_signals"):
+                assert name in checks
+            assert "Passed" in checks or "Succeeded" in checks
+
+            page.goto(f"{ui}/assets/gold/validated_posts", wait_until="networkidle")
+            _dismiss_popups(page)
+            page.get_by_text("rows_quarantined").first.wait_for(timeout=30_000)
+            overview = page.inner_text("body")
+            for key in ("rows_validated", "quality_history", "data_docs", "full_rebuild"):
+                assert key in overview, key
+        finally:
+            browser.close()

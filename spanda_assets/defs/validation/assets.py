@@ -71,7 +71,7 @@ def build_gold_asset(name: str) -> dg.AssetsDefinition:
         from spanda_assets.lib.privacy.policy import policy_for
         from spanda_assets.lib.sources import load_sources
         from spanda_assets.lib.validation import history
-        from spanda_assets.lib.validation.contracts import existing_docs
+        from spanda_assets.lib.validation.contracts import docs_index
         from spanda_assets.lib.validation.publish import publish_gold
 
         catalog = lakehouse.namespace("gold")
@@ -101,11 +101,8 @@ def build_gold_asset(name: str) -> dg.AssetsDefinition:
                 "quality_history": dg.MetadataValue.md(
                     history.summary_markdown(catalog, name, CHECK_NAMES)
                 ),
-                **(
-                    {"data_docs": dg.MetadataValue.url(docs)}
-                    if (docs := existing_docs(settings.spanda_home() / "gx"))
-                    else {}
-                ),
+                # The site's index: the checks of this run (they follow) add their pages to it.
+                "data_docs": dg.MetadataValue.url(docs_index(settings.spanda_home() / "gx")),
                 "consent_purpose": spec.purpose,
                 "iceberg_snapshot_id": dg.MetadataValue.text(str(result.snapshot_id or "")),
             }

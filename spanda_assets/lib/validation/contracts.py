@@ -248,10 +248,19 @@ def gx_frame(table: Table, columns: list[str], after_sequence: int = 0) -> pd.Da
     )
 
 
+def _docs_path(project_root: Path) -> Path:
+    return project_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+
+def docs_index(project_root: Path) -> str:
+    """URL of the index of the Data Docs site GX builds under `project_root`."""
+    return _docs_path(project_root).as_uri()
+
+
 def existing_docs(project_root: Path) -> str | None:
     """The Data Docs site GX built under `project_root`, if any (no GX import needed)."""
-    index = project_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
-    return index.as_uri() if index.is_file() else None
+    path = _docs_path(project_root)
+    return path.as_uri() if path.is_file() else None
 
 
 def run_gx(
