@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from spanda_assets.lib.errors import SpandaError
-from spanda_assets.lib.incremental import APPEND_ONLY, rows_added_after, run_state
+from spanda_assets.lib.incremental import new_files, read_files, run_state
 from spanda_assets.lib.privacy import generalize
 from spanda_assets.lib.privacy.policy import TablePolicy
 from spanda_assets.lib.privacy.pseudonym import Pseudonymizer
@@ -239,18 +239,19 @@ def publish(
             write(transform(back, inputs), merge=True)
 
     # 2. new bronze rows since the last run
-    # After the first run, only files appended to bronze: the files an upsert's delete
-    # rewrote hold unchanged rows that silver already has.
-    ops = APPEND_ONLY if after_seq else None
-    for batch in rows_added_after(bronze, after_seq, batch_rows, operations=ops):
-        rows = pa.Table.from_batches([batch])
-        result.rows_read += rows.num_rows
-        allowed = _consented(rows, subject_col, inputs.active)
-        if restored and subject_col:  # already merged in full above
-            mask = pc.is_in(allowed.column(subject_col), pa.array(sorted(restored), pa.int64()))
-            allowed = allowed.filter(pc.invert(mask))
-        result.rows_without_consent += rows.num_rows - allowed.num_rows
-        write(transform(allowed, inputs), merge=inputs.upsert)
+    # Files an upsert's delete rewrote from files silver already processed hold rows silver
+    # has: skipped. Rewrites of files it had not processed yet are merged on the key.
+    files = new_files(bronze, after_seq)
+    for tasks, merge in ((files.appended, inputs.upsert), (files.rewritten, True)):
+        for batch in read_files(bronze, tasks, batch_rows):
+            rows = pa.Table.from_batches([batch])
+            result.rows_read += rows.num_rows
+            allowed = _consented(rows, subject_col, inputs.active)
+            if restored and subject_col:  # already merged in full above
+                mask = pc.is_in(allowed.column(subject_col), pa.array(sorted(restored), pa.int64()))
+                allowed = allowed.filter(pc.invert(mask))
+            result.rows_without_consent += rows.num_rows - allowed.num_rows
+            write(transform(allowed, inputs), merge=merge)
 
     previous = (after_seq, int(state.get(CONSENT_KEY, 0) or 0))
     if wrote or previous != (bronze_seq, consent_wm):

@@ -62,11 +62,11 @@ def batches(
 ) -> Any:
     """The table in Arrow batches, with the derived columns; only the columns needed are read.
 
-    With `after_sequence`, only the rows of data files appended after that
-    sequence number: what arrived since the check last passed. Files a row delete
-    rewrote (an erasure, the delete half of an upsert) hold rows already checked.
+    With `after_sequence`, only the rows of the data files the checks have not
+    seen pass: those added after that sequence number, except files a row delete
+    rewrote from files that had passed (see lib/incremental.new_files).
     """
-    from spanda_assets.lib.incremental import APPEND_ONLY, rows_added_after
+    from spanda_assets.lib.incremental import new_files, read_files
 
     fields: tuple[str, ...] = ("*",)
     if columns:
@@ -80,9 +80,7 @@ def batches(
         ]
         fields = tuple(dict.fromkeys(wanted))
     if after_sequence:
-        reader = rows_added_after(
-            table, after_sequence, rows, operations=APPEND_ONLY, selected_fields=fields
-        )
+        reader = read_files(table, new_files(table, after_sequence).all, rows, fields)
     else:
         reader = table.scan(selected_fields=fields).to_arrow_batch_reader()
     for chunk in _rebatch(reader, rows):

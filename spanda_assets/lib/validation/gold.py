@@ -25,8 +25,9 @@ class Rule:
     name: str
     reason: str
     ok: Callable[[pa.Table, dict[str, pa.Array]], pa.ChunkedArray | pa.Array]
-    # True when the rule looks rows up in another table: a change there can release them.
-    references: bool = False
+    # Reference columns the rule looks up in other tables (silver.courses, silver.students):
+    # when their key sets change, the rows this rule holds are checked again.
+    references: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ SPECS: dict[str, GoldSpec] = {
                 "course_exists",
                 "course_id is not in silver.courses",
                 lambda t, r: _in(t["course_id"], r["course_id"]),
-                references=True,
+                references=("course_id",),
             ),
             Rule(
                 "subject_present",
@@ -155,13 +156,13 @@ SPECS: dict[str, GoldSpec] = {
                 "course_exists",
                 "course_id is not in silver.courses",
                 lambda t, r: _in(t["course_id"], r["course_id"]),
-                references=True,
+                references=("course_id",),
             ),
             Rule(
                 "student_exists",
                 "subject_id is not in silver.students",
                 lambda t, r: _in(t["subject_id"], r["subject_id"]),
-                references=True,
+                references=("subject_id",),
             ),
         ),
     ),
@@ -194,7 +195,7 @@ SPECS: dict[str, GoldSpec] = {
                 "course_exists",
                 "course_id is not in silver.courses",
                 lambda t, r: _in(t["course_id"], r["course_id"]),
-                references=True,
+                references=("course_id",),
             ),
         ),
     ),

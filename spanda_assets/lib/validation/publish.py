@@ -1,14 +1,15 @@
 """Maintain gold.validated_<name> and its share of gold.quarantine from silver, incrementally.
 
 Like silver from bronze (lib/incremental.py), a gold run reads only the silver
-rows appended since the silver sequence number its last run recorded, and the
-markers commit with the rows. What else can change a gold row is handled
+rows added since the silver sequence number its last run recorded (a file
+rewritten from one gold had already read is skipped), and the markers commit
+with the rows. What else can change a gold row is handled
 explicitly, each at the cost of what changed:
 
 * consent: students whose consent events are newer than the recorded consent
   watermark are re-decided; a withdrawal deletes their gold and quarantine
   rows, a new grant reads their silver rows (by subject) into gold;
-* references: when silver.courses or silver.students advanced, the rows
+* references: when the key set of silver.courses or silver.students changed, the rows
   quarantined by a reference rule are re-read from silver and re-checked, so a
   course that appears releases the posts that named it;
 * a fixed source row reaches silver as an appended row: the gold row or the
@@ -95,22 +96,34 @@ def fingerprint(spec: GoldSpec) -> str:
 
 
 def _references(catalog: Catalog) -> tuple[dict[str, pa.Array], dict[str, str]]:
-    """Key sets of the reference tables, and their identity (uuid:sequence) for the summary."""
+    """Key sets of the reference tables, and their identity for the summary:
+    "<table uuid>:<digest of the key set>" per reference column."""
     arrays: dict[str, pa.Array] = {}
     state: dict[str, str] = {}
     for column, (table_name, source_column) in REFERENCE_TABLES.items():
         table = catalog.load_table(("silver", table_name))
-        snap = table.current_snapshot()
-        seq = snap.sequence_number if snap is not None else 0
-        state[table_name] = f"{table.metadata.table_uuid}:{seq}"
-        arrays[column] = (
-            table.scan(selected_fields=(source_column,)).to_arrow().column(0).combine_chunks()
-        )
+        keys = table.scan(selected_fields=(source_column,)).to_arrow().column(0).combine_chunks()
+        arrays[column] = keys
+        state[column] = f"{table.metadata.table_uuid}:{_digest(keys)}"
     return arrays, state
+
+
+def _digest(keys: pa.Array) -> str:
+    """Order-independent identity of a key set (a dimension table: thousands of keys)."""
+    distinct = pc.unique(keys)
+    ordered = distinct.take(pc.sort_indices(distinct))
+    text = "\n".join(str(k) for k in ordered.to_pylist())
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _uuids(refs_state: dict[str, str]) -> dict[str, str]:
     return {k: v.split(":")[0] for k, v in refs_state.items()}
+
+
+def _references_changed(spec: GoldSpec, before: dict[str, str], now: dict[str, str]) -> bool:
+    """Did a key set that one of the spec's reference rules looks up change?"""
+    used = {c for r in spec.rules for c in r.references}
+    return any(before.get(c) != now.get(c) for c in used)
 
 
 def publish_gold(
@@ -163,7 +176,8 @@ def publish_gold(
         writer.rebuild(silver, props, NO_RETRY, batch_rows)
     else:
         assert gold is not None
-        writer.increment(gold, silver, state, previous_refs != refs_state, upsert, batch_rows)
+        refs_changed = _references_changed(spec, previous_refs, refs_state)
+        writer.increment(gold, silver, state, refs_changed, upsert, batch_rows)
         writer.commit(gold, props)
 
     gold = catalog.load_table(("gold", spec.name))
@@ -213,6 +227,14 @@ class _Writer:
         self.q_drop_keys: set[str] = set()
         self.q_drop_subjects: set[str] = set()
         self.existing_q = held
+        # Keys with an entry now or when gold last committed (they differ after a crash
+        # between the two commits): any of them handled this run loses its old entry.
+        current = _quarantined(quarantine, spec.name)
+        both = [pc.cast(t.column("row_key"), pa.string()) for t in (held, current)]
+        self.held_keys = pc.unique(
+            pa.chunked_array([c for col in both for c in col.chunks], type=pa.string())
+        )
+        self.current_q = current
         self.tx: Transaction | None = None
 
     # ------------------------------------------------------------------ shared
@@ -277,7 +299,7 @@ class _Writer:
         upsert: bool,
         batch_rows: int,
     ) -> None:
-        from spanda_assets.lib.incremental import APPEND_ONLY, rows_added_after
+        from spanda_assets.lib.incremental import new_files, read_files
         from spanda_assets.lib.lakehouse import in_filter
 
         spec = self.spec
@@ -309,18 +331,19 @@ class _Writer:
             if keys:
                 rows = silver.scan(row_filter=in_filter(spec.key, keys)).to_arrow()
                 self.result.rows_reread += rows.num_rows
-                released = self._merge(gold, rows, merge=upsert)
-                done.update(released)
+                done.update(self._merge(gold, rows, merge=upsert))
 
-        # 3. silver rows appended since the last run
-        after = int(state.get(SILVER_SEQ_KEY, 0) or 0)
-        for batch in rows_added_after(silver, after, batch_rows, operations=APPEND_ONLY):
-            rows = pa.Table.from_batches([batch])
-            self.result.rows_read += rows.num_rows
-            if done:
-                seen = pc.is_in(rows[spec.key], value_set=pa.array(sorted(done), pa.string()))
-                rows = rows.filter(pc.invert(seen))
-            self._merge(gold, rows, merge=upsert)
+        # 3. silver rows added since the last run. Rewrites of files gold had processed are
+        # left out; rewrites of files it had not are merged on the key (lib/incremental.py).
+        files = new_files(silver, int(state.get(SILVER_SEQ_KEY, 0) or 0))
+        skip = pa.array(sorted(done), pa.string())
+        for tasks, merge in ((files.appended, upsert), (files.rewritten, True)):
+            for batch in read_files(silver, tasks, batch_rows):
+                rows = pa.Table.from_batches([batch])
+                self.result.rows_read += rows.num_rows
+                if len(skip):
+                    rows = rows.filter(pc.invert(pc.is_in(rows[spec.key], value_set=skip)))
+                self._merge(gold, rows, merge=merge)
 
     def _merge(self, gold: Table, rows: pa.Table, *, merge: bool) -> set[str]:
         """Split `rows`; valid ones into gold, failing ones out of it. Returns the keys handled."""
@@ -329,13 +352,14 @@ class _Writer:
 
         assert self.tx is not None
         spec = self.spec
-        keys = {str(k) for k in rows.column(spec.key).to_pylist()} if rows.num_rows else set()
+        keys = pc.cast(rows.column(spec.key), pa.string()).combine_chunks()
         valid, failed = self._split(rows)
-        held = set(self.existing_q.column("row_key").to_pylist())
-        stale = keys & held
-        self.q_drop_keys.update(stale)
-        released = stale - set(failed.column("row_key").to_pylist())
-        self.result.released += len(released)
+        failing = set(failed.column("row_key").to_pylist())
+        # Every key handled here loses its old quarantine entry; one that still fails gets
+        # a new entry (the new quarantine rows), so an entry is never left stale.
+        was_held = set(keys.filter(pc.is_in(keys, value_set=self.held_keys)).to_pylist())
+        self.q_drop_keys.update(was_held)
+        self.result.released += len(was_held - failing)
         if merge and failed.num_rows:  # a row that was valid and now fails leaves gold
             bad = sorted(set(failed.column("row_key").to_pylist()))
             present = gold.scan(
@@ -350,7 +374,7 @@ class _Writer:
             else:
                 self.tx.append(valid)
             self.result.valid += valid.num_rows
-        return keys
+        return set(keys.to_pylist())
 
     def commit(self, gold: Table, props: dict[str, str]) -> None:
         from spanda_assets.lib import faults
@@ -382,27 +406,31 @@ class _Writer:
         new = new.cast(self._target(q))
         tx = q.transaction()
         mine = eq_filter("table_name", spec.name)
-        current = _quarantined(q, spec.name)  # may differ from existing_q after a crash
+        current = self.current_q
         if replace_table:
             if current.num_rows:
                 tx.delete(delete_filter=mine)
         else:
-            drop_keys = self.q_drop_keys | set(new.column("row_key").to_pylist())
-            hit = pc.or_(
-                pc.is_in(current["row_key"], pa.array(sorted(drop_keys), pa.string())),
-                pc.fill_null(
-                    pc.is_in(
-                        current["subject_id"], pa.array(sorted(self.q_drop_subjects), pa.string())
-                    ),
-                    False,
-                ),
+            # Only keys and subjects that have an entry: the filter stays as small as the
+            # quarantine, whatever the size of the increment.
+            wanted = pa.array(
+                sorted(self.q_drop_keys | set(new.column("row_key").to_pylist())), pa.string()
             )
-            if pc.any(hit).as_py():
-                parts: list[Any] = []
-                if drop_keys:
-                    parts.append(in_filter("row_key", drop_keys))
-                if self.q_drop_subjects:
-                    parts.append(in_filter("subject_id", self.q_drop_subjects))
+            drop_keys = set(
+                current.filter(pc.is_in(current["row_key"], wanted))["row_key"].to_pylist()
+            )
+            subjects = pa.array(sorted(self.q_drop_subjects), pa.string())
+            drop_subjects = set(
+                current.filter(pc.fill_null(pc.is_in(current["subject_id"], subjects), False))[
+                    "subject_id"
+                ].to_pylist()
+            )
+            parts: list[Any] = []
+            if drop_keys:
+                parts.append(in_filter("row_key", drop_keys))
+            if drop_subjects:
+                parts.append(in_filter("subject_id", drop_subjects))
+            if parts:
                 condition = parts[0] if len(parts) == 1 else Or(*parts)
                 tx.delete(delete_filter=And(mine, condition))
         if new.num_rows:
