@@ -59,7 +59,7 @@ def build_gold_asset(name: str) -> dg.AssetsDefinition:
             f"silver.{spec.source} rows that pass the row-level rules, for students with active "
             f"`{spec.purpose}` consent. Failing rows go to gold.quarantine with the rule and "
             "reason; a re-run after the source is fixed releases them. Incremental: each run "
-            "reads only the silver rows appended since the last one, plus the students whose "
+            "reads only the silver rows added since the last one, plus the students whose "
             f"consent changed. Rules:\n\n{rules}\n\n"
             "Checked by a Pandera model and a Great Expectations suite (asset checks)."
         ),

@@ -75,7 +75,7 @@ class GoldResult:
     released: int = 0
     without_consent: int = 0
     erased: int = 0
-    rows_read: int = 0  # silver rows appended since the last run
+    rows_read: int = 0  # silver rows added since the last run
     rows_reread: int = 0  # silver rows read again: consent grants, reference releases
     total_rows: int = 0
     total_quarantined: int = 0
