@@ -57,7 +57,9 @@ def test_demo_no_ui_end_to_end(spanda_home: Path) -> None:
     assert "all assets materialized" in proc.stdout
     gold = next(line for line in proc.stdout.splitlines() if "gold/validated_posts" in line)
     validated = int(gold.split("+")[1].split()[0])
-    assert validated > 0 and f"rows={validated:>9}" in gold and "quarantined=" in gold
+    assert validated > 0 and f"rows={validated:>9}" in gold
+    # the demo data has a few blank posts: the quarantine shows them with the rule
+    assert int(gold.split("quarantined=")[1]) > 0
     tables = subprocess.run(
         [str(exe), "tables"], env=env, capture_output=True, text=True, timeout=120, check=True
     )
