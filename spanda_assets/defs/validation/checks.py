@@ -45,19 +45,6 @@ def _scope_metadata(scope: Any) -> dict[str, Any]:
     }
 
 
-def _references(catalog: Any) -> dict[str, list[Any]]:
-    courses = (
-        catalog.load_table(("silver", "courses")).scan(selected_fields=("course_id",)).to_arrow()
-    )
-    students = (
-        catalog.load_table(("silver", "students")).scan(selected_fields=("subject_id",)).to_arrow()
-    )
-    return {
-        "course_id": courses.column(0).to_pylist(),
-        "subject_id": students.column(0).to_pylist(),
-    }
-
-
 def build_checks(name: str) -> list[dg.AssetChecksDefinition]:
     from spanda_assets.lib.validation.gold import SPECS
 
@@ -72,14 +59,13 @@ def build_checks(name: str) -> list[dg.AssetChecksDefinition]:
     def pandera_contract(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
         from spanda_assets.lib.validation import history
         from spanda_assets.lib.validation.contracts import run_pandera
+        from spanda_assets.lib.validation.gold import reference_keys, reference_tables
 
         catalog = lakehouse.catalog()
         table = catalog.load_table(("gold", name))
-        refs = _references(catalog)
-        if name == "validated_enrollments":
-            refs = {"course_id": refs["course_id"], "subject_id": refs["subject_id"]}
-        else:
-            refs = {"course_id": refs["course_id"]}
+        # The lookups the gold rules make, checked again on what gold holds.
+        tables = reference_tables(catalog, spec.references)
+        refs = {c: keys.to_pylist() for c, keys in reference_keys(tables).items()}
         scope = history.scope(catalog, table, name, "pandera_contract")
         result = run_pandera(name, table, refs, spec.key, scope.after_sequence)
         history.record(

@@ -10,11 +10,16 @@ quarantine by the next run.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
 
 MAX_BODY_CHARS = 10_000
 ROLES = ("student", "aide", "teacher")
@@ -42,6 +47,11 @@ class GoldSpec:
     columns: tuple[str, ...] = ()
     # Columns computed from the silver row and stored with it: (name, function, reason).
     derived: tuple[tuple[str, Callable[[pa.Table], pa.Array | pa.ChunkedArray], str], ...] = ()
+
+    @property
+    def references(self) -> set[str]:
+        """Reference columns the rules look up (keys of REFERENCE_TABLES)."""
+        return {c for r in self.rules for c in r.references}
 
     def output_schema(self, silver: pa.Schema) -> pa.Schema:
         """The gold table's columns: the selected silver columns, then the derived ones."""
@@ -79,6 +89,37 @@ def _in(values: pa.ChunkedArray, allowed: pa.Array) -> pa.ChunkedArray | pa.Arra
     return _true(pc.is_in(values, value_set=allowed))
 
 
+# Reference column -> the silver table (and its column) that holds the valid keys.
+REFERENCE_TABLES = {"course_id": ("courses", "course_id"), "subject_id": ("students", "subject_id")}
+
+
+def exists_rule(name: str, column: str) -> Rule:
+    """`column` must name a row of its reference table (REFERENCE_TABLES)."""
+    table = REFERENCE_TABLES[column][0]
+    return Rule(
+        name,
+        f"{column} is not in silver.{table}",
+        lambda t, r: _in(t[column], r[column]),
+        references=(column,),
+    )
+
+
+def reference_tables(catalog: Catalog, columns: Iterable[str]) -> dict[str, Table]:
+    """The silver table that holds the valid keys of each reference column."""
+    return {c: catalog.load_table(("silver", REFERENCE_TABLES[c][0])) for c in columns}
+
+
+def reference_keys(tables: dict[str, Table]) -> dict[str, pa.Array]:
+    """The valid keys of each reference column (from `reference_tables`)."""
+    return {
+        column: table.scan(selected_fields=(REFERENCE_TABLES[column][1],))
+        .to_arrow()
+        .column(0)
+        .combine_chunks()
+        for column, table in tables.items()
+    }
+
+
 SPECS: dict[str, GoldSpec] = {
     "validated_posts": GoldSpec(
         name="validated_posts",
@@ -108,12 +149,7 @@ SPECS: dict[str, GoldSpec] = {
                 f"post body is longer than {MAX_BODY_CHARS:,} characters",
                 lambda t, r: _true(pc.less_equal(pc.utf8_length(t["body"]), MAX_BODY_CHARS)),
             ),
-            Rule(
-                "course_exists",
-                "course_id is not in silver.courses",
-                lambda t, r: _in(t["course_id"], r["course_id"]),
-                references=("course_id",),
-            ),
+            exists_rule("course_exists", "course_id"),
             Rule(
                 "subject_present",
                 "subject_id is missing",
@@ -152,18 +188,8 @@ SPECS: dict[str, GoldSpec] = {
                     )
                 ),
             ),
-            Rule(
-                "course_exists",
-                "course_id is not in silver.courses",
-                lambda t, r: _in(t["course_id"], r["course_id"]),
-                references=("course_id",),
-            ),
-            Rule(
-                "student_exists",
-                "subject_id is not in silver.students",
-                lambda t, r: _in(t["subject_id"], r["subject_id"]),
-                references=("subject_id",),
-            ),
+            exists_rule("course_exists", "course_id"),
+            exists_rule("student_exists", "subject_id"),
         ),
     ),
     "validated_assessments": GoldSpec(
@@ -191,12 +217,7 @@ SPECS: dict[str, GoldSpec] = {
                 "attempt_no is below 1",
                 lambda t, r: _true(pc.greater_equal(t["attempt_no"], 1)),
             ),
-            Rule(
-                "course_exists",
-                "course_id is not in silver.courses",
-                lambda t, r: _in(t["course_id"], r["course_id"]),
-                references=("course_id",),
-            ),
+            exists_rule("course_exists", "course_id"),
         ),
     ),
 }

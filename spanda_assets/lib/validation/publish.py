@@ -34,14 +34,20 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from spanda_assets.lib.validation.gold import QUARANTINE_SCHEMA, GoldSpec, split
+from spanda_assets.lib.validation.gold import (
+    QUARANTINE_SCHEMA,
+    REFERENCE_TABLES,
+    GoldSpec,
+    reference_keys,
+    reference_tables,
+    split,
+)
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table, Transaction
 
 QUARANTINE = ("gold", "quarantine")
-REFERENCE_TABLES = {"course_id": ("courses", "course_id"), "subject_id": ("students", "subject_id")}
 
 SILVER_SEQ_KEY = "spanda.silver-sequence"
 SILVER_UUID_KEY = "spanda.silver-uuid"
@@ -98,13 +104,9 @@ def fingerprint(spec: GoldSpec) -> str:
 def _references(catalog: Catalog) -> tuple[dict[str, pa.Array], dict[str, str]]:
     """Key sets of the reference tables, and their identity for the summary:
     "<table uuid>:<digest of the key set>" per reference column."""
-    arrays: dict[str, pa.Array] = {}
-    state: dict[str, str] = {}
-    for column, (table_name, source_column) in REFERENCE_TABLES.items():
-        table = catalog.load_table(("silver", table_name))
-        keys = table.scan(selected_fields=(source_column,)).to_arrow().column(0).combine_chunks()
-        arrays[column] = keys
-        state[column] = f"{table.metadata.table_uuid}:{_digest(keys)}"
+    tables = reference_tables(catalog, REFERENCE_TABLES)
+    arrays = reference_keys(tables)
+    state = {c: f"{tables[c].metadata.table_uuid}:{_digest(keys)}" for c, keys in arrays.items()}
     return arrays, state
 
 
@@ -122,8 +124,7 @@ def _uuids(refs_state: dict[str, str]) -> dict[str, str]:
 
 def _references_changed(spec: GoldSpec, before: dict[str, str], now: dict[str, str]) -> bool:
     """Did a key set that one of the spec's reference rules looks up change?"""
-    used = {c for r in spec.rules for c in r.references}
-    return any(before.get(c) != now.get(c) for c in used)
+    return any(before.get(c) != now.get(c) for c in spec.references)
 
 
 def publish_gold(
