@@ -156,21 +156,6 @@ def rows_added_after(
     *,
     selected_fields: tuple[str, ...] = ("*",),
 ) -> Iterator[pa.RecordBatch]:
-    """Rows of every live data file added after `after_sequence` (all if 0), rewrites included."""
-    if table.current_snapshot() is None:
-        return
-    tasks = list(table.scan().plan_files())
-    if after_sequence:
-        entries = table.inspect.entries()
-        fresh = {
-            d["file_path"]
-            for d, status, seq in zip(
-                entries.column("data_file").to_pylist(),
-                entries.column("status").to_pylist(),
-                entries.column("sequence_number").to_pylist(),
-                strict=True,
-            )
-            if status != 2 and seq is not None and seq > after_sequence
-        }
-        tasks = [t for t in tasks if t.file.file_path in fresh]
+    """Rows of the data files `new_files` finds after `after_sequence` (all if 0)."""
+    tasks = new_files(table, after_sequence).all
     yield from read_files(table, tasks, batch_rows, selected_fields)

@@ -66,7 +66,7 @@ def batches(
     seen pass: those added after that sequence number, except files a row delete
     rewrote from files that had passed (see lib/incremental.new_files).
     """
-    from spanda_assets.lib.incremental import new_files, read_files
+    from spanda_assets.lib.incremental import rows_added_after
 
     fields: tuple[str, ...] = ("*",)
     if columns:
@@ -80,7 +80,7 @@ def batches(
         ]
         fields = tuple(dict.fromkeys(wanted))
     if after_sequence:
-        reader = read_files(table, new_files(table, after_sequence).all, rows, fields)
+        reader = rows_added_after(table, after_sequence, rows, selected_fields=fields)
     else:
         reader = table.scan(selected_fields=fields).to_arrow_batch_reader()
     for chunk in _rebatch(reader, rows):
