@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 from collections.abc import Iterator
@@ -80,6 +81,25 @@ TABLES = [
     ("AssessmentResults", "assessment_results", "ResultID"),
     ("ConsentEvents", "consent_events", "ConsentEventID"),
 ]
+
+
+@contextlib.contextmanager
+def crash_at(monkeypatch: pytest.MonkeyPatch, point: str) -> Iterator[None]:
+    """Inside the block, passing fault point `point` raises, as if the process died there."""
+    from spanda_assets.lib import faults
+
+    real = faults.point
+
+    def crash(name: str) -> None:
+        if name == point:
+            raise RuntimeError(f"simulated crash at {point}")
+        real(name)
+
+    monkeypatch.setattr(faults, "point", crash)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(faults, "point", real)
 
 
 def append_batch(url: str, home: Path, seed_value: int = 7) -> None:

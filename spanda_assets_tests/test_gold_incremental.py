@@ -19,6 +19,7 @@ from spanda_assets.lib.incremental import new_files
 from spanda_assets.lib.lakehouse import ensure_namespace, in_filter
 from spanda_assets.lib.validation.gold import SPECS
 from spanda_assets.lib.validation.publish import GoldConsent, publish_gold
+from spanda_assets_tests.conftest import crash_at
 
 SPEC = SPECS["validated_posts"]
 POSTS = pa.schema(
@@ -147,24 +148,13 @@ def test_new_files_skips_only_rewrites_of_processed_files(lake: Any) -> None:
 def test_crash_between_commits_leaves_no_stale_entry_nor_duplicate(
     lake: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from spanda_assets.lib import faults
-
     _silver(lake).append(_posts(("p0", "s_a", 1, "   "), ("p1", "s_a", 1, "fine")))
     _publish(lake)
     assert _held(lake) == [("p0", "body_present")]
     # p2 names a course that does not exist yet; the run dies after its quarantine commit.
     _silver(lake).append(_posts(("p2", "s_b", 7, "which room?")))
-    real = faults.point
-
-    def crash(name: str) -> None:
-        if name == "gold_between_commits":
-            raise RuntimeError("killed between the two commits")
-        real(name)
-
-    monkeypatch.setattr(faults, "point", crash)
-    with pytest.raises(RuntimeError):
+    with crash_at(monkeypatch, "gold_between_commits"), pytest.raises(RuntimeError):
         _publish(lake)
-    monkeypatch.setattr(faults, "point", real)
     assert ("p2", "course_exists") in _held(lake) and "p2" not in _gold(lake)
 
     # The course arrives before the retry: p2 is valid now, and its entry must go.

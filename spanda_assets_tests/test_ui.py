@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,72 +80,56 @@ def _dismiss_popups(page: object) -> None:
             button.first.click()
 
 
-def test_bronze_asset_page_shows_extract_metadata(ui: str, tmp_path: Path) -> None:
+@pytest.fixture
+def page() -> Iterator[Any]:
+    """A page of a headless Chromium (the system's), closed after the test."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{ui}/assets/bronze/forum_posts", wait_until="networkidle")
-            page.wait_for_timeout(1500)
-            _dismiss_popups(page)
-            page.get_by_text("watermark_after").first.wait_for(timeout=30_000)
-            body = page.inner_text("body")
-            page.screenshot(path=str(tmp_path / "forum_posts.png"), full_page=True)
-            assert "forum_posts" in body
-            assert "Incremental extract of `dbo.ForumPosts`" in body or "dbo.ForumPosts" in body
-            assert "iceberg_snapshot_id" in body and "rows_added" in body
-            assert "team:data-engineering" in body or "data-engineering" in body
-
-            page.goto(f"{ui}/assets", wait_until="networkidle")
-            _dismiss_popups(page)
-            page.get_by_text("consent_events").first.wait_for(timeout=30_000)
-            listing = page.inner_text("body")
-            for name in ("students", "courses", "enrollments", "forum_posts", "assessment_results"):
-                assert name in listing
+            yield browser.new_page(viewport={"width": 1400, "height": 1000})
         finally:
             browser.close()
 
 
-def test_automation_is_visible(ui: str) -> None:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(f"{ui}/automation", wait_until="networkidle")
-            _dismiss_popups(page)
-            page.get_by_text("bronze_new_source_rows").first.wait_for(timeout=30_000)
-            assert "hourly_extract" in page.inner_text("body")
-        finally:
-            browser.close()
+def _open(page: Any, url: str, ready_text: str, first_load: bool = False) -> str:
+    """Open `url`, wait until `ready_text` shows, and return the page's text."""
+    page.goto(url, wait_until="networkidle")
+    if first_load:
+        page.wait_for_timeout(1500)  # the community dialog appears a moment after load
+    _dismiss_popups(page)
+    page.get_by_text(ready_text).first.wait_for(timeout=30_000)
+    return str(page.inner_text("body"))
 
 
-def test_gold_asset_shows_contracts_and_quarantine(ui: str, tmp_path: Path) -> None:
+def test_bronze_asset_page_shows_extract_metadata(ui: str, page: Any, tmp_path: Path) -> None:
+    body = _open(page, f"{ui}/assets/bronze/forum_posts", "watermark_after", first_load=True)
+    page.screenshot(path=str(tmp_path / "forum_posts.png"), full_page=True)
+    assert "forum_posts" in body
+    assert "Incremental extract of `dbo.ForumPosts`" in body or "dbo.ForumPosts" in body
+    assert "iceberg_snapshot_id" in body and "rows_added" in body
+    assert "team:data-engineering" in body or "data-engineering" in body
+
+    listing = _open(page, f"{ui}/assets", "consent_events")
+    for name in ("students", "courses", "enrollments", "forum_posts", "assessment_results"):
+        assert name in listing
+
+
+def test_automation_is_visible(ui: str, page: Any) -> None:
+    body = _open(page, f"{ui}/automation", "bronze_new_source_rows")
+    assert "hourly_extract" in body
+
+
+def test_gold_asset_shows_contracts_and_quarantine(ui: str, page: Any, tmp_path: Path) -> None:
     """What a data engineer checks on a validated table: its contract checks and counts."""
-    from playwright.sync_api import sync_playwright
+    url = f"{ui}/assets/gold/validated_posts"
+    checks = _open(page, f"{url}?view=checks", "gx_soft_signals", first_load=True)
+    page.screenshot(path=str(tmp_path / "gold_checks.png"), full_page=True)
+    for name in ("pandera_contract", "gx_gates", "gx_soft_signals"):
+        assert name in checks
+    assert "Passed" in checks or "Succeeded" in checks
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{ui}/assets/gold/validated_posts?view=checks", wait_until="networkidle")
-            page.wait_for_timeout(1500)
-            _dismiss_popups(page)
-            page.get_by_text("gx_soft_signals").first.wait_for(timeout=30_000)
-            checks = page.inner_text("body")
-            page.screenshot(path=str(tmp_path / "gold_checks.png"), full_page=True)
-            for name in ("pandera_contract", "gx_gates", "gx_soft_signals"):
-                assert name in checks
-            assert "Passed" in checks or "Succeeded" in checks
-
-            page.goto(f"{ui}/assets/gold/validated_posts", wait_until="networkidle")
-            _dismiss_popups(page)
-            page.get_by_text("rows_quarantined").first.wait_for(timeout=30_000)
-            overview = page.inner_text("body")
-            for key in ("rows_validated", "quality_history", "data_docs", "full_rebuild"):
-                assert key in overview, key
-        finally:
-            browser.close()
+    overview = _open(page, url, "rows_quarantined")
+    for key in ("rows_validated", "quality_history", "data_docs", "full_rebuild"):
+        assert key in overview, key

@@ -129,8 +129,6 @@ def _corrupt(name: str, key: str, **overrides: object) -> str:
 def test_contract_checks_fail_with_observed_values_and_keys(
     demo_env: str, spanda_home: Path
 ) -> None:
-    from spanda_assets.defs.validation.checks import build_checks
-    from spanda_assets.resources import LakehouseResource
 
     with dg.instance_for_test() as instance:
         run_all(instance)
@@ -141,17 +139,7 @@ def test_contract_checks_fail_with_observed_values_and_keys(
         final_grade=150,
         role="principal",
     )
-    checks = build_checks("validated_enrollments")
-    resources = {"lakehouse": LakehouseResource()}
-    with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            checks,
-            resources=resources,
-            instance=instance,
-            raise_on_error=False,
-            selection=dg.AssetSelection.all_asset_checks(),
-        )
-    evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    evals = _run_checks("validated_enrollments")
     pandera = evals["pandera_contract"]
     assert not pandera.passed and pandera.severity == dg.AssetCheckSeverity.ERROR
     failures = pandera.metadata["failures"].value
@@ -175,42 +163,40 @@ def test_contract_checks_fail_with_observed_values_and_keys(
     assert False in mine.column("passed").to_pylist()
 
     # Nothing changed: the next run validates the same rows again and still fails.
-    with dg.instance_for_test() as instance:
-        again = dg.materialize(
-            checks,
-            resources=resources,
-            instance=instance,
-            raise_on_error=False,
-            selection=dg.AssetSelection.all_asset_checks(),
-        )
-    evals = {e.check_name: e for e in again.get_asset_check_evaluations()}
+    evals = _run_checks("validated_enrollments")
     assert not evals["pandera_contract"].passed and not evals["gx_gates"].passed
     assert evals["pandera_contract"].metadata["rows_checked"].value >= 1
 
 
 def test_duplicate_key_across_runs_fails_the_contract(demo_env: str) -> None:
-    from spanda_assets.defs.validation.checks import build_checks
-    from spanda_assets.resources import LakehouseResource
 
     with dg.instance_for_test() as instance:
         run_all(instance)
     table = catalog().load_table(("gold", "validated_posts"))
     row = table.scan(limit=1).to_arrow()
     table.append(row)  # the same post again, in a later file: valid on its own
-    with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            build_checks("validated_posts"),
-            resources={"lakehouse": LakehouseResource()},
-            instance=instance,
-            raise_on_error=False,
-            selection=dg.AssetSelection.all_asset_checks(),
-        )
-    evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    evals = _run_checks("validated_posts")
     pandera = evals["pandera_contract"]
     assert not pandera.passed
     assert pandera.metadata["rows_checked"].value == 1
     (dupe,) = [f for f in pandera.metadata["failures"].value if f["check"] == "unique across table"]
     assert dupe["key"] == [row.column("post_id")[0].as_py()]
+
+
+def _run_checks(name: str) -> dict[str, Any]:
+    """Run only the contract checks of gold.<name>; their evaluations by check name."""
+    from spanda_assets.defs.validation.checks import build_checks
+    from spanda_assets.resources import LakehouseResource
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            build_checks(name),
+            resources={"lakehouse": LakehouseResource()},
+            instance=instance,
+            raise_on_error=False,
+            selection=dg.AssetSelection.all_asset_checks(),
+        )
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
 def _gold_md(result: dg.ExecuteInProcessResult, name: str) -> dict[str, Any]:
@@ -362,7 +348,7 @@ def test_model_training_withdrawal_leaves_gold_but_not_silver(demo_env: str) -> 
 def test_crash_between_quarantine_and_gold_commits_recovers(
     demo_env: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from spanda_assets.lib import faults
+    from spanda_assets_tests.conftest import crash_at
 
     both = sorted(_model_training_students(demo_env) & expected_research_consent(demo_env))
     _sql(
@@ -382,19 +368,11 @@ def test_crash_between_quarantine_and_gold_commits_recovers(
             'INSERT INTO "ForumPosts" VALUES '
             f"(9000003, {both[0]}, 779, 'Is there a makeup session?', '2030-01-02 00:00:00')",
         )
-        real_point = faults.point
-
-        def crash(name: str) -> None:
-            if name == "gold_between_commits":
-                raise RuntimeError("simulated crash between the quarantine and gold commits")
-            real_point(name)
-
-        monkeypatch.setattr(faults, "point", crash)
-        crashed = run_all(instance, raise_on_error=False)
+        with crash_at(monkeypatch, "gold_between_commits"):
+            crashed = run_all(instance, raise_on_error=False)
         assert not crashed.success
         gold = catalog().load_table(("gold", "validated_posts"))
         assert gold.current_snapshot().snapshot_id == gold_snapshot.snapshot_id
-        monkeypatch.setattr(faults, "point", real_point)
 
         md = _gold_md(run_all(instance), "validated_posts")
         assert md["rows_released_from_quarantine"] == 1
