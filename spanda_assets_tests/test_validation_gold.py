@@ -250,6 +250,7 @@ def test_gold_and_its_checks_read_only_new_rows(demo_env: str, spanda_home: Path
         result = run_all(instance)
         first = _gold_md(result, "validated_posts")
         assert first["full_rebuild"] is True
+        assert first["dagster/table_name"] == "gold.validated_posts"
         assert first["rows_read_from_silver"] == len(_keys("silver", "forum_posts", "post_id"))
         total = first["dagster/row_count"]
         assert _checked(result, "validated_posts") == {

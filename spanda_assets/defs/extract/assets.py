@@ -4,7 +4,7 @@ The assets are generated from the YAML, so adding a source table adds an asset,
 and the schedule and sensor pick it up without code changes.
 """
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -55,12 +55,19 @@ def column_schema(table: "Table") -> dg.TableSchema:
     )
 
 
+def table_metadata(table: "Table", rows: int) -> dict[str, Any]:
+    """What Dagster shows of any lakehouse table: row count, columns, qualified name."""
+    return {
+        "dagster/row_count": rows,
+        "dagster/column_schema": column_schema(table),
+        "dagster/table_name": ".".join(table.name()[-2:]),
+    }
+
+
 def result_metadata(result: "ExtractResult", table: "Table", source_desc: str) -> dict[str, object]:
     rate = int(result.rows_read / result.seconds) if result.seconds else 0
     md: dict[str, object] = {
-        "dagster/row_count": result.total_rows,
-        "dagster/column_schema": column_schema(table),
-        "dagster/table_name": f"bronze.{table.name()[-1]}",
+        **table_metadata(table, result.total_rows),
         "dagster/uri": dg.MetadataValue.path(table.location()),
         "rows_read": result.rows_read,
         "rows_added": result.rows_inserted,

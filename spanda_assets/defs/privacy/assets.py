@@ -150,13 +150,11 @@ def build_silver_asset(source: SourceTable) -> dg.AssetsDefinition:
                 "subject(s) after consent withdrawal"
             )
         silver = catalog.load_table(("silver", name))
-        from spanda_assets.defs.extract.assets import column_schema
+        from spanda_assets.defs.extract.assets import table_metadata
 
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": result.total_rows,
-                "dagster/column_schema": column_schema(silver),
-                "dagster/table_name": f"silver.{name}",
+                **table_metadata(silver, result.total_rows),
                 "rows_read_from_bronze": result.rows_read,
                 "rows_written": result.rows_written,
                 "rows_updated": result.rows_updated,

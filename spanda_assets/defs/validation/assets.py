@@ -67,7 +67,7 @@ def build_gold_asset(name: str) -> dg.AssetsDefinition:
     def _gold(
         context: dg.AssetExecutionContext, lakehouse: LakehouseResource
     ) -> dg.MaterializeResult:
-        from spanda_assets.defs.extract.assets import column_schema
+        from spanda_assets.defs.extract.assets import table_metadata
         from spanda_assets.lib.privacy.policy import policy_for
         from spanda_assets.lib.sources import load_sources
         from spanda_assets.lib.validation import history
@@ -85,9 +85,7 @@ def build_gold_asset(name: str) -> dg.AssetsDefinition:
         table = catalog.load_table(("gold", name))
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": result.total_rows,
-                "dagster/column_schema": column_schema(table),
-                "dagster/table_name": f"gold.{name}",
+                **table_metadata(table, result.total_rows),
                 "rows_read_from_silver": result.rows_read,
                 "rows_reread_for_consent_or_references": result.rows_reread,
                 "rows_validated": result.valid,
