@@ -223,13 +223,9 @@ def extract(tables: tuple[str, ...], full_refresh: bool) -> None:
 def tables() -> None:
     """List bronze tables with their row counts and watermarks."""
     from spanda_assets.lib.extract import read_watermark
-    from spanda_assets.lib.lakehouse import (
-        CatalogConfig,
-        load_table_or_none,
-        open_catalog,
-        row_count,
-    )
+    from spanda_assets.lib.lakehouse import CatalogConfig, load_table_or_none, open_catalog
     from spanda_assets.lib.sources import load_sources
+    from spanda_assets.lib.writes import row_count
 
     catalog = open_catalog(CatalogConfig.from_env())
     rows = []
@@ -289,11 +285,12 @@ def consent_issue(student_id: int, purpose: str, out_path: Path | None) -> None:
     """Issue a signed consent receipt for a student's current consent state."""
     import datetime as dt
 
-    from spanda_assets.lib.lakehouse import CatalogConfig, eq_filter, open_catalog
+    from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
     from spanda_assets.lib.privacy import vc
     from spanda_assets.lib.privacy.consent import latest_states, record, validate_events
     from spanda_assets.lib.privacy.did import Wallet
     from spanda_assets.lib.privacy.subjects import did_of
+    from spanda_assets.lib.writes import eq_filter
 
     try:
         catalog = open_catalog(CatalogConfig.from_env())

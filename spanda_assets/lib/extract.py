@@ -38,28 +38,30 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
-from pyiceberg.expressions import And, BooleanExpression, IsNull, Or, Reference
-from pyiceberg.table import Table, Transaction
+from pyiceberg.expressions import BooleanExpression, IsNull, Reference
+from pyiceberg.table import Table
 from sqlalchemy.dialects import mssql
 from sqlalchemy.engine import Dialect, Engine
 
 from spanda_assets.lib import arrow_types, faults
 from spanda_assets.lib.errors import ConcurrentExtractError
-from spanda_assets.lib.lakehouse import (
-    ensure_namespace,
-    eq_filter,
-    in_filter,
-    load_table_or_none,
-    row_count,
-)
+from spanda_assets.lib.lakehouse import ensure_namespace, load_table_or_none
 from spanda_assets.lib.readers import BatchReader, prefetch
 from spanda_assets.lib.source_db import effective_schema, reflect_table
 from spanda_assets.lib.sources import SourceTable
+from spanda_assets.lib.writes import (
+    NO_RETRY,
+    eq_filter,
+    latest_per_key,
+    merge_rows,
+    read_state,
+    remember_state,
+    row_count,
+)
 
 log = logging.getLogger(__name__)
 
 WATERMARK_KEY = "spanda.watermark"
-NO_RETRY = "commit.retry.num-retries"
 RUN_KEY = "spanda.run-id"
 
 
@@ -118,18 +120,14 @@ def _kind(t: pa.DataType) -> str:
 
 
 def read_watermark(table: Table) -> Watermark | None:
-    """Walk back from the current snapshot to the newest one that carries a watermark.
+    """The watermark of the newest extract commit (lib/writes.read_state).
 
     Snapshots written by other operations (a compaction, a manual delete) carry
-    none and are skipped; their ancestors' watermark still describes the data.
+    none and are skipped; their ancestors' watermark still describes the data,
+    and after those ancestors expired the table property copy does.
     """
-    snap = table.current_snapshot()
-    while snap is not None:
-        raw = snap.summary[WATERMARK_KEY] if snap.summary is not None else None
-        if raw:
-            return Watermark.from_json(raw)
-        snap = table.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id else None
-    return None
+    raw = read_state(table, WATERMARK_KEY, (WATERMARK_KEY,)).get(WATERMARK_KEY)
+    return Watermark.from_json(raw) if raw else None
 
 
 # --------------------------------------------------------------------------- SQL
@@ -317,17 +315,32 @@ def extract_table(
             yield arrow_types.cast_batch(renamed, target, result.table, pk, names)
 
     committed = [watermark]
+    upsert = source.mode == "upsert"
+    # Keys a first load of an upsert table has committed: a key the source sends again
+    # (a declared key that is not unique there) is merged, not appended twice.
+    loaded = _KeysSeen(pk)
 
     def commit(rows: pa.Table, wm: Watermark | None, append_only: bool) -> None:
         props = {RUN_KEY: run_id or "manual", "spanda.rows-read": str(rows.num_rows)}
         if wm is not None:
             props[WATERMARK_KEY] = wm.to_json()
         tx = table.transaction()
-        if append_only or source.mode == "append":
+        if upsert:
+            rows = latest_per_key(rows, pk, cursor_col)
+        if not upsert:
             tx.append(rows, snapshot_properties=props)
             result.rows_inserted += rows.num_rows
+        elif append_only:
+            again = loaded.repeated(rows)
+            fresh = rows.filter(pc.invert(again)) if again is not None else rows
+            tx.append(fresh, snapshot_properties=props)
+            result.rows_inserted += fresh.num_rows
+            if again is not None:
+                _, updated = merge_rows(tx, table, rows.filter(again), pk, props)
+                result.rows_updated += updated
+            loaded.add(rows)
         else:
-            inserted, updated = merge_rows(tx, table, rows, pk, props)
+            inserted, updated = merge_rows(tx, table, rows, pk, props, cursor=cursor_col)
             result.rows_inserted += inserted
             result.rows_updated += updated
             if inserted == 0 and updated == 0:
@@ -335,6 +348,8 @@ def extract_table(
                     return  # re-read rows at the watermark, all unchanged: nothing to commit
                 # Nothing changed, but the watermark must still move forward.
                 tx.append(rows.slice(0, 0), snapshot_properties=props)
+        if wm is not None:
+            remember_state(tx, {WATERMARK_KEY: props[WATERMARK_KEY]})
         faults.point("before_commit")
         try:
             tx.commit_transaction()
@@ -357,7 +372,7 @@ def extract_table(
     known_at_wm = pa.table({})
     if watermark is not None and source.mode == "append":
         wm_value = watermark.value
-        known_at_wm = _keys_at(table, pk, eq_filter(cursor_col, _iceberg_literal(wm_value)))
+        known_at_wm = _keys_at(table, pk, eq_filter(cursor_col, wm_value))
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
     wm_after = watermark
@@ -407,64 +422,29 @@ def extract_table(
     return result
 
 
-def _match_filter(rows: pa.Table, pk: list[str]) -> BooleanExpression:
-    """An Iceberg predicate selecting exactly these rows' keys."""
-    if len(pk) == 1:
-        values = [_iceberg_literal(v) for v in rows.column(pk[0]).to_pylist()]
-        return in_filter(pk[0], values)
-    clauses: list[BooleanExpression] = []
-    for row in rows.select(pk).to_pylist():
-        parts = [eq_filter(k, _iceberg_literal(row[k])) for k in pk]
-        clauses.append(And(*parts) if len(parts) > 1 else parts[0])
-    return Or(*clauses) if len(clauses) > 1 else clauses[0]
+class _KeysSeen:
+    """The keys a first load has committed so far (one narrow column, for the load's length)."""
 
+    def __init__(self, pk: list[str]) -> None:
+        self.pk = pk
+        self.chunks: list[pa.Array] = []
 
-def _changed(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
-    both_null = pc.and_(pc.is_null(a), pc.is_null(b))
-    return pc.if_else(both_null, False, pc.fill_null(pc.not_equal(a, b), True))
+    def _keys(self, rows: pa.Table) -> pa.Array:
+        if len(self.pk) == 1:
+            return rows.column(self.pk[0]).combine_chunks()
+        parts = [pc.cast(rows.column(k), pa.string()) for k in self.pk]
+        return pc.binary_join_element_wise(*parts, "\x1f").combine_chunks()
 
+    def repeated(self, rows: pa.Table) -> pa.ChunkedArray | None:
+        """A mask of the rows whose key was already committed, or None if there are none."""
+        if not self.chunks:
+            return None
+        seen = pa.chunked_array(self.chunks)
+        mask = pc.is_in(self._keys(rows), value_set=seen.combine_chunks())
+        return pa.chunked_array([mask]) if pc.any(mask).as_py() else None
 
-def merge_rows(
-    tx: Transaction, table: Table, rows: pa.Table, pk: list[str], props: dict[str, str]
-) -> tuple[int, int]:
-    """Upsert `rows` on the key inside `tx`; unchanged rows are not rewritten.
-
-    pyiceberg's own upsert reads matches with the snapshot's schema, which drops a
-    column added since that snapshot; scanning the table reads the current schema.
-    """
-    existing = table.scan(row_filter=_match_filter(rows, pk)).to_arrow()
-    if existing.num_rows == 0:
-        tx.append(rows, snapshot_properties=props)
-        return rows.num_rows, 0
-    existing = existing.select(rows.schema.names)
-    left = rows.select(pk).append_column("__new", pa.array(range(rows.num_rows), pa.int64()))
-    right = existing.select(pk).append_column(
-        "__old", pa.array(range(existing.num_rows), pa.int64())
-    )
-    joined = left.join(right, keys=pk, join_type="left outer")
-    matched = joined.filter(pc.is_valid(joined.column("__old")))
-    new_side = rows.take(matched.column("__new"))
-    old_side = existing.take(matched.column("__old"))
-    diff = pa.chunked_array([pa.array([False] * new_side.num_rows, pa.bool_())])
-    for name in rows.schema.names:
-        if name not in pk:
-            diff = pc.or_(diff, _changed(new_side.column(name), old_side.column(name)))
-    to_update = new_side.filter(diff)
-    unmatched = joined.filter(pc.is_null(joined.column("__old"))).column("__new")
-    to_insert = rows.take(unmatched)
-    if to_update.num_rows:
-        tx.delete(delete_filter=_match_filter(to_update, pk), snapshot_properties=props)
-    writes = pa.concat_tables([to_update, to_insert]).cast(rows.schema)
-    if writes.num_rows:
-        tx.append(writes, snapshot_properties=props)
-    return to_insert.num_rows, to_update.num_rows
-
-
-def _iceberg_literal(value: Any) -> Any:
-    # pyiceberg literals take datetimes as ISO strings.
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    return value
+    def add(self, rows: pa.Table) -> None:
+        self.chunks.append(self._keys(rows))
 
 
 def _max_watermark(

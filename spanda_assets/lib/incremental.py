@@ -1,11 +1,11 @@
 """Incremental processing between Iceberg tables, by sequence number.
 
-A derived table (silver from bronze, gold from silver) records in the summary
-of the snapshot that closes each run the sequence number of its input that it
-has processed. The next run reads only the input's live data files added
-after that number, so its cost grows with new data, not with the table. The
-marker commits with the rows it describes, in one transaction: a crash leaves
-either both or neither (see docs/decisions/0001).
+A derived table (silver from bronze, gold from silver) records with each run
+(lib/writes.read_state) the sequence number of its input that it has
+processed. The next run reads only the input's live data files added after
+that number, so its cost grows with new data, not with the table. The
+position commits with the rows it describes, in one transaction: a crash
+leaves either both or neither (see docs/decisions/0001).
 
 Files that a row delete or a compaction rewrote need care: when the consumer
 had already processed the file they replace, their rows are not new; when it
@@ -16,7 +16,7 @@ own manifest, which lists the files it removed with their sequence numbers.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,30 +24,6 @@ import pyarrow as pa
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
-
-
-def run_snapshots(table: Table | None, marker: str) -> Iterator[Any]:
-    """Snapshots that closed a run (their summary carries `marker`), newest first."""
-    snap = table.current_snapshot() if table is not None else None
-    while snap is not None and table is not None:
-        if snap.summary is not None and snap.summary[marker]:
-            yield snap
-        snap = table.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id else None
-
-
-def run_state(table: Table | None, marker: str, keys: Collection[str]) -> dict[str, str]:
-    """The `keys` of the latest run's snapshot summary ({} before the first run)."""
-    for snap in run_snapshots(table, marker):
-        return {k: str(snap.summary[k]) for k in keys if snap.summary[k] is not None}
-    return {}
-
-
-def previous_run_sequence(table: Table, marker: str) -> int:
-    """Sequence number of the run before the latest one: what the latest run added is after it."""
-    runs = run_snapshots(table, marker)
-    next(runs, None)
-    before = next(runs, None)
-    return int(before.sequence_number or 0) if before is not None else 0
 
 
 @dataclass

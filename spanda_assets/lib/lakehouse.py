@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from spanda_assets import settings
@@ -19,7 +18,6 @@ from spanda_assets.lib.errors import ConfigError, redact_url
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
-    from pyiceberg.expressions import BooleanExpression
     from pyiceberg.table import Table
 
 NAMESPACES = ("bronze", "silver", "gold", "submissions")
@@ -104,36 +102,6 @@ def _prepare_local(config: CatalogConfig) -> None:
     parsed = urlparse(config.warehouse)
     if parsed.scheme in ("", "file"):
         Path(parsed.path).mkdir(parents=True, exist_ok=True)
-
-
-def in_filter(column: str, values: Iterable[Any]) -> BooleanExpression:
-    """`column IN values` as an Iceberg predicate (pyiceberg's stubs are stricter than it is)."""
-    from pyiceberg.expressions import In, Reference
-
-    return In(term=Reference(column), values=set(values))
-
-
-def eq_filter(column: str, value: Any) -> BooleanExpression:
-    from pyiceberg.expressions import EqualTo, Reference
-
-    return EqualTo(term=Reference(column), value=value)
-
-
-def row_count(table: Table) -> int:
-    """Live rows of an Iceberg table, from its current snapshot summary (no scan)."""
-    snap = table.current_snapshot()
-    if snap is None or snap.summary is None:
-        return 0
-    return int(snap.summary["total-records"] or 0)
-
-
-def replace_all(tx: Any, table: Table, rows: Any) -> None:
-    """Replace a table's rows inside a transaction (append when it is empty: an overwrite
-    of an empty table only adds a no-op delete and a warning)."""
-    if row_count(table) == 0:
-        tx.append(rows)
-    else:
-        tx.overwrite(rows)
 
 
 def ensure_namespace(catalog: Catalog, namespace: str) -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from spanda_assets.defs.automation.policies import BRONZE_FRESHNESS
 from spanda_assets.lib.sources import SourceTable, load_sources
 from spanda_assets.resources import LakehouseResource, SourceDatabaseResource
 
@@ -109,6 +110,7 @@ def build_extract_asset(source: SourceTable) -> dg.AssetsDefinition:
         owners=OWNERS,
         description=description,
         pool=pool_name(source),
+        freshness_policy=BRONZE_FRESHNESS,
         tags={"spanda/layer": "bronze", "spanda/pii": "restricted"},
         metadata={
             "source_table": source.qualified,

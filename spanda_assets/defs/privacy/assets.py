@@ -1,14 +1,20 @@
 """Privacy by design: DIDs for data subjects, consent records, and de-identified silver.
 
 Every silver table is generated from the column policy and the sources file.
-Heavy work lives in `lib/privacy/`; these functions wire it to Dagster.
+Heavy work lives in `lib/privacy/`; these functions wire it to Dagster. Each
+silver table is written through write-audit-publish (defs/publishing.py): its
+residual-PII scan is a blocking check that reads the audit branch, and main
+moves only when it passed.
 """
 
 import datetime as dt
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from spanda_assets.defs.automation.policies import SILVER_FRESHNESS, stage_automation
+from spanda_assets.defs.publishing import Audit, audit_spec, outcome_events, write_audit_publish
 from spanda_assets.lib.sources import SourceTable, load_sources
 from spanda_assets.resources import LakehouseResource
 
@@ -16,6 +22,7 @@ if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
 
     from spanda_assets.lib.privacy.policy import TablePolicy
+    from spanda_assets.lib.writes import Pending
 
 PRIVACY_GROUP = "privacy"
 SILVER_GROUP = "silver"
@@ -25,8 +32,49 @@ CONSENT_RECORDS_KEY = dg.AssetKey(["silver", "consent_records"])
 CONSENT_SOURCE = "consent_events"
 
 
+RESIDUAL_DESCRIPTION = (
+    "Independent scan (other patterns, Arrow's RE2 kernels, exact known names and emails) "
+    "of every row the audit branch holds that main lacks: everything since the last "
+    "passing audit, whole new files. Fails, and keeps main unchanged, if any identifier "
+    "survived de-identification or an identifying column is present. Shows counts per "
+    "category and example row keys, never the values."
+)
+
+
 def silver_key(name: str) -> dg.AssetKey:
     return dg.AssetKey(["silver", name])
+
+
+def silver_pool(name: str) -> str:
+    """One pool per silver table: two runs never write the same table."""
+    return f"silver_{name}"
+
+
+def residual_audit(catalog: "Catalog", key: str) -> Any:
+    """The residual-PII scan as an audit of what a silver table has not published yet."""
+
+    def audit(pending: "Pending") -> Audit:
+        from spanda_assets.lib.privacy.residual import scan_pending, scanner_for
+
+        report = scan_pending(scanner_for(catalog), pending, key)
+        found = {f"found_{c.lower()}": n for c, n in sorted(report.counts.items()) if n}
+        return Audit(
+            check_name="residual_pii",
+            passed=report.passed,
+            metadata={
+                "rows_scanned": report.rows_scanned,
+                **{f"found_{c.lower()}": n for c, n in sorted(report.counts.items())},
+                "example_keys": dg.MetadataValue.json(report.examples),
+                "identifying_columns": ", ".join(report.forbidden_columns) or "none",
+            },
+            failing={
+                **found,
+                "example_keys": report.examples,
+                "identifying_columns": report.forbidden_columns,
+            },
+        )
+
+    return audit
 
 
 @dg.asset(
@@ -36,6 +84,9 @@ def silver_key(name: str) -> dg.AssetKey:
     kinds={"iceberg", "python"},
     owners=OWNERS,
     tags={"spanda/layer": "bronze", "spanda/pii": "restricted"},
+    pool="bronze_data_subjects",
+    automation_condition=stage_automation(),
+    freshness_policy=SILVER_FRESHNESS,
     description=(
         "Registry of data subjects: one did:key (Ed25519) per student, with its public key. "
         "Private keys stay in the subjects' wallets (a demo wallet under SPANDA_HOME/wallet). "
@@ -60,32 +111,44 @@ def data_subjects(lakehouse: LakehouseResource) -> dg.MaterializeResult:
     kinds={"iceberg", "python"},
     owners=OWNERS,
     tags={"spanda/layer": "silver", "spanda/pii": "de-identified"},
+    pool=silver_pool("consent_records"),
+    automation_condition=stage_automation(),
+    freshness_policy=SILVER_FRESHNESS,
+    check_specs=[
+        audit_spec(CONSENT_RECORDS_KEY, "residual_pii", "Residual-PII scan of the consent records.")
+    ],
+    output_required=False,
     description=(
         "Consent events as ISO/IEC TS 27560-style consent records (purpose, state, time, "
         "collection method, notice version, controller), keyed by pseudonymous subject. "
         "Malformed events (unknown purpose, state or student) go to silver.consent_quarantine "
-        "with the reason and are never read as consent."
+        "with the reason and are never read as consent. Written through write-audit-publish "
+        "with the residual-PII scan as its gate."
     ),
 )
 def consent_records(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource
-) -> dg.MaterializeResult:
+) -> Iterator[Any]:
     from spanda_assets.lib.privacy.consent import load_consent
     from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
-    from spanda_assets.lib.privacy.records import write_consent_records
+    from spanda_assets.lib.privacy.records import stage_consent_records
     from spanda_assets.lib.privacy.subjects import subject_ids
+    from spanda_assets.lib.writes import publish
 
     pseudonymizer = Pseudonymizer(load_key())
     catalog = lakehouse.namespace("silver")
     valid, quarantined, states = load_consent(catalog)
-    summary = write_consent_records(
+    staged = stage_consent_records(
         catalog, valid, quarantined, states, pseudonymizer, subject_ids(catalog, pseudonymizer)
     )
     if quarantined:
         context.log.warning(
             f"{len(quarantined)} consent event(s) quarantined; see silver.consent_quarantine"
         )
-    return dg.MaterializeResult(metadata=summary)
+    outcome = write_audit_publish(staged.records, [residual_audit(catalog, "record_id")])
+    if outcome.passed:
+        publish(staged.quarantine)  # published with the records it explains
+    yield from outcome_events(CONSENT_RECORDS_KEY, outcome, staged.summary)
 
 
 def _policy_markdown(policy: "TablePolicy") -> str:
@@ -98,31 +161,42 @@ def _policy_markdown(policy: "TablePolicy") -> str:
 
 
 def build_silver_asset(source: SourceTable) -> dg.AssetsDefinition:
+    from spanda_assets.lib.privacy.policy import policy_for
+
     name = source.name
+    key = silver_key(name)
+    row_key = policy_for(name).key_output
 
     @dg.asset(
-        key=silver_key(name),
+        key=key,
         deps=[dg.AssetKey(["bronze", name]), SUBJECTS_KEY, dg.AssetKey(["bronze", CONSENT_SOURCE])],
         group_name=SILVER_GROUP,
         kinds={"iceberg", "python"},
         owners=OWNERS,
         tags={"spanda/layer": "silver", "spanda/pii": "de-identified"},
+        pool=silver_pool(name),
+        automation_condition=stage_automation(),
+        freshness_policy=SILVER_FRESHNESS,
+        check_specs=[audit_spec(key, "residual_pii", RESIDUAL_DESCRIPTION)],
+        output_required=False,
         description=(
             f"bronze.{name} de-identified to HIPAA Safe Harbor and FERPA by the column policy "
             "(spanda_assets/schemas/privacy_policy.yaml): identifiers dropped, pseudonymized "
             "with a keyed HMAC, generalized (dates to years, ZIP to ZIP3, ages over 89 to 90+) "
             "or scrubbed from free text. Only students with active consent for the table's "
-            "purpose; a withdrawal erases their rows on the next run. Fails closed on any "
-            "column the policy does not classify."
+            "purpose. Fails closed on any column the policy does not classify.\n\n"
+            "Write-audit-publish: each run stages its rows on the `audit` branch; the "
+            "residual-PII scan reads what main lacks; main moves only if it passed. A consent "
+            "withdrawal is erased from main at once, without waiting for an audit. Runs by "
+            "itself when bronze or consent changes (eager automation)."
         ),
     )
-    def _silver(
-        context: dg.AssetExecutionContext, lakehouse: LakehouseResource
-    ) -> dg.MaterializeResult:
+    def _silver(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> Iterator[Any]:
+        from spanda_assets.defs.extract.assets import table_metadata
         from spanda_assets.lib.privacy.consent import active_students, load_consent
         from spanda_assets.lib.privacy.policy import policy_for
         from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
-        from spanda_assets.lib.privacy.silver import SilverInputs, publish
+        from spanda_assets.lib.privacy.silver import SilverInputs, stage_silver
         from spanda_assets.lib.privacy.subjects import subject_ids
 
         policy = policy_for(name)
@@ -143,18 +217,24 @@ def build_silver_asset(source: SourceTable) -> dg.AssetsDefinition:
             on=dt.date.today(),
             upsert=source.mode == "upsert",
         )
-        result = publish(catalog=catalog, bronze=bronze, inputs=inputs, run_id=context.run.run_id)
+        result = stage_silver(
+            catalog=catalog, bronze=bronze, inputs=inputs, run_id=context.run.run_id
+        )
         if result.rows_erased:
             context.log.info(
                 f"silver.{name}: erased {result.rows_erased} row(s) of {result.subjects_erased} "
                 "subject(s) after consent withdrawal"
             )
         silver = catalog.load_table(("silver", name))
-        from spanda_assets.defs.extract.assets import table_metadata
+        outcome = write_audit_publish(silver, [residual_audit(catalog, row_key)])
+        silver.refresh()
+        from spanda_assets.lib.writes import row_count
 
-        return dg.MaterializeResult(
-            metadata={
-                **table_metadata(silver, result.total_rows),
+        yield from outcome_events(
+            key,
+            outcome,
+            {
+                **table_metadata(silver, row_count(silver)),
                 "rows_read_from_bronze": result.rows_read,
                 "rows_written": result.rows_written,
                 "rows_updated": result.rows_updated,
@@ -162,12 +242,13 @@ def build_silver_asset(source: SourceTable) -> dg.AssetsDefinition:
                 "rows_erased": result.rows_erased,
                 "subjects_erased": result.subjects_erased,
                 "subjects_restored": result.subjects_restored,
+                "rows_turned_90": result.rows_turned_90,
+                "audit_branch_reset": result.audit_reset,
                 "consent_purpose": policy.purpose,
                 "full_rebuild": result.full_rebuild,
                 "bronze_sequence_processed": result.bronze_sequence,
-                "iceberg_snapshot_id": dg.MetadataValue.text(str(result.snapshot_id or "")),
                 "column_policy": dg.MetadataValue.md(_policy_markdown(policy)),
-            }
+            },
         )
 
     return _silver

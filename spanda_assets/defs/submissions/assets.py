@@ -7,11 +7,14 @@ re-reads the report and refuses an invalid one on its own too.
 """
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from spanda_assets import settings
+from spanda_assets.defs.publishing import Audit, audit_spec, outcome_events
 from spanda_assets.resources import LakehouseResource
 
 SUBMISSIONS = dg.DynamicPartitionsDefinition(name="submissions")
@@ -96,18 +99,28 @@ def submission_valid(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckRes
     group_name=GROUP,
     kinds={"iceberg", "python"},
     owners=OWNERS,
+    pool="submissions",
+    check_specs=[
+        audit_spec(
+            INGESTED_KEY,
+            "residual_pii",
+            "Residual-PII scan of every table the submission stages, before any is published.",
+        )
+    ],
+    output_required=False,
     description=(
         "A validated submission de-identified by the privacy layer (identifier columns dropped, "
         "ids pseudonymized per dataset, free text scrubbed) and ingested as Iceberg tables "
-        "submissions.<dataset>_<file>."
+        "submissions.<dataset>_<file>. Write-audit-publish: the tables are staged on their "
+        "audit branches, and published only when the residual-PII scan of all of them passed."
     ),
 )
-def ingested(
-    context: dg.AssetExecutionContext, lakehouse: LakehouseResource
-) -> dg.MaterializeResult:
+def ingested(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> Iterator[Any]:
     from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
+    from spanda_assets.lib.privacy.residual import ResidualScanner, ScanReport, scan_pending
     from spanda_assets.lib.submissions.inbox import fetch
-    from spanda_assets.lib.submissions.ingest import ingest
+    from spanda_assets.lib.submissions.ingest import ingest, pseudonym_columns
+    from spanda_assets.lib.writes import pending
 
     key = context.partition_key
     report = report_dir(key) / "report.json"
@@ -116,10 +129,45 @@ def ingested(
             description=f"submission {key} was rejected by validation and is not ingested",
             metadata={"report": dg.MetadataValue.path(str(report_dir(key) / "report.html"))},
         )
-    tables = ingest(lakehouse.namespace("submissions"), key, fetch(key), Pseudonymizer(load_key()))
-    return dg.MaterializeResult(
-        metadata={
+    catalog = lakehouse.namespace("submissions")
+    tables = ingest(catalog, key, fetch(key), Pseudonymizer(load_key()))
+    staged = [catalog.load_table(("submissions", t)) for t in tables]
+    scan = ScanReport()
+    for table in staged:
+        # No roster applies to a partner's data: the pattern scan and the schema check do.
+        names = table.schema().column_names
+        scanner = ResidualScanner(pseudonym_columns=pseudonym_columns(names))
+        scan_pending(scanner, pending(table), names[0], report=scan)
+    outcome = _publish_all(staged, scan)
+    yield from outcome_events(
+        INGESTED_KEY,
+        outcome,
+        {
             "dagster/row_count": sum(tables.values()),
             "tables": dg.MetadataValue.json({f"submissions.{t}": n for t, n in tables.items()}),
-        }
+        },
     )
+
+
+def _publish_all(staged: list[Any], report: Any) -> Any:
+    """Publish every staged table of the submission, or none (their audit is one)."""
+    from spanda_assets.defs.publishing import Outcome
+    from spanda_assets.lib.writes import Published, publish
+
+    audit = Audit(
+        check_name="residual_pii",
+        passed=report.passed,
+        metadata={
+            "rows_scanned": report.rows_scanned,
+            **{f"found_{c.lower()}": n for c, n in sorted(report.counts.items())},
+            "example_keys": dg.MetadataValue.json(report.examples),
+            "identifying_columns": ", ".join(report.forbidden_columns) or "none",
+        },
+        failing={"found": report.counts, "example_keys": report.examples},
+    )
+    name = "submissions." + ",".join(t.name()[-1] for t in staged)
+    if not audit.passed:
+        return Outcome([audit], None, name, None, None)
+    results = [publish(t) for t in staged]
+    last = results[-1] if results else Published(False, None, None)
+    return Outcome([audit], last, name, None, last.snapshot_id)

@@ -1,17 +1,27 @@
 """gold.validated_*: silver rows that pass row-level rules, for the students who consented
-to model training; failing rows go to gold.quarantine with the rule and reason."""
+to model training; failing rows go to gold.quarantine with the rule and reason.
 
+Each gold table is written through write-audit-publish: the run stages its rows
+on the audit branch, the data contracts (defs/validation/checks.py) audit what
+main lacks, and main moves only when the blocking ones passed.
+"""
+
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 
 from spanda_assets import settings
+from spanda_assets.defs.automation.policies import GOLD_FRESHNESS, stage_automation
 from spanda_assets.defs.privacy.assets import CONSENT_RECORDS_KEY, silver_key
+from spanda_assets.defs.publishing import audit_spec, outcome_events, write_audit_publish
+from spanda_assets.defs.validation.checks import CHECK_DESCRIPTIONS, CHECK_NAMES, contract_audits
 from spanda_assets.resources import LakehouseResource
 
 GOLD_GROUP = "gold"
-CHECK_NAMES = ("pandera_contract", "gx_gates", "gx_soft_signals")
 OWNERS = ["team:data-quality"]
+# Every gold table writes the shared gold.quarantine and gold.dq_history: one pool for all.
+GOLD_POOL = "gold_tables"
 
 
 def gold_key(name: str) -> dg.AssetKey:
@@ -41,10 +51,12 @@ def build_gold_asset(name: str) -> dg.AssetsDefinition:
     from spanda_assets.lib.validation.gold import SPECS
 
     spec = SPECS[name]
+    key = gold_key(name)
     rules = "\n".join(f"* `{r.name}`: quarantined when {r.reason}" for r in spec.rules)
+    types = ", ".join(f"`{c}` ({kind})" for c, kind in spec.types)
 
     @dg.asset(
-        key=gold_key(name),
+        key=key,
         deps=[
             silver_key(spec.source),
             silver_key("courses"),
@@ -55,37 +67,57 @@ def build_gold_asset(name: str) -> dg.AssetsDefinition:
         kinds={"iceberg", "pandera", "great_expectations"},
         owners=OWNERS,
         tags={"spanda/layer": "gold", "spanda/pii": "de-identified"},
+        pool=GOLD_POOL,
+        automation_condition=stage_automation(),
+        freshness_policy=GOLD_FRESHNESS,
+        check_specs=[
+            audit_spec(
+                key,
+                check,
+                CHECK_DESCRIPTIONS[check].format(name=name),
+                blocking=check != "gx_soft_signals",
+            )
+            for check in CHECK_NAMES
+        ],
+        output_required=False,
         description=(
             f"silver.{spec.source} rows that pass the row-level rules, for students with active "
             f"`{spec.purpose}` consent. Failing rows go to gold.quarantine with the rule and "
             "reason; a re-run after the source is fixed releases them. Incremental: each run "
             "reads only the silver rows added since the last one, plus the students whose "
-            f"consent changed. Rules:\n\n{rules}\n\n"
-            "Checked by a Pandera model and a Great Expectations suite (asset checks)."
+            f"consent changed. Typed columns: {types}; a value that is not of its kind is "
+            f"quarantined with the value and the expected type. Rules:\n\n{rules}\n\n"
+            "Write-audit-publish: the run stages its rows on the `audit` branch; a Pandera "
+            "model and a Great Expectations suite audit what main lacks (blocking), and main "
+            "moves only if they pass. A consent withdrawal is erased from main at once. Runs "
+            "by itself when silver publishes (eager automation)."
         ),
     )
-    def _gold(
-        context: dg.AssetExecutionContext, lakehouse: LakehouseResource
-    ) -> dg.MaterializeResult:
+    def _gold(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> Iterator[Any]:
         from spanda_assets.defs.extract.assets import table_metadata
         from spanda_assets.lib.privacy.policy import policy_for
         from spanda_assets.lib.sources import load_sources
         from spanda_assets.lib.validation import history
         from spanda_assets.lib.validation.contracts import docs_index
-        from spanda_assets.lib.validation.publish import publish_gold
+        from spanda_assets.lib.validation.publish import stage_gold
+        from spanda_assets.lib.writes import row_count
 
         catalog = lakehouse.namespace("gold")
         consent = gold_consent(catalog, spec.purpose, policy_for(spec.source).purpose)
         upsert = any(s.name == spec.source and s.mode == "upsert" for s in load_sources())
-        result = publish_gold(catalog, spec, consent, upsert=upsert, run_id=context.run.run_id)
+        result = stage_gold(catalog, spec, consent, upsert=upsert, run_id=context.run.run_id)
         if result.quarantined:
             context.log.warning(
                 f"gold.{name}: {result.quarantined} row(s) quarantined: {result.failures}"
             )
         table = catalog.load_table(("gold", name))
-        return dg.MaterializeResult(
-            metadata={
-                **table_metadata(table, result.total_rows),
+        outcome = write_audit_publish(table, contract_audits(catalog, name))
+        table.refresh()
+        yield from outcome_events(
+            key,
+            outcome,
+            {
+                **table_metadata(table, row_count(table)),
                 "rows_read_from_silver": result.rows_read,
                 "rows_reread_for_consent_or_references": result.rows_reread,
                 "rows_validated": result.valid,
@@ -99,11 +131,11 @@ def build_gold_asset(name: str) -> dg.AssetsDefinition:
                 "quality_history": dg.MetadataValue.md(
                     history.summary_markdown(catalog, name, CHECK_NAMES)
                 ),
-                # The site's index: the checks of this run (they follow) add their pages to it.
+                # The site's index: this run's audits added their pages to it.
                 "data_docs": dg.MetadataValue.url(docs_index(settings.spanda_home() / "gx")),
                 "consent_purpose": spec.purpose,
-                "iceberg_snapshot_id": dg.MetadataValue.text(str(result.snapshot_id or "")),
-            }
+                "audit_branch_reset": result.audit_reset,
+            },
         )
 
     return _gold

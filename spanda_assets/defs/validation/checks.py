@@ -1,26 +1,38 @@
-"""Data contracts of the gold tables as asset checks.
+"""Data contracts of the gold tables, as the audits of write-audit-publish.
 
 * `pandera_contract` (blocking, ERROR): types, ranges, uniqueness, references;
 * `gx_gates` (blocking, ERROR): the GX suite's gate expectations;
 * `gx_soft_signals` (WARN, not blocking): distributions and row-count change.
 
-Incremental: a check validates the rows added to the table since the check
-last passed (gold.dq_history records how far each run got), so its cost grows
-with new rows; rows a failing run saw are validated again until a run passes.
-Key uniqueness reads the whole key column; the row-count change compares whole
-tables (from the snapshot summary, no scan).
+They read the audit branch: the rows it holds that main lacks, which is every
+row since the last passing audit (main moves only when these pass), so their
+cost grows with new rows; rows a failing run saw are validated again until a
+run passes. Key uniqueness reads the whole key column of the staged table; the
+row-count change compares whole tables (from the snapshot summary, no scan).
 
-Each run is recorded in gold.dq_history; the check shows the pass rate of the
-last runs and links the Great Expectations Data Docs.
+Each run is recorded in gold.dq_history; the checks show the pass rate of the
+last runs and link the Great Expectations Data Docs.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from spanda_assets import settings
-from spanda_assets.defs.validation.assets import gold_key
-from spanda_assets.resources import LakehouseResource
+from spanda_assets.defs.publishing import Audit
+
+if TYPE_CHECKING:
+    from spanda_assets.lib.writes import Pending
+
+CHECK_NAMES = ("pandera_contract", "gx_gates", "gx_soft_signals")
+CHECK_DESCRIPTIONS = {
+    "pandera_contract": "Pandera model of gold.{name}: types, ranges, uniqueness, references.",
+    "gx_gates": "Gate expectations of schemas/gx/{name}.yaml (blocking, ERROR).",
+    "gx_soft_signals": (
+        "Soft expectations of schemas/gx/{name}.yaml and the row-count change since the last "
+        "run (WARN, not blocking)."
+    ),
+}
 
 
 def _history_metadata(catalog: Any, table: str, check: str) -> dict[str, Any]:
@@ -40,34 +52,27 @@ def _scope_metadata(scope: Any) -> dict[str, Any]:
         "scope": dg.MetadataValue.text(
             "whole table"
             if scope.after_sequence == 0
-            else f"rows added after sequence {scope.after_sequence} (the last pass)"
+            else f"rows added after sequence {scope.after_sequence} (the published main)"
         ),
     }
 
 
-def build_checks(name: str) -> list[dg.AssetChecksDefinition]:
+def contract_audits(catalog: Any, name: str) -> list[Any]:
+    """The audits of gold.<name>: Pandera, then one GX run for gates and soft signals."""
     from spanda_assets.lib.validation.gold import SPECS
 
     spec = SPECS[name]
 
-    @dg.asset_check(
-        asset=gold_key(name),
-        name="pandera_contract",
-        blocking=True,
-        description=f"Pandera model of gold.{name}: types, ranges, uniqueness, references.",
-    )
-    def pandera_contract(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
+    def pandera_contract(pending: "Pending") -> Audit:
         from spanda_assets.lib.validation import history
         from spanda_assets.lib.validation.contracts import run_pandera
         from spanda_assets.lib.validation.gold import reference_keys, reference_tables
 
-        catalog = lakehouse.catalog()
-        table = catalog.load_table(("gold", name))
-        # The lookups the gold rules make, checked again on what gold holds.
+        # The lookups the gold rules make, checked again on what gold would publish.
         tables = reference_tables(catalog, spec.references)
         refs = {c: keys.to_pylist() for c, keys in reference_keys(tables).items()}
-        scope = history.scope(catalog, table, name, "pandera_contract")
-        result = run_pandera(name, table, refs, spec.key, scope.after_sequence)
+        scope = history.scope(pending)
+        result = run_pandera(name, pending.view, refs, spec.key, scope.after_sequence)
         history.record(
             catalog,
             name,
@@ -79,9 +84,9 @@ def build_checks(name: str) -> list[dg.AssetChecksDefinition]:
             scope,
             result.rows,
         )
-        return dg.AssetCheckResult(
+        return Audit(
+            check_name="pandera_contract",
             passed=result.passed,
-            severity=dg.AssetCheckSeverity.ERROR,
             metadata={
                 "rows_checked": result.rows,
                 **_scope_metadata(scope),
@@ -89,29 +94,10 @@ def build_checks(name: str) -> list[dg.AssetChecksDefinition]:
                 "failures": dg.MetadataValue.json(result.failures),
                 **_history_metadata(catalog, name, "pandera_contract"),
             },
+            failing={"failure_cases": result.failed, "failures": result.failures},
         )
 
-    @dg.multi_asset_check(
-        name=f"{name}_great_expectations",
-        specs=[
-            dg.AssetCheckSpec(
-                "gx_gates",
-                asset=gold_key(name),
-                blocking=True,
-                description=f"Gate expectations of schemas/gx/{name}.yaml (blocking, ERROR).",
-            ),
-            dg.AssetCheckSpec(
-                "gx_soft_signals",
-                asset=gold_key(name),
-                description=(
-                    f"Soft expectations of schemas/gx/{name}.yaml and the row-count change "
-                    "since the last run (WARN, not blocking)."
-                ),
-            ),
-        ],
-        description="One Great Expectations run (and one Data Docs update) for both checks.",
-    )
-    def great_expectations(lakehouse: LakehouseResource) -> Any:
+    def great_expectations(pending: "Pending") -> list[Audit]:
         from spanda_assets.lib.validation import history
         from spanda_assets.lib.validation.contracts import (
             ContractResult,
@@ -121,13 +107,9 @@ def build_checks(name: str) -> list[dg.AssetChecksDefinition]:
             run_gx,
         )
 
-        catalog = lakehouse.catalog()
-        table = catalog.load_table(("gold", name))
         suite = load_suite(name)
-        # One GX run serves both checks: it starts after the older of their last passes.
-        scopes = [history.scope(catalog, table, name, c) for c in ("gx_gates", "gx_soft_signals")]
-        scope = min(scopes, key=lambda s: s.after_sequence)
-        frame = gx_frame(table, suite["columns"], scope.after_sequence)
+        scope = history.scope(pending)
+        frame = gx_frame(pending.view, suite["columns"], scope.after_sequence)
         project = settings.spanda_home() / "gx"
         if len(frame):
             results = run_gx(name, frame, project, spec.key)
@@ -150,9 +132,10 @@ def build_checks(name: str) -> list[dg.AssetChecksDefinition]:
                         "observed": f"{counts[0]} -> {scope.row_count}",
                     }
                 )
-        for check_name, severity, level in (
-            ("gx_gates", "gate", dg.AssetCheckSeverity.ERROR),
-            ("gx_soft_signals", "soft", dg.AssetCheckSeverity.WARN),
+        audits = []
+        for check_name, severity, blocking in (
+            ("gx_gates", "gate", True),
+            ("gx_soft_signals", "soft", False),
         ):
             result = results[severity]
             history.record(
@@ -176,19 +159,15 @@ def build_checks(name: str) -> list[dg.AssetChecksDefinition]:
             }
             if result.docs_url:
                 metadata["data_docs"] = dg.MetadataValue.url(result.docs_url)
-            yield dg.AssetCheckResult(
-                asset_key=gold_key(name),
-                check_name=check_name,
-                passed=result.passed,
-                severity=level,
-                metadata=metadata,
+            audits.append(
+                Audit(
+                    check_name=check_name,
+                    passed=result.passed,
+                    metadata=metadata,
+                    blocking=blocking,
+                    failing={"failed_expectations": result.failed, "failures": result.failures},
+                )
             )
+        return audits
 
     return [pandera_contract, great_expectations]
-
-
-@dg.definitions
-def defs() -> dg.Definitions:
-    from spanda_assets.lib.validation.gold import SPECS
-
-    return dg.Definitions(asset_checks=[c for n in SPECS for c in build_checks(n)])

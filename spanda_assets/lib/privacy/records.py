@@ -2,12 +2,14 @@
 
 Consent events are few (a handful per student), so each run rewrites both
 tables in one overwrite each: simple, idempotent, and always consistent with
-bronze.consent_events.
+bronze.consent_events. Both are staged on their audit branch; the asset
+publishes them after the residual-PII scan of the records passed.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -17,6 +19,7 @@ from spanda_assets.lib.privacy.pseudonym import Pseudonymizer
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
 
 RECORDS = pa.schema(
     [
@@ -36,22 +39,34 @@ QUARANTINE = pa.schema(
 )
 
 
-def _overwrite(catalog: Catalog, name: str, rows: pa.Table) -> None:
-    table = catalog.create_table_if_not_exists(("silver", name), schema=rows.schema)
-    from spanda_assets.lib.lakehouse import replace_all
+@dataclass
+class StagedRecords:
+    records: Table
+    quarantine: Table
+    summary: dict[str, Any]
 
+
+def _stage(catalog: Catalog, name: str, rows: pa.Table) -> Table:
+    from spanda_assets.lib.writes import AUDIT, NO_RETRY, open_audit, replace_all
+
+    table = catalog.create_table_if_not_exists(
+        ("silver", name), schema=rows.schema, properties={NO_RETRY: "0"}
+    )
+    open_audit(table)
     with table.transaction() as tx:
-        replace_all(tx, table, rows)
+        replace_all(tx, table, rows, branch=AUDIT)
+    return table
 
 
-def write_consent_records(
+def stage_consent_records(
     catalog: Catalog,
     valid: pa.Table,
     quarantined: list[dict[str, Any]],
     states: dict[tuple[int, str], ConsentState],
     pseudonymizer: Pseudonymizer,
     subjects: dict[int, str],
-) -> dict[str, Any]:
+) -> StagedRecords:
+    """Stage both tables on their audit branches (rewritten whole: consent events are few)."""
     current = {s.event_id for s in states.values()}
     cols: dict[str, list[Any]] = {n: [] for n in RECORDS.names}
     for row in valid.to_pylist():
@@ -80,7 +95,7 @@ def write_consent_records(
                 sort_keys=True,
             )
         )
-    _overwrite(catalog, "consent_records", pa.table(cols, schema=RECORDS))
+    records = _stage(catalog, "consent_records", pa.table(cols, schema=RECORDS))
     q = pa.table(
         {
             "record_id": [
@@ -91,7 +106,7 @@ def write_consent_records(
         },
         schema=QUARANTINE,
     )
-    _overwrite(catalog, "consent_quarantine", q)
+    quarantine = _stage(catalog, "consent_quarantine", q)
     active: dict[str, int] = {}
     for (_, purpose), s in states.items():
         if s.state == "given":
@@ -99,10 +114,11 @@ def write_consent_records(
     reasons: dict[str, int] = {}
     for r in quarantined:
         reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
-    return {
+    summary = {
         "dagster/row_count": len(cols["record_id"]),
         "records": len(cols["record_id"]),
         "quarantined": len(quarantined),
         "quarantine_reasons": json.dumps(reasons) if reasons else "none",
         **{f"active_{p}": n for p, n in sorted(active.items())},
     }
+    return StagedRecords(records, quarantine, summary)

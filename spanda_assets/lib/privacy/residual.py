@@ -12,9 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    from spanda_assets.lib.writes import Pending
 
 # Column names that must never appear in a de-identified table.
 FORBIDDEN_COLUMNS = frozenset(
@@ -72,7 +76,14 @@ def _names_pattern(names: Iterable[str]) -> str | None:
 
 
 class ResidualScanner:
-    def __init__(self, full_names: Iterable[str] = (), emails: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        full_names: Iterable[str] = (),
+        emails: Iterable[str] = (),
+        pseudonym_columns: Iterable[str] = (),
+    ) -> None:
+        # Columns known to hold keyed pseudonyms may carry an identifier's name.
+        self.forbidden = FORBIDDEN_COLUMNS - set(pseudonym_columns)
         self.patterns = dict(SCAN_PATTERNS)
         names = _names_pattern(full_names)
         if names:
@@ -85,7 +96,7 @@ class ResidualScanner:
         report = report or ScanReport()
         report.rows_scanned += table.num_rows
         report.forbidden_columns = sorted(
-            set(report.forbidden_columns) | (set(table.column_names) & FORBIDDEN_COLUMNS)
+            set(report.forbidden_columns) | (set(table.column_names) & self.forbidden)
         )
         keys = table.column(key)
         for name in table.column_names:
@@ -116,3 +127,33 @@ class ResidualScanner:
                 found.extend(
                     str(k) for k in keys.filter(hits).slice(0, examples - len(found)).to_pylist()
                 )
+
+
+def scanner_for(catalog: Any) -> ResidualScanner:
+    """A scanner that also knows every student's and instructor's full name and email,
+    read in the restricted zone, for exact matching."""
+    from spanda_assets.lib.privacy.people import known_people
+
+    people = known_people(catalog)
+    return ResidualScanner(full_names=people.full_names, emails=people.emails)
+
+
+def scan_pending(
+    scanner: ResidualScanner,
+    pending: Pending,
+    key: str,
+    batch_rows: int = 100_000,
+    report: ScanReport | None = None,
+) -> ScanReport:
+    """Scan every row the audit branch holds that main lacks (whole new files), and the
+    schema for identifying columns: the cost follows the unpublished rows, not the table."""
+    from spanda_assets.lib.incremental import read_files
+    from spanda_assets.lib.writes import unpublished_files
+
+    report = report if report is not None else ScanReport()
+    tasks = unpublished_files(pending.view, pending.after_sequence)
+    for batch in read_files(pending.view, tasks, batch_rows):
+        scanner.scan(pa.Table.from_batches([batch]), key, report)
+    # Whatever was scanned, the schema itself must hold no identifying column.
+    scanner.scan(pending.view.schema().as_arrow().empty_table(), key, report)
+    return report

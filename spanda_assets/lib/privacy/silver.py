@@ -1,16 +1,26 @@
 """bronze.<table> -> silver.<table>: de-identified, consent-filtered, incremental.
 
-Incremental by Iceberg sequence number: silver's snapshot summary records the
-bronze sequence number it has processed; the next run reads only the bronze
-data files added after it (appended rows, or files rewritten by an upsert),
-so cost grows with new data. The bronze sequence number and the consent
-watermark commit with the silver rows, in one transaction, like the extract's
-watermark.
+Incremental by Iceberg sequence number: each run records the bronze sequence
+number it has processed (lib/writes.read_state); the next run reads only the
+bronze data files added after it (appended rows, or files rewritten by an
+upsert), so cost grows with new data. The bronze sequence number and the
+consent watermark commit with the silver rows, in one transaction, like the
+extract's watermark.
+
+Write-audit-publish: `stage_silver` writes to silver's audit branch; the
+Dagster asset then runs the blocking residual-PII scan on what the branch
+holds that main lacks, and publishes (lib/writes.publish) only if it passed.
 
 Consent: rows of students without active consent for the table's purpose are
 never written. When a student's consent changes (a new consent event past the
-consent watermark), a withdrawal deletes their rows from silver (Iceberg row
-deletes) and a new grant brings their bronze rows back in.
+consent watermark), a withdrawal deletes their rows from silver main at once,
+without waiting for an audit (a delete only removes data), and from the audit
+branch; a new grant brings their bronze rows back in through the audit.
+
+Ages: Safe Harbor turns ages over 89 into "90+". A student who turns 90 after
+silver first wrote them is re-derived by the first run after their birthday:
+each run reads the bronze rows whose birth date crossed the line since the
+date the previous run recorded.
 """
 
 from __future__ import annotations
@@ -22,8 +32,9 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from spanda_assets.lib import faults
 from spanda_assets.lib.errors import SpandaError
-from spanda_assets.lib.incremental import new_files, read_files, run_state
+from spanda_assets.lib.incremental import new_files, read_files
 from spanda_assets.lib.privacy import generalize
 from spanda_assets.lib.privacy.policy import TablePolicy
 from spanda_assets.lib.privacy.pseudonym import Pseudonymizer
@@ -36,6 +47,8 @@ if TYPE_CHECKING:
 BRONZE_SEQ_KEY = "spanda.bronze-sequence"
 BRONZE_UUID_KEY = "spanda.bronze-uuid"
 CONSENT_KEY = "spanda.consent-watermark"
+AS_OF_KEY = "spanda.as-of"
+STATE_KEYS = (BRONZE_SEQ_KEY, BRONZE_UUID_KEY, CONSENT_KEY, AS_OF_KEY)
 
 
 @dataclass
@@ -62,6 +75,8 @@ class SilverResult:
     rows_erased: int = 0
     subjects_erased: int = 0
     subjects_restored: int = 0
+    rows_turned_90: int = 0
+    audit_reset: bool = False
     total_rows: int = 0
     snapshot_id: int | None = None
     bronze_sequence: int = 0
@@ -128,12 +143,8 @@ def _consented(batch: pa.Table, column: str | None, active: set[int] | None) -> 
     return batch.filter(pc.fill_null(mask, False))
 
 
-def _summary(table: Table | None) -> dict[str, str]:
-    return run_state(table, BRONZE_SEQ_KEY, (BRONZE_SEQ_KEY, BRONZE_UUID_KEY, CONSENT_KEY))
-
-
 def _bronze_rows_of(bronze: Table, column: str, students: set[int]) -> pa.Table:
-    from spanda_assets.lib.lakehouse import in_filter
+    from spanda_assets.lib.writes import in_filter
 
     return bronze.scan(row_filter=in_filter(column, students)).to_arrow()
 
@@ -143,7 +154,7 @@ def silver_schema(bronze_schema: pa.Schema, inputs: SilverInputs) -> pa.Schema:
     return transform(empty, inputs).schema
 
 
-def publish(
+def stage_silver(
     *,
     catalog: Catalog,
     bronze: Table,
@@ -151,14 +162,12 @@ def publish(
     batch_rows: int = 100_000,
     run_id: str = "",
 ) -> SilverResult:
-    """Bring silver.<table> up to date with bronze.<table>. Idempotent, crash-safe."""
-    from spanda_assets.lib.extract import NO_RETRY, merge_rows
-    from spanda_assets.lib.lakehouse import (
-        ensure_namespace,
-        in_filter,
-        load_table_or_none,
-        row_count,
-    )
+    """Bring silver.<table>'s audit branch up to date with bronze.<table>, and erase
+    withdrawn students from main. Idempotent, crash-safe. Publishing is the caller's
+    step, after the audit (lib/writes.publish)."""
+    from spanda_assets.lib import writes
+    from spanda_assets.lib.lakehouse import ensure_namespace, load_table_or_none
+    from spanda_assets.lib.writes import AUDIT, MAIN, in_filter
 
     policy = inputs.policy
     result = SilverResult(table=f"silver.{policy.table}")
@@ -166,11 +175,23 @@ def publish(
     policy.check_covers(bronze_arrow)
     target = silver_schema(bronze_arrow, inputs)
     key = policy.key_output
+    subject_col = policy.subject_column
 
     ensure_namespace(catalog, "silver")
     silver = load_table_or_none(catalog, "silver", policy.table)
-    state = _summary(silver)
     bronze_uuid = str(bronze.metadata.table_uuid)
+    consent_wm = consent_watermark(inputs.consent_events)
+
+    if silver is not None:
+        # 1. withdrawals reach main now, whatever the audit of new rows will say
+        main_state = writes.read_state(silver, BRONZE_SEQ_KEY, STATE_KEYS, MAIN)
+        gone = _withdrawn(inputs, int(main_state.get(CONSENT_KEY, 0) or 0))
+        if subject_col and gone and main_state:
+            result.rows_erased += writes.erase_rows(silver, in_filter("subject_id", gone))
+            faults.point("after_erase")
+        result.audit_reset = writes.open_audit(silver)
+
+    state = writes.read_state(silver, BRONZE_SEQ_KEY, STATE_KEYS, AUDIT)
     rebuild = silver is not None and state.get(BRONZE_UUID_KEY) not in (None, bronze_uuid)
     if silver is not None and _schema_changed(silver, target):
         rebuild = True  # policy or source columns changed: rebuild from bronze
@@ -185,19 +206,18 @@ def publish(
             properties={
                 "spanda.policy-table": policy.table,
                 "spanda.purpose": policy.purpose,
-                NO_RETRY: "0",
+                writes.NO_RETRY: "0",
             },
         )
         with silver.update_schema() as upd:
             upd.set_identifier_fields(key)
+        writes.open_audit(silver)
     target = pa.schema(
         [pa.field(f.name, f.type, nullable=f.nullable) for f in silver.schema().as_arrow()]
     )
 
     after_seq = int(state.get(BRONZE_SEQ_KEY, 0) or 0)
-    bronze_snap = bronze.current_snapshot()
-    bronze_seq = int(bronze_snap.sequence_number or 0) if bronze_snap else 0
-    subject_col = policy.subject_column
+    bronze_seq = writes.sequence(bronze.current_snapshot())
     tx = silver.transaction()
     wrote = False
 
@@ -206,39 +226,52 @@ def publish(
         rows = rows.select(target.names).cast(target)
         if not rows.num_rows:
             return
-        if merge and silver.current_snapshot() is not None:
-            inserted, updated = merge_rows(tx, silver, rows, [key], {})
+        if merge and writes.row_count(silver, AUDIT) > 0:
+            inserted, updated = writes.merge_rows(tx, silver, rows, [key], {}, branch=AUDIT)
             result.rows_written += inserted
             result.rows_updated += updated
         else:
-            tx.append(rows)
+            tx.append(rows, branch=AUDIT)
             result.rows_written += rows.num_rows
         wrote = True
 
-    # 1. consent changes since the last run: erase withdrawn, restore re-granted
-    consent_wm = consent_watermark(inputs.consent_events)
+    # 2. consent changes since the audit branch's last run: erase withdrawn, restore granted
     changed = changed_students(inputs.consent_events, int(state.get(CONSENT_KEY, 0) or 0))
     restored: set[int] = set()
     if subject_col and inputs.active is not None and after_seq and changed:
-        withdrawn = {s for s in changed if s not in inputs.active}
         restored = changed & inputs.active
-        gone = [inputs.subjects[s] for s in withdrawn if s in inputs.subjects]
+        gone = _withdrawn(inputs, int(state.get(CONSENT_KEY, 0) or 0))
         if gone:
-            victims = silver.scan(
-                row_filter=in_filter("subject_id", gone),
-                selected_fields=("subject_id",),
+            victims = writes.scan(
+                silver, AUDIT, row_filter=in_filter("subject_id", gone), selected_fields=(key,)
             ).to_arrow()
             if victims.num_rows:
-                tx.delete(delete_filter=in_filter("subject_id", gone))
-                result.rows_erased = victims.num_rows
-                result.subjects_erased = len(set(victims.column("subject_id").to_pylist()))
+                tx.delete(delete_filter=in_filter("subject_id", gone), branch=AUDIT)
+                result.rows_erased += victims.num_rows
                 wrote = True
         if restored:
-            back = _bronze_rows_of(bronze, subject_col, restored)
+            back = _consented(
+                _bronze_rows_of(bronze, subject_col, restored), subject_col, inputs.active
+            )
             result.subjects_restored = len(restored)
             write(transform(back, inputs), merge=True)
+    if changed and inputs.active is not None:
+        result.subjects_erased = len({s for s in changed if s not in inputs.active})
 
-    # 2. new bronze rows since the last run
+    # 3. students who turned 90 since the last run: their birth year becomes "90+"
+    birth = next(
+        (r.name for r in policy.columns.values() if r.action == "generalize_birth_date"), None
+    )
+    previous_day = state.get(AS_OF_KEY)
+    if birth and after_seq and previous_day and previous_day < inputs.on.isoformat():
+        crossed = _turned_90(bronze, birth, dt.date.fromisoformat(previous_day), inputs.on)
+        crossed = _consented(crossed, subject_col, inputs.active)
+        if crossed.num_rows:
+            before = result.rows_updated
+            write(transform(crossed, inputs), merge=True)
+            result.rows_turned_90 = result.rows_updated - before
+
+    # 4. new bronze rows since the last run
     # Files an upsert's delete rewrote from files silver already processed hold rows silver
     # has: skipped. Rewrites of files it had not processed yet are merged on the key.
     files = new_files(bronze, after_seq)
@@ -253,24 +286,54 @@ def publish(
             result.rows_without_consent += rows.num_rows - allowed.num_rows
             write(transform(allowed, inputs), merge=merge)
 
-    previous = (after_seq, int(state.get(CONSENT_KEY, 0) or 0))
-    if wrote or previous != (bronze_seq, consent_wm):
-        props = {
-            BRONZE_SEQ_KEY: str(bronze_seq),
-            BRONZE_UUID_KEY: bronze_uuid,
-            CONSENT_KEY: str(consent_wm),
-            "spanda.run-id": run_id or "manual",
-        }
-        # The watermarks ride on an (empty when nothing else changed) append.
-        tx.append(target.empty_table(), snapshot_properties=props)
+    new_state = {
+        BRONZE_SEQ_KEY: str(bronze_seq),
+        BRONZE_UUID_KEY: bronze_uuid,
+        CONSENT_KEY: str(consent_wm),
+        AS_OF_KEY: inputs.on.isoformat(),
+        "spanda.run-id": run_id or "manual",
+    }
+    if wrote or any(state.get(k) != new_state[k] for k in STATE_KEYS):
+        # The position rides on an (empty when nothing else changed) append.
+        writes.close_run(tx, target, new_state, AUDIT)
+        faults.point("before_commit")
         tx.commit_transaction()
+        faults.point("after_write")
     silver.refresh()
-    snap = silver.current_snapshot()
-    result.snapshot_id = snap.snapshot_id if snap else None
-    result.total_rows = row_count(silver)
+    staged = writes.head(silver, AUDIT)
+    result.snapshot_id = staged.snapshot_id if staged is not None else None
+    result.total_rows = writes.row_count(silver, AUDIT)
     result.bronze_sequence = bronze_seq
     result.columns = {f.name: str(f.field_type) for f in silver.schema().fields}
     return result
+
+
+def _withdrawn(inputs: SilverInputs, after: int) -> list[str]:
+    """Subject ids of students whose consent changed after `after` and is not active now."""
+    if inputs.active is None:
+        return []
+    changed = changed_students(inputs.consent_events, after)
+    return sorted(inputs.subjects[s] for s in changed - inputs.active if s in inputs.subjects)
+
+
+def _years_before(day: dt.date, years: int) -> dt.date:
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February in a year without one
+        return day.replace(year=day.year - years, day=28)
+
+
+def _turned_90(bronze: Table, column: str, since: dt.date, on: dt.date) -> pa.Table:
+    """Bronze rows of people over 89 on `on` who were not yet on `since` (a day's margin:
+    the transform decides exactly, and an unchanged row merges as a no-op)."""
+    from pyiceberg.expressions import And, GreaterThan, LessThanOrEqual, Reference
+
+    lo = _years_before(since, generalize.AGE_CAP + 1) - dt.timedelta(days=1)
+    hi = _years_before(on, generalize.AGE_CAP + 1) + dt.timedelta(days=1)
+    ref = Reference(column)
+    after = GreaterThan(term=ref, value=lo.isoformat())  # type: ignore[arg-type]
+    until = LessThanOrEqual(term=ref, value=hi.isoformat())  # type: ignore[arg-type]
+    return bronze.scan(row_filter=And(after, until)).to_arrow()
 
 
 def _schema_changed(silver: Table, target: pa.Schema) -> bool:

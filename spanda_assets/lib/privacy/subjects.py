@@ -83,7 +83,8 @@ def subject_ids(catalog: Catalog, pseudonymizer: Pseudonymizer) -> dict[int, str
 
 
 def did_of(catalog: Catalog, student_id: int) -> str:
-    from spanda_assets.lib.lakehouse import eq_filter, load_table_or_none
+    from spanda_assets.lib.lakehouse import load_table_or_none
+    from spanda_assets.lib.writes import eq_filter
 
     registry = load_table_or_none(catalog, *SUBJECTS)
     if registry is None:

@@ -4,7 +4,9 @@ The same privacy layer as silver: identifier columns are dropped, ids are
 replaced by keyed pseudonyms (namespaced per dataset, so two submissions
 cannot be joined on a partner's ids), and free-text columns are scrubbed.
 CSV files stream in Arrow batches and each table is replaced in one commit, so
-re-ingesting a resubmission is idempotent.
+re-ingesting a resubmission is idempotent. The commit goes to the table's audit
+branch: the asset publishes the tables after the residual-PII scan of all of
+them passed (write-audit-publish).
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ def _is_id(column: str) -> bool:
     return c in ("id", "sourcedid", "student_id", "user_id") or c.endswith(
         ("sourcedid", "sourcedids")
     )
+
+
+def pseudonym_columns(names: list[str]) -> list[str]:
+    """The columns of an ingested table that hold pseudonyms (ids replaced at ingest)."""
+    ids = ("statement_id", "actor_id")
+    return [n for n in names if _is_id(n) or _is_id(n.replace("_", "")) or n in ids]
 
 
 def _csv_batches(path: Path) -> Iterator[pa.RecordBatch]:
@@ -114,7 +122,8 @@ def _xapi_rows(path: Path, dataset: str, pseudonymizer: Pseudonymizer) -> pa.Tab
 
 
 def _write(catalog: Catalog, name: str, parts: Iterator[pa.Table], description: str) -> int:
-    from spanda_assets.lib.lakehouse import ensure_namespace, load_table_or_none, replace_all
+    from spanda_assets.lib.lakehouse import ensure_namespace, load_table_or_none
+    from spanda_assets.lib.writes import AUDIT, NO_RETRY, open_audit, replace_all
 
     ensure_namespace(catalog, "submissions")
     tx = None
@@ -127,12 +136,16 @@ def _write(catalog: Catalog, name: str, parts: Iterator[pa.Table], description: 
             table = catalog.create_table_if_not_exists(
                 ("submissions", name),
                 schema=part.schema,
-                properties={"spanda.dataset-description": description[:60_000]},
+                properties={
+                    "spanda.dataset-description": description[:60_000],
+                    NO_RETRY: "0",
+                },
             )
+            open_audit(table)
             tx = table.transaction()
-            replace_all(tx, table, part)
+            replace_all(tx, table, part, branch=AUDIT)
         else:
-            tx.append(part)
+            tx.append(part, branch=AUDIT)
         rows += part.num_rows
     if tx is not None:
         tx.commit_transaction()
@@ -142,7 +155,8 @@ def _write(catalog: Catalog, name: str, parts: Iterator[pa.Table], description: 
 def ingest(
     catalog: Catalog, dataset: str, source: Path, pseudonymizer: Pseudonymizer
 ) -> dict[str, int]:
-    """Write every data file of a (validated) submission; returns rows per table."""
+    """Stage every data file of a (validated) submission on its table's audit branch;
+    returns rows per table."""
     root = source
     if source.is_file():
         tmp = Path(tempfile.mkdtemp(prefix="spanda-ingest-"))

@@ -1,11 +1,15 @@
 """gold.validated_*: silver rows that pass row-level rules; the rest quarantined with reasons.
 
 Each rule is a vectorized predicate over an Arrow table plus a reason a person
-can act on. A row failing any rule goes to `gold.quarantine` (table, key,
-subject, rule, reason) instead of the validated table; nothing is silently
-dropped. Gold is maintained incrementally from silver (lib/validation/publish.py):
-a row whose source is fixed, or whose missing course appears, is released from
-quarantine by the next run.
+can act on. Before the rules, the columns they compute on are brought to the
+kind they need (`types`): a source that keeps grades or scores as text, or a
+column that is all NULL, is cast; a value that is not a number (a letter grade
+such as "B+") is quarantined with a reason that names the value and the
+expected type, never a raw Arrow kernel error. A row failing any rule goes to
+`gold.quarantine` (table, key, subject, rule, reason) instead of the validated
+table; nothing is silently dropped. Gold is maintained incrementally from
+silver (lib/validation/publish.py): a row whose source is fixed, or whose
+missing course appears, is released from quarantine by the next run.
 """
 
 from __future__ import annotations
@@ -23,6 +27,19 @@ if TYPE_CHECKING:
 
 MAX_BODY_CHARS = 10_000
 ROLES = ("student", "aide", "teacher")
+
+# Kinds a rule can require of a column (GoldSpec.types).
+NUMBER = "number"  # any integer, float or decimal; text is parsed as float64
+INTEGER = "integer"  # any integer; text and integral floats become int64
+_PATTERNS = {
+    NUMBER: r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$",
+    INTEGER: r"^[+-]?\d+(\.0*)?$",
+}
+_KIND_WORDS = {NUMBER: "a number", INTEGER: "a whole number"}
+TYPE_HINT = (
+    "fix the value at the source, or declare the column's type under `column_types` of "
+    "its table in sources.yaml"
+)
 
 
 @dataclass(frozen=True)
@@ -47,16 +64,31 @@ class GoldSpec:
     columns: tuple[str, ...] = ()
     # Columns computed from the silver row and stored with it: (name, function, reason).
     derived: tuple[tuple[str, Callable[[pa.Table], pa.Array | pa.ChunkedArray], str], ...] = ()
+    # The kind each column the rules compute on must have: (column, NUMBER | INTEGER).
+    types: tuple[tuple[str, str], ...] = ()
 
     @property
     def references(self) -> set[str]:
         """Reference columns the rules look up (keys of REFERENCE_TABLES)."""
         return {c for r in self.rules for c in r.references}
 
+    @property
+    def rule_names(self) -> list[str]:
+        """Every reason a row can be quarantined for: a type per typed column, then the rules."""
+        return [f"type_{c}" for c, _ in self.types] + [r.name for r in self.rules]
+
     def output_schema(self, silver: pa.Schema) -> pa.Schema:
         """The gold table's columns: the selected silver columns, then the derived ones."""
         names = list(self.columns) or silver.names
-        fields = [pa.field(c, silver.field(c).type, nullable=c != self.key) for c in names]
+        kinds = dict(self.types)
+        fields = [
+            pa.field(
+                c,
+                target_type(kinds[c], silver.field(c).type) if c in kinds else silver.field(c).type,
+                nullable=c != self.key,
+            )
+            for c in names
+        ]
         empty = pa.schema(fields).empty_table()
         for name, fn, _ in self.derived:
             fields.append(pa.field(name, fn(empty).type))
@@ -79,6 +111,63 @@ QUARANTINE_SCHEMA = pa.schema(
         pa.field("reason", pa.string()),
     ]
 )
+
+
+def target_type(kind: str, found: pa.DataType) -> pa.DataType:
+    """The type a column of `kind` gets in gold: its own if it already is of that kind."""
+    if kind == INTEGER:
+        return found if pa.types.is_integer(found) else pa.int64()
+    numeric = pa.types.is_integer(found) or pa.types.is_floating(found)
+    return found if numeric or pa.types.is_decimal(found) else pa.float64()
+
+
+def _convert(
+    values: pa.ChunkedArray, kind: str, target: pa.DataType
+) -> tuple[pa.ChunkedArray | pa.Array, pa.ChunkedArray | pa.Array]:
+    """`values` cast to `target`, and a mask of the values that are not of `kind`."""
+    found = values.type
+    nothing_bad = pa.chunked_array([pa.array([False] * len(values), pa.bool_())])
+    if pa.types.is_null(found):
+        return pa.nulls(len(values), target), nothing_bad
+    if pa.types.is_string(found) or pa.types.is_large_string(found):
+        text = pc.utf8_trim_whitespace(values)
+        ok = pc.fill_null(pc.match_substring_regex(text, _PATTERNS[kind]), False)
+        if kind == INTEGER:  # "85.0" is 85
+            text = pc.replace_substring_regex(text, r"\.0*$", "")
+        kept = pc.if_else(ok, text, pa.scalar(None, found))
+        return pc.cast(kept, target), pc.and_(pc.is_valid(values), pc.invert(ok))
+    if kind == INTEGER and pa.types.is_floating(found):
+        ok = pc.fill_null(pc.equal(pc.floor(values), values), False)
+        kept = pc.if_else(ok, values, pa.scalar(None, found))
+        return pc.cast(kept, target), pc.and_(pc.is_valid(values), pc.invert(ok))
+    try:
+        return pc.cast(values, target), nothing_bad
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.nulls(len(values), target), pc.is_valid(values)
+
+
+def coerce(
+    spec: GoldSpec, rows: pa.Table
+) -> tuple[pa.Table, list[tuple[str, pa.ChunkedArray | pa.Array, pa.Array]]]:
+    """Bring typed columns to their kind. Returns the table and, per typed column, the rule
+    name, the mask of rows whose value is not of the kind, and each such row's reason."""
+    problems: list[tuple[str, pa.ChunkedArray | pa.Array, pa.Array]] = []
+    for column, kind in spec.types:
+        if column not in rows.column_names:
+            continue
+        values = rows.column(column)
+        target = target_type(kind, values.type)
+        if values.type == target:
+            continue
+        converted, bad = _convert(values, kind, target)
+        rows = rows.set_column(rows.column_names.index(column), column, converted)
+        reasons = [
+            f"{column} {v!r} is not {_KIND_WORDS[kind]} (found {values.type}, expected "
+            f"{target}): {TYPE_HINT}"
+            for v in values.filter(bad).to_pylist()
+        ]
+        problems.append((f"type_{column}", bad, pa.array(reasons, pa.string())))
+    return rows, problems
 
 
 def _true(a: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
@@ -127,6 +216,7 @@ SPECS: dict[str, GoldSpec] = {
         key="post_id",
         purpose="model_training",
         columns=("post_id", "subject_id", "course_id", "body", "created_at_year"),
+        types=(("course_id", INTEGER),),
         derived=(
             (
                 "body_length",
@@ -162,6 +252,12 @@ SPECS: dict[str, GoldSpec] = {
         source="enrollments",
         key="enrollment_id",
         purpose="model_training",
+        types=(
+            ("course_id", INTEGER),
+            ("final_grade", NUMBER),
+            ("begin_date_year", INTEGER),
+            ("end_date_year", INTEGER),
+        ),
         rules=(
             Rule(
                 "grade_range",
@@ -197,6 +293,12 @@ SPECS: dict[str, GoldSpec] = {
         source="assessment_results",
         key="result_id",
         purpose="model_training",
+        types=(
+            ("course_id", INTEGER),
+            ("score", NUMBER),
+            ("max_score", NUMBER),
+            ("attempt_no", INTEGER),
+        ),
         rules=(
             Rule(
                 "max_score_positive",
@@ -224,32 +326,45 @@ SPECS: dict[str, GoldSpec] = {
 
 
 def split(spec: GoldSpec, rows: pa.Table, refs: dict[str, pa.Array]) -> Split:
-    """Apply every rule; a row passes only if it passes all of them."""
+    """Apply every rule; a row passes only if it passes all of them.
+
+    A row whose typed value is not of its kind is quarantined for that alone:
+    the rules do not run on a value that could not be read.
+    """
     if spec.columns:
         rows = rows.select(list(spec.columns))
+    rows, problems = coerce(spec, rows)
     for name, fn, _ in spec.derived:
         rows = rows.append_column(name, fn(rows))
-    keep = pa.chunked_array([pa.array([True] * rows.num_rows, pa.bool_())])
+    readable = pa.chunked_array([pa.array([True] * rows.num_rows, pa.bool_())])
     quarantined: list[pa.Table] = []
     failures: dict[str, int] = {}
+
+    def hold(name: str, bad: pa.ChunkedArray | pa.Array, reasons: pa.Array | str) -> None:
+        n = pc.sum(bad).as_py() or 0
+        failures[name] = n
+        if not n:
+            return
+        failed = rows.filter(bad)
+        quarantined.append(
+            pa.table(
+                {
+                    "table_name": pa.repeat(spec.name, n),
+                    "row_key": pc.cast(failed[spec.key], pa.string()),
+                    "subject_id": failed["subject_id"],
+                    "rule": pa.repeat(name, n),
+                    "reason": reasons if isinstance(reasons, pa.Array) else pa.repeat(reasons, n),
+                }
+            ).cast(QUARANTINE_SCHEMA)
+        )
+
+    for name, bad, reasons in problems:
+        hold(name, bad, reasons)
+        readable = pc.and_(readable, pc.invert(bad))
+    keep = readable
     for rule in spec.rules:
         ok = pc.fill_null(rule.ok(rows, refs), False)
-        bad = pc.invert(ok)
-        n = pc.sum(bad).as_py() or 0
-        failures[rule.name] = n
-        if n:
-            failed = rows.filter(bad)
-            quarantined.append(
-                pa.table(
-                    {
-                        "table_name": pa.repeat(spec.name, n),
-                        "row_key": pc.cast(failed[spec.key], pa.string()),
-                        "subject_id": failed["subject_id"],
-                        "rule": pa.repeat(rule.name, n),
-                        "reason": pa.repeat(rule.reason, n),
-                    }
-                ).cast(QUARANTINE_SCHEMA)
-            )
+        hold(rule.name, pc.and_(readable, pc.invert(ok)), rule.reason)
         keep = pc.and_(keep, ok)
     quarantine = pa.concat_tables(quarantined) if quarantined else QUARANTINE_SCHEMA.empty_table()
     return Split(valid=rows.filter(keep), quarantine=quarantine, failures=failures)

@@ -1,9 +1,10 @@
 """Data-quality history: one row per check run in gold.dq_history (pass rate over time).
 
-Each row also records how far the check has validated the table (its UUID and
-the sequence number of its newest snapshot then). The next run of the check
-starts after the last run that passed: rows are validated once when they
-arrive, and rows a failing run saw are validated again until a run passes.
+Each row also records what the check validated: the table's UUID and the
+sequence number of the audit branch's head. The checks audit what the audit
+branch holds that main lacks (write-audit-publish): rows are validated once
+when they arrive, and rows a failing run saw are validated again, since they
+stay unpublished, until a run passes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import pyarrow.compute as pc
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
+
+    from spanda_assets.lib.writes import Pending
 
 HISTORY = ("gold", "dq_history")
 SCHEMA = pa.schema(
@@ -58,18 +61,18 @@ def _table(catalog: Catalog) -> Table:
     return t
 
 
-def scope(catalog: Catalog, table: Table, name: str, check: str) -> Scope:
-    """Rows to validate: those added since the check last passed on this very table."""
-    from spanda_assets.lib.lakehouse import row_count
+def scope(pending: Pending) -> Scope:
+    """Rows to validate: those on the audit branch that main lacks (everything since the
+    last passing audit, as main moves only when the audit passes)."""
+    from spanda_assets.lib.writes import row_count, sequence
 
-    snap = table.current_snapshot()
-    uuid = str(table.metadata.table_uuid)
-    through = int(snap.sequence_number or 0) if snap is not None else 0
-    after = 0
-    passed = recent(catalog, name, check, last=1, passed_only=True)
-    if passed.num_rows and passed.column("table_uuid")[0].as_py() == uuid:
-        after = int(passed.column("through_sequence")[0].as_py() or 0)
-    return Scope(uuid, min(after, through), through, row_count(table))
+    view = pending.view
+    return Scope(
+        str(view.metadata.table_uuid),
+        pending.after_sequence,
+        sequence(view.current_snapshot()),
+        row_count(view),
+    )
 
 
 def record(
@@ -107,7 +110,8 @@ def record(
 def recent(
     catalog: Catalog, table: str, check: str, last: int = 30, passed_only: bool = False
 ) -> pa.Table:
-    from spanda_assets.lib.lakehouse import eq_filter, load_table_or_none
+    from spanda_assets.lib.lakehouse import load_table_or_none
+    from spanda_assets.lib.writes import eq_filter
 
     t = load_table_or_none(catalog, *HISTORY)
     if t is None or "through_sequence" not in t.schema().column_names:

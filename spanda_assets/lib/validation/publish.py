@@ -19,6 +19,13 @@ A full rebuild (one overwrite commit) happens only when there is no gold table
 yet, silver or a reference table was rebuilt (new table UUID), or the rules
 or columns changed (fingerprint in the summary).
 
+Write-audit-publish: `stage_gold` writes gold's audit branch; the asset audits
+it with the data contracts and publishes it (lib/writes.publish) only when
+they pass. A consent withdrawal is erased from gold main at once. The shared
+gold.quarantine holds keys, rule names and reasons, never a row's content:
+it is written directly, committed before the gold commit that records its
+snapshot.
+
 Keys do not vanish from the reference tables otherwise: the extract never
 deletes, and a student erased from silver.students withdrew research consent,
 which the consent step above already applies to gold.
@@ -34,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from spanda_assets.lib.errors import SpandaError
 from spanda_assets.lib.validation.gold import (
     QUARANTINE_SCHEMA,
     REFERENCE_TABLES,
@@ -42,6 +50,7 @@ from spanda_assets.lib.validation.gold import (
     reference_tables,
     split,
 )
+from spanda_assets.lib.writes import AUDIT, MAIN
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -87,7 +96,8 @@ class GoldResult:
     total_quarantined: int = 0
     full_rebuild: bool = False
     failures: dict[str, int] = field(default_factory=dict)
-    snapshot_id: int | None = None
+    snapshot_id: int | None = None  # the audit branch's head after the run
+    audit_reset: bool = False
 
 
 def fingerprint(spec: GoldSpec) -> str:
@@ -95,6 +105,7 @@ def fingerprint(spec: GoldSpec) -> str:
     doc = [
         spec.key,
         list(spec.columns),
+        [list(t) for t in spec.types],
         [(name, reason) for name, _, reason in spec.derived],
         [(r.name, r.reason) for r in spec.rules],
     ]
@@ -127,7 +138,7 @@ def _references_changed(spec: GoldSpec, before: dict[str, str], now: dict[str, s
     return any(before.get(c) != now.get(c) for c in spec.references)
 
 
-def publish_gold(
+def stage_gold(
     catalog: Catalog,
     spec: GoldSpec,
     consent: GoldConsent,
@@ -136,16 +147,38 @@ def publish_gold(
     run_id: str = "",
     batch_rows: int = 250_000,
 ) -> GoldResult:
-    """Bring gold.<spec.name> and its quarantine rows up to date with silver. Idempotent."""
-    from spanda_assets.lib.extract import NO_RETRY
-    from spanda_assets.lib.incremental import run_state
-    from spanda_assets.lib.lakehouse import ensure_namespace, load_table_or_none, row_count
+    """Bring gold.<spec.name>'s audit branch and its quarantine rows up to date with silver
+    main, and erase withdrawn students from gold main. Idempotent, crash-safe."""
+    from spanda_assets.lib import faults, writes
+    from spanda_assets.lib.lakehouse import ensure_namespace, load_table_or_none
+    from spanda_assets.lib.writes import in_filter
 
     ensure_namespace(catalog, "gold")
     silver = catalog.load_table(("silver", spec.source))
+    if silver.current_snapshot() is None:
+        raise SpandaError(
+            f"gold.{spec.name}: silver.{spec.source} has published nothing yet (its first "
+            f"audit has not passed: see the residual_pii check of silver/{spec.source})"
+        )
     refs, refs_state = _references(catalog)
+    quarantine = catalog.create_table_if_not_exists(QUARANTINE, schema=QUARANTINE_SCHEMA)
+    if "subject_id" not in quarantine.schema().column_names:  # created by an older version
+        with quarantine.update_schema() as update:
+            update.union_by_name(QUARANTINE_SCHEMA)
     gold = load_table_or_none(catalog, "gold", spec.name)
-    state = run_state(gold, SILVER_SEQ_KEY, STATE_KEYS)
+    result = GoldResult(failures=dict.fromkeys(spec.rule_names, 0))
+    if gold is not None:
+        # Withdrawals reach gold main (and the quarantine) now, whatever the audit says.
+        main_state = writes.read_state(gold, SILVER_SEQ_KEY, STATE_KEYS, MAIN)
+        if main_state:
+            changed = consent.changed_since(int(main_state.get(CONSENT_KEY, 0) or 0))
+            withdrawn = sorted(changed - consent.active)
+            if withdrawn:
+                result.erased += writes.erase_rows(gold, in_filter("subject_id", withdrawn))
+                writes.erase_rows(quarantine, in_filter("subject_id", withdrawn))
+                faults.point("after_erase")
+        result.audit_reset = writes.open_audit(gold)
+    state = writes.read_state(gold, SILVER_SEQ_KEY, STATE_KEYS, AUDIT)
     previous_refs: dict[str, str] = json.loads(state.get(REFS_KEY, "{}"))
     full = (
         gold is None
@@ -154,27 +187,22 @@ def publish_gold(
         or state.get(RULES_KEY) != fingerprint(spec)
         or _uuids(previous_refs) != _uuids(refs_state)
     )
-    silver_snap = silver.current_snapshot()
+    result.full_rebuild = full
     props = {
-        SILVER_SEQ_KEY: str(silver_snap.sequence_number if silver_snap else 0),
+        SILVER_SEQ_KEY: str(writes.sequence(silver.current_snapshot())),
         SILVER_UUID_KEY: str(silver.metadata.table_uuid),
         REFS_KEY: json.dumps(refs_state, sort_keys=True),
         RULES_KEY: fingerprint(spec),
         CONSENT_KEY: str(consent.watermark),
         "spanda.run-id": run_id or "manual",
     }
-    quarantine = catalog.create_table_if_not_exists(QUARANTINE, schema=QUARANTINE_SCHEMA)
-    if "subject_id" not in quarantine.schema().column_names:  # created by an older version
-        with quarantine.update_schema() as update:
-            update.union_by_name(QUARANTINE_SCHEMA)
-    result = GoldResult(failures={r.name: 0 for r in spec.rules}, full_rebuild=full)
     # The quarantine as the last gold run left it (time travel): if a run crashed after its
     # quarantine commit and before its gold commit, the retry still sees the entries it
     # must re-check, and re-derives the same changes.
     held = _quarantined(quarantine, spec.name, state.get(QUARANTINE_SNAPSHOT_KEY))
     writer = _Writer(catalog, spec, consent, refs, result, quarantine, held)
     if full:
-        writer.rebuild(silver, props, NO_RETRY, batch_rows)
+        writer.rebuild(silver, props, batch_rows)
     else:
         assert gold is not None
         refs_changed = _references_changed(spec, previous_refs, refs_state)
@@ -182,16 +210,16 @@ def publish_gold(
         writer.commit(gold, props)
 
     gold = catalog.load_table(("gold", spec.name))
-    snap = gold.current_snapshot()
+    snap = writes.head(gold, AUDIT)
     result.snapshot_id = snap.snapshot_id if snap else None
-    result.total_rows = row_count(gold)
+    result.total_rows = writes.row_count(gold, AUDIT)
     result.total_quarantined = _quarantined(catalog.load_table(QUARANTINE), spec.name).num_rows
     return result
 
 
 def _quarantined(quarantine: Table, name: str, snapshot: str | None = None) -> pa.Table:
     """This table's quarantine entries, now or at `snapshot` (the quarantine is small)."""
-    from spanda_assets.lib.lakehouse import eq_filter
+    from spanda_assets.lib.writes import eq_filter
 
     snapshot_id = int(snapshot) if snapshot else None
     if snapshot_id is not None and quarantine.snapshot_by_id(snapshot_id) is None:
@@ -247,7 +275,7 @@ class _Writer:
         self.result.without_consent += rows.num_rows - consented.num_rows
         parts = split(self.spec, consented, self.refs)
         for name, n in parts.failures.items():
-            self.result.failures[name] += n
+            self.result.failures[name] = self.result.failures.get(name, 0) + n
         self.q_new.append(parts.quarantine)
         self.result.quarantined += parts.quarantine.num_rows
         return parts.valid, parts.quarantine
@@ -258,19 +286,23 @@ class _Writer:
         )
 
     # ------------------------------------------------------------------ full rebuild
-    def rebuild(self, silver: Table, props: dict[str, str], no_retry: str, batch_rows: int) -> None:
-        """Every silver row, in one overwrite commit (readers see old or new, never half)."""
+    def rebuild(self, silver: Table, props: dict[str, str], batch_rows: int) -> None:
+        """Every silver row, in one overwrite commit on the audit branch."""
+        from spanda_assets.lib import writes
         from spanda_assets.lib.incremental import rows_added_after
-        from spanda_assets.lib.lakehouse import load_table_or_none, replace_all
+        from spanda_assets.lib.lakehouse import load_table_or_none
 
         spec = self.spec
         schema = spec.output_schema(silver.schema().as_arrow())
         existing = load_table_or_none(self.catalog, "gold", spec.name)
-        if existing is not None and _names(existing) != schema.names:
+        if existing is not None and (
+            _names(existing) != schema.names or _types(existing) != _types_of(schema)
+        ):
             self.catalog.drop_table(("gold", spec.name))  # the columns changed
         table = self.catalog.create_table_if_not_exists(
-            ("gold", spec.name), schema=schema, properties={no_retry: "0"}
+            ("gold", spec.name), schema=schema, properties={writes.NO_RETRY: "0"}
         )
+        writes.open_audit(table)
         target = self._target(table)
         tx = table.transaction()
         first = True
@@ -279,15 +311,15 @@ class _Writer:
             valid, _ = self._split(pa.Table.from_batches([batch]))
             valid = valid.cast(target)
             if first:
-                replace_all(tx, table, valid)
+                writes.replace_all(tx, table, valid, branch=AUDIT)
                 first = False
             else:
-                tx.append(valid)
+                tx.append(valid, branch=AUDIT)
             self.result.valid += valid.num_rows
         if first:
-            replace_all(tx, table, target.empty_table())
+            writes.replace_all(tx, table, target.empty_table(), branch=AUDIT)
         props[QUARANTINE_SNAPSHOT_KEY] = self._write_quarantine(replace_table=True)
-        tx.append(target.empty_table(), snapshot_properties=props)
+        writes.close_run(tx, target, props, AUDIT)
         tx.commit_transaction()
 
     # ------------------------------------------------------------------ incremental
@@ -300,8 +332,9 @@ class _Writer:
         upsert: bool,
         batch_rows: int,
     ) -> None:
+        from spanda_assets.lib import writes
         from spanda_assets.lib.incremental import new_files, read_files
-        from spanda_assets.lib.lakehouse import in_filter
+        from spanda_assets.lib.writes import in_filter
 
         spec = self.spec
         self.tx = gold.transaction()
@@ -312,11 +345,14 @@ class _Writer:
         withdrawn = sorted(changed - self.consent.active)
         granted = sorted(changed & self.consent.active)
         if withdrawn:
-            gone = gold.scan(
-                row_filter=in_filter("subject_id", withdrawn), selected_fields=(spec.key,)
+            gone = writes.scan(
+                gold,
+                AUDIT,
+                row_filter=in_filter("subject_id", withdrawn),
+                selected_fields=(spec.key,),
             ).to_arrow()
             if gone.num_rows:
-                self.tx.delete(delete_filter=in_filter("subject_id", withdrawn))
+                self.tx.delete(delete_filter=in_filter("subject_id", withdrawn), branch=AUDIT)
                 self.result.erased += gone.num_rows
             self.q_drop_subjects.update(withdrawn)
         if granted:
@@ -348,8 +384,8 @@ class _Writer:
 
     def _merge(self, gold: Table, rows: pa.Table, *, merge: bool) -> set[str]:
         """Split `rows`; valid ones into gold, failing ones out of it. Returns the keys handled."""
-        from spanda_assets.lib.extract import merge_rows
-        from spanda_assets.lib.lakehouse import in_filter
+        from spanda_assets.lib import writes
+        from spanda_assets.lib.writes import in_filter, merge_rows
 
         assert self.tx is not None
         spec = self.spec
@@ -363,28 +399,32 @@ class _Writer:
         self.result.released += len(was_held - failing)
         if merge and failed.num_rows:  # a row that was valid and now fails leaves gold
             bad = sorted(set(failed.column("row_key").to_pylist()))
-            present = gold.scan(
-                row_filter=in_filter(spec.key, bad), selected_fields=(spec.key,)
+            present = writes.staged_scan(
+                self.tx,
+                gold,
+                AUDIT,
+                row_filter=in_filter(spec.key, bad),
+                selected_fields=(spec.key,),
             ).to_arrow()
             if present.num_rows:
-                self.tx.delete(delete_filter=in_filter(spec.key, bad))
+                self.tx.delete(delete_filter=in_filter(spec.key, bad), branch=AUDIT)
         valid = valid.cast(self._target(gold))
         if valid.num_rows:
             if merge:
-                merge_rows(self.tx, gold, valid, [spec.key], {})
+                merge_rows(self.tx, gold, valid, [spec.key], {}, branch=AUDIT)
             else:
-                self.tx.append(valid)
+                self.tx.append(valid, branch=AUDIT)
             self.result.valid += valid.num_rows
         return set(keys.to_pylist())
 
     def commit(self, gold: Table, props: dict[str, str]) -> None:
-        from spanda_assets.lib import faults
+        from spanda_assets.lib import faults, writes
 
         assert self.tx is not None
         props[QUARANTINE_SNAPSHOT_KEY] = self._write_quarantine(replace_table=False)
         faults.point("gold_between_commits")
-        # The markers ride on an (empty when nothing else changed) append, like silver's.
-        self.tx.append(self._target(gold).empty_table(), snapshot_properties=props)
+        # The position rides on an (empty when nothing else changed) append, like silver's.
+        writes.close_run(self.tx, self._target(gold), props, AUDIT)
         self.tx.commit_transaction()
 
     # ------------------------------------------------------------------ quarantine
@@ -399,7 +439,7 @@ class _Writer:
         """
         from pyiceberg.expressions import And, Or
 
-        from spanda_assets.lib.lakehouse import eq_filter, in_filter
+        from spanda_assets.lib.writes import eq_filter, in_filter
 
         spec = self.spec
         q = self.quarantine
@@ -444,6 +484,16 @@ class _Writer:
 
 def _names(table: Table) -> list[str]:
     return [f.name for f in table.schema().fields]
+
+
+def _types(table: Table) -> list[str]:
+    return _types_of(table.schema().as_arrow())
+
+
+def _types_of(schema: pa.Schema) -> list[str]:
+    from spanda_assets.lib.arrow_types import normalize
+
+    return [str(normalize(f.type)) for f in schema]
 
 
 def changed_subjects(events: pa.Table, subjects: dict[int, str]) -> Any:
