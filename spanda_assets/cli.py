@@ -361,6 +361,36 @@ def consent_verify(path: Path) -> None:
 
 
 @main.command()
+@click.option("--student-id", type=int, required=True, help="The student's operational id.")
+@click.option("--reason", default="erasure request", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="The receipt as JSON.")
+def erase(student_id: int, reason: str, as_json: bool) -> None:
+    """Erase a student's rows from every table past bronze now, history included.
+
+    Registers the request in bronze.erasure_requests (no later run brings the
+    student back), deletes their silver and gold rows, expires each touched
+    table's history and deletes the files that held them, then checks that
+    nothing readable is left. Bronze keeps the legal record.
+    """
+    from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
+    from spanda_assets.lib.privacy.erasure import erase_student
+    from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
+
+    try:
+        receipt = erase_student(
+            open_catalog(CatalogConfig.from_env()),
+            student_id,
+            Pseudonymizer(load_key()),
+            reason=reason,
+            orphan_grace=settings.orphan_grace(),
+        )
+    except SpandaError as exc:
+        _fail(exc)
+        return
+    click.echo(json.dumps(receipt.to_json(), indent=2) if as_json else receipt.text())
+
+
+@main.command()
 @click.option(
     "--no-ui", is_flag=True, help="Seed and materialize, then exit without serving the UI."
 )

@@ -7,6 +7,7 @@ connection: it only resolves paths and URLs.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -25,9 +26,13 @@ ENV_REST_TOKEN = "SPANDA_CATALOG_TOKEN"
 ENV_READER = "SPANDA_READER"
 ENV_BATCH_ROWS = "SPANDA_BATCH_ROWS"
 ENV_COMMIT_ROWS = "SPANDA_COMMIT_ROWS"
+ENV_RETENTION_DAYS = "SPANDA_RETENTION_DAYS"
+ENV_ORPHAN_GRACE_MINUTES = "SPANDA_ORPHAN_GRACE_MINUTES"
 
 DEFAULT_BATCH_ROWS = 100_000
 DEFAULT_COMMIT_ROWS = 500_000
+DEFAULT_RETENTION_DAYS = 7
+DEFAULT_ORPHAN_GRACE_MINUTES = 60
 
 
 def spanda_home() -> Path:
@@ -95,3 +100,14 @@ def env_int(name: str, default: int) -> int:
     if value <= 0:
         raise ValueError(f"{name} must be positive, got {value}")
     return value
+
+
+def retention() -> dt.timedelta:
+    """How long snapshots past bronze are kept before the maintenance job expires them."""
+    return dt.timedelta(days=env_int(ENV_RETENTION_DAYS, DEFAULT_RETENTION_DAYS))
+
+
+def orphan_grace() -> dt.timedelta:
+    """How old a file no snapshot references must be before it is deleted: younger ones may
+    belong to a write still in flight."""
+    return dt.timedelta(minutes=env_int(ENV_ORPHAN_GRACE_MINUTES, DEFAULT_ORPHAN_GRACE_MINUTES))

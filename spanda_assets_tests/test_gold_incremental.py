@@ -14,11 +14,11 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from spanda_assets.lib.extract import merge_rows
 from spanda_assets.lib.incremental import new_files
-from spanda_assets.lib.lakehouse import ensure_namespace, in_filter
+from spanda_assets.lib.lakehouse import ensure_namespace
 from spanda_assets.lib.validation.gold import SPECS
-from spanda_assets.lib.validation.publish import GoldConsent, publish_gold
+from spanda_assets.lib.validation.publish import GoldConsent, stage_gold
+from spanda_assets.lib.writes import in_filter, merge_rows, publish
 from spanda_assets_tests.conftest import crash_at
 
 SPEC = SPECS["validated_posts"]
@@ -103,7 +103,10 @@ def _held(catalog: Any) -> list[tuple[str, str]]:
 
 
 def _publish(catalog: Any, consent: GoldConsent | None = None, upsert: bool = False) -> Any:
-    return publish_gold(catalog, SPEC, consent or _consent(set(SUBJECTS)), upsert=upsert)
+    """One gold run whose audit passes: staged on the audit branch, then published."""
+    result = stage_gold(catalog, SPEC, consent or _consent(set(SUBJECTS)), upsert=upsert)
+    publish(catalog.load_table(("gold", SPEC.name)))
+    return result
 
 
 @pytest.mark.parametrize("upsert", [False, True])

@@ -308,7 +308,7 @@ def test_malformed_consent_events_are_quarantined_not_read_as_consent() -> None:
     assert valid.column("consent_event_id").to_pylist() == [1, 2]
     reasons = {q["consent_event_id"]: q["reason"] for q in quarantined}
     assert "unknown purpose 'marketing'" in reasons[3]
-    assert "unknown student 99" in reasons[4]
+    assert "unknown student" in reasons[4] and "99" not in reasons[4]
     assert "unknown state 'maybe'" in reasons[5]
     states = latest_states(valid)
     assert states[(10, "research")].state == "withdrawn"

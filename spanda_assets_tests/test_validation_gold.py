@@ -51,6 +51,10 @@ def test_bad_rows_are_quarantined_then_released(demo_env: str) -> None:
         md = {k: v.value for k, v in mat.metadata.items()}
         assert md["rows_quarantined"] == 2
         assert md["failures_by_rule"] == {
+            "type_course_id": 0,
+            "type_final_grade": 0,
+            "type_begin_date_year": 0,
+            "type_end_date_year": 0,
             "grade_range": 1,
             "role_known": 1,
             "dates_ordered": 0,
@@ -118,12 +122,16 @@ def test_gold_holds_only_model_training_consent(demo_env: str) -> None:
 
 
 def _corrupt(name: str, key: str, **overrides: object) -> str:
-    """Append a row that bypassed the rules, as a buggy writer would."""
+    """Stage a row that bypassed the rules on the audit branch, as a buggy writer would."""
     table = catalog().load_table(("gold", name))
     row = table.scan(limit=1).to_arrow().to_pylist()[0]
     row.update(overrides)
-    table.append(pa.Table.from_pylist([row], schema=table.schema().as_arrow()))
+    table.append(pa.Table.from_pylist([row], schema=table.schema().as_arrow()), branch="audit")
     return str(row[key])
+
+
+def _published_keys(name: str, key: str) -> set[str]:
+    return {str(k) for k in _keys("gold", name, key)}
 
 
 def test_contract_checks_fail_with_observed_values_and_keys(
@@ -139,7 +147,12 @@ def test_contract_checks_fail_with_observed_values_and_keys(
         final_grade=150,
         role="principal",
     )
+    published = catalog().load_table(("gold", "validated_enrollments")).current_snapshot()
     evals = _run_checks("validated_enrollments")
+    # The audit failed: main did not move, and no reader sees the row.
+    after = catalog().load_table(("gold", "validated_enrollments")).current_snapshot()
+    assert after.snapshot_id == published.snapshot_id
+    assert bad_key not in _published_keys("validated_enrollments", "enrollment_id")
     pandera = evals["pandera_contract"]
     assert not pandera.passed and pandera.severity == dg.AssetCheckSeverity.ERROR
     failures = pandera.metadata["failures"].value
@@ -174,8 +187,11 @@ def test_duplicate_key_across_runs_fails_the_contract(demo_env: str) -> None:
         run_all(instance)
     table = catalog().load_table(("gold", "validated_posts"))
     row = table.scan(limit=1).to_arrow()
-    table.append(row)  # the same post again, in a later file: valid on its own
+    table.append(row, branch="audit")  # the same post again, in a later file: valid on its own
     evals = _run_checks("validated_posts")
+    assert len(_keys("gold", "validated_posts", "post_id")) == len(
+        set(_keys("gold", "validated_posts", "post_id"))
+    ), "the duplicate was published"
     pandera = evals["pandera_contract"]
     assert not pandera.passed
     assert pandera.metadata["rows_checked"].value == 1
@@ -184,17 +200,17 @@ def test_duplicate_key_across_runs_fails_the_contract(demo_env: str) -> None:
 
 
 def _run_checks(name: str) -> dict[str, Any]:
-    """Run only the contract checks of gold.<name>; their evaluations by check name."""
-    from spanda_assets.defs.validation.checks import build_checks
+    """Materialize gold.<name> alone (nothing new from silver): its audits read what the
+    audit branch holds that main lacks. Their evaluations by check name."""
+    from spanda_assets.defs.validation.assets import build_gold_asset
     from spanda_assets.resources import LakehouseResource
 
     with dg.instance_for_test() as instance:
         result = dg.materialize(
-            build_checks(name),
+            [build_gold_asset(name)],
             resources={"lakehouse": LakehouseResource()},
             instance=instance,
             raise_on_error=False,
-            selection=dg.AssetSelection.all_asset_checks(),
         )
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
@@ -264,7 +280,8 @@ def test_gold_and_its_checks_read_only_new_rows(demo_env: str, spanda_home: Path
         assert again["rows_read_from_silver"] == 0 and again["rows_validated"] == 0
         assert again["dagster/row_count"] == first["dagster/row_count"]
         # the asset itself shows the quality history and links the Data Docs
-        assert "| pandera_contract | 1 | 1 | 100.00% | passed" in again["quality_history"]
+        # (this run's audits ran before the asset published: its own run is counted)
+        assert "| pandera_contract | 2 | 2 | 100.00% | passed" in again["quality_history"]
         assert Path(again["data_docs"].removeprefix("file://")).is_file()
         assert set(_checked(result, "validated_posts").values()) == {0}
         assert all(e.passed for e in result.get_asset_check_evaluations())

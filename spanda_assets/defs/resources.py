@@ -2,7 +2,11 @@
 
 import dagster as dg
 
-from spanda_assets.resources import LakehouseResource, SourceDatabaseResource
+from spanda_assets.resources import (
+    AlertDestinationsResource,
+    LakehouseResource,
+    SourceDatabaseResource,
+)
 
 
 @dg.definitions
@@ -11,5 +15,6 @@ def resources() -> dg.Definitions:
         resources={
             "source_db": SourceDatabaseResource(),
             "lakehouse": LakehouseResource(),
+            "alerts": AlertDestinationsResource(),
         }
     )

@@ -125,26 +125,28 @@ def key_filter(rows: pa.Table, pk: list[str]) -> BooleanExpression:
     return Or(*clauses) if len(clauses) > 1 else clauses[0]
 
 
+def _scan_at(metadata: Any, io: Any, branch: str, **kwargs: Any) -> Any:
+    """A scan of `branch` of `metadata`, projected with the table's current schema (a scan
+    pinned to a snapshot id would read that snapshot's schema, without columns added since)."""
+    from pyiceberg.table import DataScan
+
+    snap = metadata.snapshot_by_name(branch)
+    if branch != MAIN and snap is not None:
+        metadata = metadata.model_copy(update={"current_snapshot_id": snap.snapshot_id})
+    elif branch != MAIN:
+        metadata = metadata.model_copy(update={"current_snapshot_id": None})
+    return DataScan(table_metadata=metadata, io=io, **kwargs)
+
+
 def scan(table: Table, branch: str = MAIN, **kwargs: Any) -> Any:
-    """A scan of `branch` (an empty scan of main when the branch does not exist yet)."""
-    s = table.scan(**kwargs)
-    return s.use_ref(branch) if branch != MAIN and branch in table.metadata.refs else s
+    """A scan of `branch` as committed (empty when the branch does not exist)."""
+    return _scan_at(table.metadata, table.io, branch, **kwargs)
 
 
 def staged_scan(tx: Transaction, table: Table, branch: str = MAIN, **kwargs: Any) -> Any:
     """A scan of `branch` as transaction `tx` has staged it (its uncommitted snapshots
     included: their files are written when they are staged)."""
-    from pyiceberg.table import DataScan
-
-    snap = tx.table_metadata.snapshot_by_name(branch)
-    if snap is None:
-        snap = tx.table_metadata.snapshot_by_name(MAIN) if branch == MAIN else None
-    return DataScan(
-        table_metadata=tx.table_metadata,
-        io=table.io,
-        snapshot_id=snap.snapshot_id if snap is not None else None,
-        **kwargs,
-    )
+    return _scan_at(tx.table_metadata, table.io, branch, **kwargs)
 
 
 def _changed(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -305,8 +307,6 @@ def open_audit(table: Table) -> bool:
     empty main snapshot: a branch needs one to start from. The writer's position moves
     with it, in the same commit, so the next write resumes from main's.
     """
-    from pyiceberg.table.update.snapshot import ManageSnapshots
-
     main, audit = head(table, MAIN), head(table, AUDIT)
     if main is None and audit is None:
         # Iceberg branches start from a snapshot: main starts as an empty, published table.
@@ -316,6 +316,20 @@ def open_audit(table: Table) -> bool:
         return False  # nothing published yet: the audit branch is all there is
     if audit is not None and _descends(table, audit, main.snapshot_id):
         return False
+    reset_audit(table)
+    if audit is not None:
+        log.info("%s: audit branch reset to main (main moved on its own)", _name(table))
+    return audit is not None
+
+
+def reset_audit(table: Table) -> bool:
+    """Point the audit branch at main, dropping its unpublished commits (they are
+    re-derived from main's position by the next run). False if main has no snapshot."""
+    from pyiceberg.table.update.snapshot import ManageSnapshots
+
+    main = head(table, MAIN)
+    if main is None:
+        return False
     tx = table.transaction()
     ManageSnapshots(tx).create_branch(main.snapshot_id, AUDIT).commit()
     saved = table.properties.get(state_property(MAIN))
@@ -324,9 +338,7 @@ def open_audit(table: Table) -> bool:
     elif state_property(AUDIT) in table.properties:
         tx.remove_properties(state_property(AUDIT))
     tx.commit_transaction()
-    if audit is not None:
-        log.info("%s: audit branch reset to main (main moved on its own)", _name(table))
-    return audit is not None
+    return True
 
 
 def audit_view(table: Table) -> Table:

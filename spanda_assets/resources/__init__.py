@@ -4,7 +4,8 @@ Resources hold no secrets in their config: URLs with passwords and keys are read
 from the environment when a run needs them, so the Dagster UI never shows them.
 """
 
+from spanda_assets.resources.alerts import AlertDestinationsResource
 from spanda_assets.resources.lakehouse import LakehouseResource
 from spanda_assets.resources.source_db import SourceDatabaseResource
 
-__all__ = ["LakehouseResource", "SourceDatabaseResource"]
+__all__ = ["AlertDestinationsResource", "LakehouseResource", "SourceDatabaseResource"]

@@ -114,9 +114,19 @@ def load_consent(
     """Valid consent events, quarantined ones with reasons, and the latest state per purpose.
 
     Read from the restricted zone (bronze.consent_events, bronze.data_subjects):
-    consent is decided on the legal record, not on a de-identified copy.
+    consent is decided on the legal record, not on a de-identified copy. A
+    student in the erasure register (bronze.erasure_requests) has no consent
+    left, whatever their events say, and their events are not records any more.
     """
+    import pyarrow.compute as pc
+
+    from spanda_assets.lib.privacy.erasure import erased_students
+
     events = catalog.load_table(("bronze", "consent_events")).scan().to_arrow()
+    erased = erased_students(catalog)
+    if erased:
+        gone = pc.is_in(events.column("student_id"), pa.array(sorted(erased), pa.int64()))
+        events = events.filter(pc.invert(pc.fill_null(gone, False)))
     registry = catalog.load_table(("bronze", "data_subjects"))
     known = set(registry.scan(selected_fields=("student_id",)).to_arrow().column(0).to_pylist())
     valid, quarantined = validate_events(events, known)
