@@ -27,6 +27,7 @@ ENV_READER = "SPANDA_READER"
 ENV_BATCH_ROWS = "SPANDA_BATCH_ROWS"
 ENV_COMMIT_ROWS = "SPANDA_COMMIT_ROWS"
 ENV_RETENTION_DAYS = "SPANDA_RETENTION_DAYS"
+ENV_SENSOR_INTERVAL = "SPANDA_SENSOR_INTERVAL_SECONDS"
 ENV_ORPHAN_GRACE_MINUTES = "SPANDA_ORPHAN_GRACE_MINUTES"
 
 DEFAULT_BATCH_ROWS = 100_000
@@ -111,3 +112,9 @@ def orphan_grace() -> dt.timedelta:
     """How old a file no snapshot references must be before it is deleted: younger ones may
     belong to a write still in flight."""
     return dt.timedelta(minutes=env_int(ENV_ORPHAN_GRACE_MINUTES, DEFAULT_ORPHAN_GRACE_MINUTES))
+
+
+def sensor_interval(default: int) -> int:
+    """Seconds between ticks of the source and alert sensors (SPANDA_SENSOR_INTERVAL_SECONDS
+    overrides each sensor's own default)."""
+    return env_int(ENV_SENSOR_INTERVAL, default)

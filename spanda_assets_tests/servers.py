@@ -217,3 +217,26 @@ def s3_server() -> Iterator[S3Server]:
         stop_process_group(proc)
         log.close()
         os.unlink(log.name)
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def dagster_daemon(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The real Dagster daemon (scheduler, sensors, automation, run queue), as an operator
+    starts it: `dagster-daemon run -w workspace.yaml` from the project root."""
+    exe = Path(sys.executable).with_name("dagster-daemon")
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [str(exe), "run", "-w", "workspace.yaml"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield proc
+        finally:
+            stop_process_group(proc)

@@ -177,7 +177,8 @@ def cast_batch(
             raise SchemaIncompatibleError(
                 f"{table_label}: column {source_names.get(field.name, field.name)} holds a value "
                 f"that is not {normalize(field.type)}{where} ({exc}). Nothing from this batch was "
-                "written. Fix the value at the source or change the column's declared type."
+                "written. Fix the value at the source, or declare the column's type under "
+                "`column_types` of this table in sources.yaml."
             ) from exc
     out = pa.RecordBatch.from_arrays(arrays, schema=target)
     for k in key_cols:
@@ -227,11 +228,58 @@ def _first_bad_row(col: pa.Array, target: pa.DataType) -> int | None:
     return None
 
 
+TYPE_NAMES = "string, int32, int64, float64, bool, date, timestamp, decimal(P,S)"
+
+
+def type_name(t: pa.DataType) -> str:
+    """An Arrow type as the names sources.yaml uses (float64, string, date, ...)."""
+    t = normalize(t)
+    names = {"double": "float64", "float": "float32", "date32[day]": "date", "bool": "bool"}
+    return names.get(str(t), str(t))
+
+
+def parse_type_name(name: str) -> pa.DataType:
+    """A `column_types` entry of sources.yaml as an Arrow type."""
+    import re
+
+    simple = {
+        "string": pa.string(),
+        "int32": pa.int32(),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "bool": pa.bool_(),
+        "date": pa.date32(),
+        "timestamp": pa.timestamp("us"),
+    }
+    key = name.strip().lower()
+    if key in simple:
+        return simple[key]
+    m = re.fullmatch(r"decimal\((\d+),\s*(\d+)\)", key)
+    if m:
+        return pa.decimal128(int(m.group(1)), int(m.group(2)))
+    raise ValueError(f"unknown type {name!r}; use one of {TYPE_NAMES}")
+
+
 def reflected_schema(
-    table: sa.Table, dialect: Dialect, table_label: str, key_cols: list[str]
+    table: sa.Table,
+    dialect: Dialect,
+    table_label: str,
+    key_cols: list[str],
+    column_types: dict[str, str] | None = None,
 ) -> tuple[pa.Schema, dict[str, str]]:
-    """Arrow schema (bronze names) of a reflected source table, and bronze->source names."""
+    """Arrow schema (bronze names) of a reflected source table, and bronze->source names.
+
+    `column_types` (from sources.yaml) overrides the type the SQL declaration gives.
+    """
     from spanda_assets.lib.sources import snake_case
+
+    declared = column_types or {}
+    unknown = set(declared) - {c.name for c in table.columns}
+    if unknown:
+        raise SourceTableError(
+            f"{table_label}: column_types names column(s) {sorted(unknown)} that the table "
+            "does not have"
+        )
 
     fields = []
     names: dict[str, str] = {}
@@ -243,7 +291,11 @@ def reflected_schema(
                 f"column {bronze}; rename one at the source"
             )
         try:
-            arrow_type = sql_to_arrow(col.type, dialect.name)
+            arrow_type = (
+                parse_type_name(declared[col.name])
+                if col.name in declared
+                else sql_to_arrow(col.type, dialect.name)
+            )
         except TypeError as exc:
             raise SourceTableError(
                 f"{table_label}: column {col.name} has type {col.type} that Spanda cannot map to "

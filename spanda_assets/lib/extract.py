@@ -273,7 +273,7 @@ def extract_table(
     schema_name = effective_schema(engine, source)
     label = f"{schema_name}.{source.table}" if schema_name else source.table
     source_arrow, names = arrow_types.reflected_schema(
-        sa_table, engine.dialect, label, list(source.primary_key)
+        sa_table, engine.dialect, label, list(source.primary_key), source.column_types
     )
     bronze_of = {v: k for k, v in names.items()}
     pk = [bronze_of[k] for k in source.primary_key]

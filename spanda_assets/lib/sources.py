@@ -20,7 +20,16 @@ from spanda_assets.settings import ENV_SOURCES_FILE
 
 Mode = Literal["append", "upsert"]
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_ALLOWED_KEYS = {"table", "schema", "name", "primary_key", "cursor", "mode", "description"}
+_ALLOWED_KEYS = {
+    "table",
+    "schema",
+    "name",
+    "primary_key",
+    "cursor",
+    "mode",
+    "description",
+    "column_types",
+}
 
 
 def snake_case(name: str) -> str:
@@ -47,6 +56,9 @@ class SourceTable:
     name: str = ""
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    # Source column -> the Arrow type bronze keeps it as, when the declared SQL type is
+    # not what the column holds (numbers in a TEXT column, dates as strings).
+    column_types: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def qualified(self) -> str:
@@ -89,6 +101,16 @@ def _parse_entry(entry: Any, index: int, defaults: dict[str, Any], origin: str) 
     if not _NAME.match(name):
         raise ConfigError(f"{where}: name {name!r} must be snake_case (letters, digits, _)")
     schema = entry.get("schema", defaults.get("schema"))
+    column_types = entry.get("column_types") or {}
+    if not isinstance(column_types, dict):
+        raise ConfigError(f"{where}: column_types must map source column names to types")
+    from spanda_assets.lib.arrow_types import parse_type_name
+
+    for column, type_name in column_types.items():
+        try:
+            parse_type_name(str(type_name))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: column_types.{column}: {exc}") from None
     return SourceTable(
         table=table,
         primary_key=tuple(pk),
@@ -97,6 +119,7 @@ def _parse_entry(entry: Any, index: int, defaults: dict[str, Any], origin: str) 
         schema=schema,
         name=name,
         description=str(entry.get("description") or ""),
+        column_types={str(k): str(v) for k, v in column_types.items()},
     )
 
 

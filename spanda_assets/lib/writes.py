@@ -239,9 +239,15 @@ def close_run(
     remember_state(tx, state, branch)
 
 
+STATE_SNAPSHOT = "spanda.snapshot-id"
+
+
 def remember_state(tx: Transaction, state: Mapping[str, str], branch: str = MAIN) -> None:
-    """The property copy of `state`, staged in the transaction that writes the rows."""
-    tx.set_properties({state_property(branch): json.dumps(dict(state), sort_keys=True)})
+    """The property copy of `state`, staged in the transaction that writes the rows (call
+    it after the run's last staged snapshot: the copy names that snapshot)."""
+    snap = tx.table_metadata.snapshot_by_name(branch)
+    doc = {**state, STATE_SNAPSHOT: str(snap.snapshot_id) if snap is not None else ""}
+    tx.set_properties({state_property(branch): json.dumps(doc, sort_keys=True)})
 
 
 def read_state(
@@ -249,8 +255,11 @@ def read_state(
 ) -> dict[str, str]:
     """The position of the newest run on `branch` ({} before the first run).
 
-    The newest snapshot whose summary carries `marker` answers; when the walk
-    back to it runs into expired history, the property copy does.
+    The newest snapshot whose summary carries `marker` answers. When the walk
+    back finds none, the property copy answers if the snapshot it names was
+    expired (expiry cut the walk short); if that snapshot still exists, it is
+    not an ancestor of the head, so the branch was rolled back to before it,
+    and there is no position.
     """
     if table is None:
         return {}
@@ -260,19 +269,13 @@ def read_state(
         summary = snap.summary
         if summary is not None and summary[marker]:
             return {k: str(summary[k]) for k in wanted if summary[k] is not None}
-        if snap.parent_snapshot_id is None:
-            return {}
-        parent = table.snapshot_by_id(snap.parent_snapshot_id)
-        if parent is None:
-            break  # the history before this snapshot was expired
-        snap = parent
-    if snap is None:
-        return {}
+        snap = table.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id else None
     raw = table.properties.get(state_property(branch))
-    if not raw:
+    if not raw or table.snapshot_by_name(branch) is None:
         return {}
     saved = json.loads(raw)
-    if not saved.get(marker):
+    carrier = saved.get(STATE_SNAPSHOT)
+    if not saved.get(marker) or (carrier and table.snapshot_by_id(int(carrier)) is not None):
         return {}
     return {k: str(saved[k]) for k in wanted if saved.get(k) is not None}
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import dagster as dg
 
+from spanda_assets import settings
 from spanda_assets.lib import alerts as lib
 from spanda_assets.resources import AlertDestinationsResource
 
@@ -216,7 +217,7 @@ def freshness_alerts(
 
 @dg.sensor(
     name="spanda_alerts",
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=settings.sensor_interval(30),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Notifies the configured destinations (SPANDA_ALERT_WEBHOOK_URL, "

@@ -2,20 +2,37 @@
 
 import dagster as dg
 
+from spanda_assets import settings
 from spanda_assets.defs.extract.assets import bronze_key
 from spanda_assets.lib.errors import SpandaError
 from spanda_assets.lib.sources import load_sources
 from spanda_assets.resources import LakehouseResource, SourceDatabaseResource
 
 
+def _extracts_in_flight(instance: dg.DagsterInstance) -> set[dg.AssetKey]:
+    """Bronze assets a queued or running run will extract."""
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(
+            statuses=[
+                dg.DagsterRunStatus.QUEUED,
+                dg.DagsterRunStatus.NOT_STARTED,
+                dg.DagsterRunStatus.STARTING,
+                dg.DagsterRunStatus.STARTED,
+            ]
+        )
+    )
+    return {k for r in runs for k in (r.asset_selection or ()) if k.path[0] == "bronze"}
+
+
 @dg.sensor(
     name="bronze_new_source_rows",
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=settings.sensor_interval(60),
     default_status=dg.DefaultSensorStatus.RUNNING,
     asset_selection=dg.AssetSelection.groups("bronze"),
     description=(
         "Every minute, counts source rows past each bronze table's watermark (an index range "
-        "scan) and starts one run for the tables that have new or changed rows."
+        "scan) and starts one run for the tables that have new or changed rows and no extract "
+        "already queued or running."
     ),
 )
 def bronze_new_source_rows(
@@ -28,10 +45,13 @@ def bronze_new_source_rows(
     keys: list[dg.AssetKey] = []
     marks: list[str] = []
     errors: list[str] = []
+    busy = _extracts_in_flight(context.instance)
     engine = source_db.engine()
     try:
         catalog = lakehouse.catalog()
         for source in load_sources():
+            if bronze_key(source) in busy:
+                continue  # the run in flight reads these rows; the next tick sees what is left
             try:
                 count, top = pending_rows(engine, catalog, source)
             except SpandaError as exc:

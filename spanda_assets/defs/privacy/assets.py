@@ -194,12 +194,14 @@ def build_silver_asset(source: SourceTable) -> dg.AssetsDefinition:
     def _silver(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> Iterator[Any]:
         from spanda_assets.defs.extract.assets import table_metadata
         from spanda_assets.lib.privacy.consent import active_students, load_consent
+        from spanda_assets.lib.privacy.identifiers import load_site_patterns
         from spanda_assets.lib.privacy.policy import policy_for
         from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
         from spanda_assets.lib.privacy.silver import SilverInputs, stage_silver
         from spanda_assets.lib.privacy.subjects import subject_ids
 
         policy = policy_for(name)
+        site = load_site_patterns()
         pseudonymizer = Pseudonymizer(load_key())
         catalog = lakehouse.namespace("silver")
         bronze = catalog.load_table(("bronze", name))
@@ -216,6 +218,8 @@ def build_silver_asset(source: SourceTable) -> dg.AssetsDefinition:
             roster=roster,
             on=dt.date.today(),
             upsert=source.mode == "upsert",
+            site=tuple((i.category, i.pattern) for i in site.scrubbed),
+            rules=f"{policy.fingerprint()}:{site.fingerprint()}",
         )
         result = stage_silver(
             catalog=catalog, bronze=bronze, inputs=inputs, run_id=context.run.run_id

@@ -24,6 +24,8 @@ def restricted_zip3() -> frozenset[str]:
 
 def year(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """Dates and timestamps to their year (int32); NULL stays NULL."""
+    if pa.types.is_null(values.type):  # a column that is all NULL at the source
+        return pa.nulls(len(values), pa.int32())
     return pc.cast(pc.year(values), pa.int32())
 
 
@@ -51,8 +53,7 @@ def birth_year(values: pa.Array | pa.ChunkedArray, on: dt.date) -> pa.Array:
     for v in values.to_pylist():
         if v is None:
             out.append(None)
-        elif age_on(v, on) > AGE_CAP:
-            out.append(OVER_CAP)
-        else:
-            out.append(str(v.year))
+            continue
+        born = v.date() if isinstance(v, dt.datetime) else v
+        out.append(OVER_CAP if age_on(born, on) > AGE_CAP else str(born.year))
     return pa.array(out, type=pa.string())

@@ -68,6 +68,14 @@ class TablePolicy:
     def key_output(self) -> str:
         return self.columns[self.key].output_name() or self.key
 
+    def fingerprint(self) -> str:
+        """Identity of the table's column rules."""
+        import hashlib
+
+        doc = [self.table, self.purpose, self.key]
+        doc += [f"{r.name}:{r.category}:{r.action}" for r in self.columns.values()]
+        return hashlib.sha256("|".join(doc).encode()).hexdigest()[:16]
+
     def check_covers(self, bronze: pa.Schema) -> None:
         """Fail closed on any bronze column the policy does not classify."""
         missing = [n for n in bronze.names if n not in self.columns]

@@ -81,10 +81,12 @@ class ResidualScanner:
         full_names: Iterable[str] = (),
         emails: Iterable[str] = (),
         pseudonym_columns: Iterable[str] = (),
+        extra_patterns: dict[str, str] | None = None,
     ) -> None:
         # Columns known to hold keyed pseudonyms may carry an identifier's name.
         self.forbidden = FORBIDDEN_COLUMNS - set(pseudonym_columns)
-        self.patterns = dict(SCAN_PATTERNS)
+        # The institution's own identifier formats (lib/privacy/identifiers.py) join ours.
+        self.patterns = {**SCAN_PATTERNS, **(extra_patterns or {})}
         names = _names_pattern(full_names)
         if names:
             self.patterns["NAME"] = names
@@ -131,11 +133,17 @@ class ResidualScanner:
 
 def scanner_for(catalog: Any) -> ResidualScanner:
     """A scanner that also knows every student's and instructor's full name and email,
-    read in the restricted zone, for exact matching."""
+    read in the restricted zone, for exact matching, and the institution's own
+    identifier formats (SPANDA_IDENTIFIER_PATTERNS)."""
+    from spanda_assets.lib.privacy.identifiers import load_site_patterns
     from spanda_assets.lib.privacy.people import known_people
 
     people = known_people(catalog)
-    return ResidualScanner(full_names=people.full_names, emails=people.emails)
+    return ResidualScanner(
+        full_names=people.full_names,
+        emails=people.emails,
+        extra_patterns=load_site_patterns().scan_patterns(),
+    )
 
 
 def scan_pending(

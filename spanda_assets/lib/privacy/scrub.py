@@ -21,6 +21,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
 
 import re2
 
@@ -185,10 +187,31 @@ def _overlaps(spans: list[Span], start: int, end: int) -> bool:
     return any(s.start < end and start < s.end for s in spans)
 
 
-def find_spans(text: str, roster: Roster | None = None) -> list[Span]:
-    """Every identifier found in `text`, without overlaps, in order."""
+@cache
+def _site_automaton(patterns: tuple[tuple[str, str], ...]) -> tuple[Any, dict[str, str]]:
+    """One RE2 automaton for an institution's declared identifier formats."""
+    groups = {f"SITE{i}": category for i, (category, _) in enumerate(patterns)}
+    combined = "|".join(f"(?P<SITE{i}>{pat})" for i, (_, pat) in enumerate(patterns))
+    return re2.compile(combined), groups
+
+
+def find_spans(
+    text: str, roster: Roster | None = None, site: tuple[tuple[str, str], ...] = ()
+) -> list[Span]:
+    """Every identifier found in `text`, without overlaps, in order.
+
+    `site`: (category, RE2 pattern) of the institution's own identifier formats
+    (lib/privacy/identifiers.py); they are found first.
+    """
     spans: list[Span] = []
+    if site:
+        automaton, groups = _site_automaton(site)
+        spans += [
+            Span(groups[m.lastgroup or ""], m.start(), m.end()) for m in automaton.finditer(text)
+        ]
     for m in _COMBINED.finditer(text):
+        if spans and _overlaps(spans, m.start(), m.end()):
+            continue
         category = _GROUP_CATEGORY[m.lastgroup or ""]
         check = _VALID.get(category)
         if check is None or check(m.group(0)):
@@ -240,8 +263,10 @@ def replace_spans(text: str, spans: list[Span]) -> str:
     return "".join(out)
 
 
-def scrub(text: str | None, roster: Roster | None = None) -> str | None:
+def scrub(
+    text: str | None, roster: Roster | None = None, site: tuple[tuple[str, str], ...] = ()
+) -> str | None:
     """`text` with every identifier replaced by its typed placeholder."""
     if not text:
         return text
-    return replace_spans(text, find_spans(text, roster))
+    return replace_spans(text, find_spans(text, roster, site))

@@ -48,7 +48,8 @@ BRONZE_SEQ_KEY = "spanda.bronze-sequence"
 BRONZE_UUID_KEY = "spanda.bronze-uuid"
 CONSENT_KEY = "spanda.consent-watermark"
 AS_OF_KEY = "spanda.as-of"
-STATE_KEYS = (BRONZE_SEQ_KEY, BRONZE_UUID_KEY, CONSENT_KEY, AS_OF_KEY)
+RULES_KEY = "spanda.deid-rules"
+STATE_KEYS = (BRONZE_SEQ_KEY, BRONZE_UUID_KEY, CONSENT_KEY, AS_OF_KEY, RULES_KEY)
 
 
 @dataclass
@@ -63,6 +64,11 @@ class SilverInputs:
     roster: Roster | None
     on: dt.date
     upsert: bool
+    # The institution's own identifier formats the scrubber removes: (category, RE2 pattern).
+    site: tuple[tuple[str, str], ...] = ()
+    # Identity of the de-identification rules (policy and site formats): when it changes,
+    # the rows not yet published are re-derived with the new rules.
+    rules: str = ""
 
 
 @dataclass
@@ -102,13 +108,17 @@ def transform(batch: pa.Table, inputs: SilverInputs) -> pa.Table:
         elif rule.action == "subject":
             arr = _subjects(col, inputs.subjects, policy.table, name)
         elif rule.action == "generalize_year":
+            _needs_date(col, policy.table, name, rule.action)
             arr = generalize.year(col)
         elif rule.action == "generalize_zip3":
             arr = generalize.zip3(col)
         elif rule.action == "generalize_birth_date":
+            _needs_date(col, policy.table, name, rule.action)
             arr = generalize.birth_year(col, inputs.on)
         elif rule.action == "scrub":
-            arr = pa.array([scrub(v, inputs.roster) for v in col.to_pylist()], pa.string())
+            arr = pa.array(
+                [scrub(v, inputs.roster, inputs.site) for v in col.to_pylist()], pa.string()
+            )
         else:  # pragma: no cover - parse_policy rejects unknown actions
             raise SpandaError(f"unknown action {rule.action}")
         arrays.append(arr)
@@ -116,6 +126,21 @@ def transform(batch: pa.Table, inputs: SilverInputs) -> pa.Table:
     key = policy.key_output
     fields = [pa.field(n, a.type, nullable=n != key) for n, a in zip(names, arrays, strict=True)]
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _needs_date(col: pa.Array | pa.ChunkedArray, table: str, name: str, action: str) -> None:
+    """A date rule on a column that holds no dates stops the run with what to change."""
+    t = col.type
+    if pa.types.is_date(t) or pa.types.is_timestamp(t) or pa.types.is_null(t):
+        return
+    from spanda_assets.lib.arrow_types import type_name
+
+    raise SpandaError(
+        f"silver.{table}: column {name} of bronze.{table} is {type_name(t)}, but its policy action "
+        f"{action} needs a date or timestamp. Declare the source column's type under "
+        f"`column_types` of table {table} in sources.yaml (for example `BeginDate: date`), "
+        "then re-extract it with `spanda extract --full-refresh`. Nothing was written."
+    )
 
 
 def _subjects(
@@ -190,6 +215,13 @@ def stage_silver(
             result.rows_erased += writes.erase_rows(silver, in_filter("subject_id", gone))
             faults.point("after_erase")
         result.audit_reset = writes.open_audit(silver)
+        audit_state = writes.read_state(silver, BRONZE_SEQ_KEY, STATE_KEYS, AUDIT)
+        if audit_state.get(RULES_KEY, "") != inputs.rules and writes.head(
+            silver, AUDIT
+        ) != writes.head(silver, MAIN):
+            # The rules changed (a failed audit is being fixed): what is not published yet
+            # is derived again with the new rules, from main's position.
+            result.audit_reset = writes.reset_audit(silver)
 
     state = writes.read_state(silver, BRONZE_SEQ_KEY, STATE_KEYS, AUDIT)
     rebuild = silver is not None and state.get(BRONZE_UUID_KEY) not in (None, bronze_uuid)
@@ -291,9 +323,10 @@ def stage_silver(
         BRONZE_UUID_KEY: bronze_uuid,
         CONSENT_KEY: str(consent_wm),
         AS_OF_KEY: inputs.on.isoformat(),
+        RULES_KEY: inputs.rules,
         "spanda.run-id": run_id or "manual",
     }
-    if wrote or any(state.get(k) != new_state[k] for k in STATE_KEYS):
+    if wrote or any(state.get(k, "") != new_state[k] for k in STATE_KEYS):
         # The position rides on an (empty when nothing else changed) append.
         writes.close_run(tx, target, new_state, AUDIT)
         faults.point("before_commit")

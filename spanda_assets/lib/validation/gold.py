@@ -161,9 +161,11 @@ def coerce(
             continue
         converted, bad = _convert(values, kind, target)
         rows = rows.set_column(rows.column_names.index(column), column, converted)
+        from spanda_assets.lib.arrow_types import type_name
+
         reasons = [
-            f"{column} {v!r} is not {_KIND_WORDS[kind]} (found {values.type}, expected "
-            f"{target}): {TYPE_HINT}"
+            f"{column} {v!r} is not {_KIND_WORDS[kind]} (found {type_name(values.type)}, "
+            f"expected {type_name(target)}): {TYPE_HINT}"
             for v in values.filter(bad).to_pylist()
         ]
         problems.append((f"type_{column}", bad, pa.array(reasons, pa.string())))

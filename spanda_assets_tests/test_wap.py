@@ -1,0 +1,216 @@
+"""Write-audit-publish when things go wrong: SIGKILL at write, audit and publish; snapshot
+expiry and compaction under every stage; the audit branch when main moves on its own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+import pytest
+
+from spanda_assets.definitions import defs
+from spanda_assets.lib import writes
+from spanda_assets_tests.conftest import TABLES, append_batch, assert_bronze_equals_source
+from spanda_assets_tests.test_privacy_e2e import expected_research_consent, run_all
+from spanda_assets_tests.test_validation_gold import assert_gold_consistent, catalog
+
+GOLD = (
+    ("validated_posts", "forum_posts", "post_id"),
+    ("validated_enrollments", "enrollments", "enrollment_id"),
+    ("validated_assessments", "assessment_results", "result_id"),
+)
+
+
+@pytest.fixture
+def demo_env(tiny_source: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("SPANDA_DEMO", "1")
+    return tiny_source
+
+
+def _child(
+    home: Path, keys: list[str], fault: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPANDA_")}
+    env.update(SPANDA_HOME=str(home), SPANDA_DEMO="1")
+    if fault:
+        env["SPANDA_FAULT"] = fault
+    return subprocess.run(
+        [sys.executable, "-m", "spanda_assets_tests.materialize_once", *keys],
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _keys(namespace: str, name: str, key: str) -> list[Any]:
+    return catalog().load_table((namespace, name)).scan().to_arrow()[key].to_pylist()
+
+
+def assert_silver_posts_exact(url: str) -> None:
+    """silver.forum_posts main holds each consenting student's bronze post exactly once."""
+    from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
+    from spanda_assets_tests.test_privacy_e2e import subject_of
+
+    allowed = {subject_of(s) for s in expected_research_consent(url)}
+    bronze = catalog().load_table(("bronze", "forum_posts")).scan().to_arrow()
+    ps = Pseudonymizer(load_key())
+    expected = {
+        ps.one("forum_posts.post_id", p)
+        for p, s in zip(
+            bronze["post_id"].to_pylist(), bronze["student_id"].to_pylist(), strict=True
+        )
+        if subject_of(s) in allowed
+    }
+    keys = catalog().load_table(("silver", "forum_posts")).scan().to_arrow()["post_id"].to_pylist()
+    assert len(keys) == len(set(keys)), "a silver row was published twice"
+    assert set(keys) == expected, (
+        f"missing {len(expected - set(keys))}, unexpected {len(set(keys) - expected)}"
+    )
+
+
+SILVER_POINTS = [
+    ("before_commit:1", False),  # data files written, the audit-branch commit not made
+    ("before_audit:1", False),  # staged, not audited
+    ("before_publish:1", False),  # audited, not published
+    ("after_publish:1", True),  # published, the run's own bookkeeping not done
+]
+
+
+@pytest.mark.parametrize(("fault", "moved"), SILVER_POINTS)
+def test_silver_killed_at_write_audit_and_publish_recovers(
+    demo_env: str, spanda_home: Path, fault: str, moved: bool
+) -> None:
+    with dg.instance_for_test() as instance:
+        run_all(instance)
+    append_batch(demo_env, spanda_home)
+    bronze = [f"bronze/{name}" for _, name, _ in TABLES] + ["bronze/data_subjects"]
+    assert _child(spanda_home, bronze).returncode == 0
+    before = set(_keys("silver", "forum_posts", "post_id"))
+    killed = _child(spanda_home, ["silver/forum_posts"], fault)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    # (withdrawals may have left main already: erasure does not wait for the audit)
+    published_new = bool(set(_keys("silver", "forum_posts", "post_id")) - before)
+    assert published_new is moved
+    done = _child(spanda_home, ["silver/forum_posts"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert_silver_posts_exact(demo_env)
+
+
+@pytest.mark.parametrize(
+    ("fault", "moved"),
+    [("gold_between_commits:1", False), ("before_publish:1", False), ("after_publish:1", True)],
+)
+def test_gold_killed_between_commits_and_at_publish_recovers(
+    demo_env: str, spanda_home: Path, fault: str, moved: bool
+) -> None:
+    with dg.instance_for_test() as instance:
+        run_all(instance)
+        append_batch(demo_env, spanda_home)
+        upstream = dg.AssetSelection.groups("bronze", "privacy", "silver")
+        job = defs().resolve_job_def("materialize_platform")
+        keys = upstream.resolve(job.asset_layer.asset_graph)
+        assert job.execute_in_process(instance=instance, asset_selection=list(keys)).success
+    before = set(_keys("gold", "validated_posts", "post_id"))
+    killed = _child(spanda_home, ["gold/validated_posts"], fault)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    published_new = bool(set(_keys("gold", "validated_posts", "post_id")) - before)
+    assert published_new is moved
+    done = _child(spanda_home, ["gold/validated_posts"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert_gold_consistent(demo_env, "validated_posts", "forum_posts", "post_id")
+
+
+def _compact(table: Any) -> None:
+    """Rewrite every live data file into one, in one snapshot that removes the old files
+    and adds the new one (what an engine's compaction commits), carrying none of our
+    markers."""
+    from pyiceberg.io.pyarrow import _dataframe_to_data_files
+
+    rows = table.scan().to_arrow()
+    tasks = list(table.scan().plan_files())
+    with table.transaction() as tx, tx.update_snapshot().overwrite() as rewrite:
+        for task in tasks:
+            rewrite.delete_data_file(task.file)
+        for data_file in _dataframe_to_data_files(
+            table_metadata=tx.table_metadata, df=rows, io=table.io
+        ):
+            rewrite.append_data_file(data_file)
+
+
+def _compact_and_expire(table: Any) -> None:
+    """What another engine's maintenance does: expire history, compact, expire again."""
+    writes.expire(table, older_than=None)
+    if table.current_snapshot() is not None and writes.row_count(table):
+        _compact(table)
+    if writes.head(table, writes.AUDIT) is not None:
+        writes.reset_audit(table)
+    writes.expire(table, older_than=None)
+    table.refresh()
+    assert len(table.snapshots()) <= 1
+
+
+def test_every_stage_survives_expiry_and_compaction(demo_env: str, spanda_home: Path) -> None:
+    from spanda_assets.lib.privacy.erasure import derived_tables
+
+    with dg.instance_for_test() as instance:
+        run_all(instance)
+    lake = catalog()
+    for table in derived_tables(lake, ("bronze", "silver", "gold")):
+        _compact_and_expire(table)
+    append_batch(demo_env, spanda_home)
+    with dg.instance_for_test() as instance:
+        result = run_all(instance)
+    extracted = {
+        m.asset_key.to_user_string(): m.metadata["rows_read"].value
+        for m in result.get_asset_materialization_events()
+        for m in [m.step_materialization_data.materialization]
+        if m.asset_key.path[0] == "bronze" and "rows_read" in m.metadata
+    }
+    # the watermarks survived: an increment, not a full re-extract of the posts
+    posts_in_source = len(catalog().load_table(("bronze", "forum_posts")).scan().to_arrow())
+    assert 0 < extracted["bronze/forum_posts"] < posts_in_source
+    for source, name, key in TABLES:
+        assert_bronze_equals_source(demo_env, catalog(), source, name, key)
+    assert_silver_posts_exact(demo_env)
+    for name, source, key in GOLD:
+        assert_gold_consistent(demo_env, name, source, key)
+
+
+def test_the_audit_branch_follows_main_when_main_moves_on_its_own(catalog: Any) -> None:
+    from spanda_assets.lib.lakehouse import ensure_namespace
+
+    ensure_namespace(catalog, "silver")
+    schema = pa.schema([pa.field("k", pa.string(), nullable=False), pa.field("v", pa.int64())])
+    table = catalog.create_table(("silver", "t"), schema=schema)
+    writes.open_audit(table)
+    state = {"spanda.bronze-sequence": "5"}
+    with table.transaction() as tx:
+        tx.append(pa.table({"k": ["a", "b"], "v": [1, 2]}, schema=schema), branch=writes.AUDIT)
+        writes.close_run(tx, schema, state, writes.AUDIT)
+    assert writes.row_count(table) == 0 and writes.row_count(table, writes.AUDIT) == 2
+    pending = writes.pending(table)
+    assert [t.file.record_count for t in writes.unpublished_files(pending.view, 0)] == [2]
+    assert writes.publish(table).published
+    assert writes.row_count(table) == 2
+    assert writes.read_state(table, "spanda.bronze-sequence", ["spanda.bronze-sequence"]) == state
+    # unpublished work, then main moves by itself (an erasure): the branch is reset to main
+    with table.transaction() as tx:
+        tx.append(pa.table({"k": ["c"], "v": [3]}, schema=schema), branch=writes.AUDIT)
+        writes.close_run(tx, schema, {"spanda.bronze-sequence": "9"}, writes.AUDIT)
+    assert writes.erase_rows(table, writes.in_filter("k", ["a"])) == 1
+    assert writes.open_audit(table) is True
+    assert writes.row_count(table, writes.AUDIT) == 1  # "c" is gone with the branch
+    assert (
+        writes.read_state(table, "spanda.bronze-sequence", ["spanda.bronze-sequence"], writes.AUDIT)
+        == state
+    ), "the writer resumes from main's position"
+    # a reader of main never saw "c"
+    assert sorted(table.scan().to_arrow()["k"].to_pylist()) == ["b"]
