@@ -21,7 +21,9 @@ from spanda_assets import settings
 from spanda_assets.lib.errors import SpandaError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DAGSTER_YAML = PROJECT_ROOT / "dagster.yaml"
+# The instance template (copied into DAGSTER_HOME). Kept out of the project root, where
+# Dagster would warn that a dagster.yaml there is not the instance's.
+DAGSTER_YAML = Path(__file__).resolve().parent / "config" / "dagster.yaml"
 
 
 def _fail(exc: Exception) -> None:
@@ -428,19 +430,21 @@ def demo(ctx: click.Context, no_ui: bool, size: str, reseed: bool, host: str, po
         return
     dagster_home = prepare_dagster_home()
     click.echo(f"Dagster UI on http://{host}:{port} (DAGSTER_HOME={dagster_home}); Ctrl-C stops it")
+    # `dg dev` (dagster-dg-cli) is Dagster's current local server: the webserver and the
+    # daemon, for the project [tool.dg] declares in pyproject.toml.
+    venv = Path(sys.executable).parent.parent
     cmd = [
-        sys.executable,
-        "-m",
-        "dagster",
+        str(Path(sys.executable).with_name("dg")),
         "dev",
+        "--target-path",
+        str(PROJECT_ROOT),
         "-h",
         host,
         "-p",
         str(port),
-        "-w",
-        str(PROJECT_ROOT / "workspace.yaml"),
     ]
-    raise SystemExit(subprocess.call(cmd, cwd=PROJECT_ROOT))
+    env = {**os.environ, "VIRTUAL_ENV": str(venv)}
+    raise SystemExit(subprocess.call(cmd, cwd=PROJECT_ROOT, env=env))
 
 
 if __name__ == "__main__":

@@ -110,7 +110,9 @@ def test_the_chain_runs_itself_erases_on_withdrawal_and_gates_a_leak(
     seed(f"sqlite:///{db}", SeedSizes.preset("tiny"), seed=11, ground_truth=tmp_path / "gt")
     dagster_home = tmp_path / "dagster"
     dagster_home.mkdir()
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    shutil.copyfile(
+        PROJECT_ROOT / "spanda_assets/config/dagster.yaml", dagster_home / "dagster.yaml"
+    )
     identifiers = tmp_path / "identifiers.yaml"
     _identifiers(identifiers, scrub=False)
     log = tmp_path / "daemon.log"

@@ -42,7 +42,7 @@ def test_schedule_sensor_and_job() -> None:
 def test_instance_config_limits_each_extract_pool_to_one() -> None:
     import yaml
 
-    conf = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    conf = yaml.safe_load((ROOT / "spanda_assets/config/dagster.yaml").read_text())
     assert conf["concurrency"]["pools"] == {"default_limit": 1, "granularity": "op"}
 
 
@@ -67,9 +67,19 @@ def test_definitions_load_without_heavy_libraries() -> None:
     assert report["loaded"] == []
 
 
-def test_workspace_points_at_the_definitions_module() -> None:
+def test_workspace_file_agrees_with_the_project_declaration() -> None:
+    """pyproject's [tool.dg] declares the code location; workspace.yaml, for Dagster's
+    commands that need a file, must name the same module and location."""
+    import tomllib
+
     import yaml
 
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
+    assert "dagster" not in project, "declare the code location once, in [tool.dg]"
+    dg_project = project["dg"]["project"]
     ws = yaml.safe_load((ROOT / "workspace.yaml").read_text())
     (entry,) = ws["load_from"]
-    assert entry["python_module"]["module_name"] == "spanda_assets.definitions"
+    assert entry["python_module"]["location_name"] == dg_project["code_location_name"]
+    module = entry["python_module"]["module_name"]
+    assert module == f"{dg_project['root_module']}.definitions"
+    assert dg_project["defs_module"] == f"{dg_project['root_module']}.defs"

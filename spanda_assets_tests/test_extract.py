@@ -425,3 +425,52 @@ def test_a_concurrent_commit_is_refused_not_duplicated(
     ):
         run_extract(tiny_source, catalog, "forum_posts")
     assert_bronze_equals_source(tiny_source, catalog, "ForumPosts", "forum_posts", "PostID")
+
+
+def test_duplicate_keys_in_an_upsert_source_keep_the_newest_row(
+    tmp_path: Path, catalog: Any
+) -> None:
+    """A declared key that the source does not enforce (a view, a table without the
+    constraint): inside one batch, and across the commits of a first load, the row with
+    the newest cursor wins and bronze holds each key once."""
+    db = tmp_path / "dupes.db"
+    con = sqlite3.connect(db)
+    con.execute('CREATE TABLE "Grades" (Id INTEGER, Grade TEXT, ModifiedAt TEXT)')
+    rows = [(i, f"v{i}", f"2026-01-01 00:00:{i % 60:02d}") for i in range(1, 51)]
+    # key 7 again with a later cursor, far enough to land in another commit of 10 rows
+    rows += [(7, "v7-newer", "2026-01-01 00:05:00"), (3, "v3-newer", "2026-01-01 00:05:00")]
+    con.executemany('INSERT INTO "Grades" VALUES (?, ?, ?)', rows)
+    con.commit()
+    sources = parse_sources(
+        "sources: [{table: Grades, primary_key: Id, cursor: ModifiedAt, mode: upsert, "
+        "column_types: {ModifiedAt: timestamp}}]"
+    )
+    url = f"sqlite:///{db}"
+    first = run_extract(url, catalog, "grades", sources=sources, commit_rows=10, batch_rows=10)
+    assert first.commits > 1
+    bronze = catalog.load_table(("bronze", "grades")).scan().to_arrow()
+    ids = bronze["id"].to_pylist()
+    assert len(ids) == len(set(ids)) == 50
+    grades = dict(zip(ids, bronze["grade"].to_pylist(), strict=True))
+    assert grades[7] == "v7-newer" and grades[3] == "v3-newer"
+    # an incremental batch that holds one key twice
+    con.executemany(
+        'INSERT INTO "Grades" VALUES (?, ?, ?)',
+        [(9, "v9-a", "2026-01-02 00:00:00"), (9, "v9-b", "2026-01-02 00:00:01")],
+    )
+    con.commit()
+    con.close()
+    run_extract(url, catalog, "grades", sources=sources, commit_rows=10, batch_rows=10)
+    bronze = catalog.load_table(("bronze", "grades")).scan().to_arrow()
+    ids = bronze["id"].to_pylist()
+    assert len(ids) == len(set(ids)) == 50
+    assert dict(zip(ids, bronze["grade"].to_pylist(), strict=True))[9] == "v9-b"
+
+
+def test_unknown_column_type_in_sources_yaml_is_refused() -> None:
+    from spanda_assets.lib.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"column_types.Grade: unknown type 'money'"):
+        parse_sources(
+            "sources: [{table: G, primary_key: Id, cursor: Id, column_types: {Grade: money}}]"
+        )
