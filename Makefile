@@ -38,6 +38,7 @@ bench: install
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/deid.py
 	$(BIN)/python benchmarks/validate.py
+	$(BIN)/python benchmarks/wap.py --daemon
 
 # Re-resolve pinned versions after editing pyproject.toml dependencies.
 lock: install

@@ -165,7 +165,14 @@ def child_gold(rows: int, new_rows: int, work: Path) -> dict[str, float]:
 
     from spanda_assets.lib.lakehouse import CatalogConfig, ensure_namespace, open_catalog
     from spanda_assets.lib.validation.gold import SPECS
-    from spanda_assets.lib.validation.publish import GoldConsent, publish_gold
+    from spanda_assets.lib.validation.publish import GoldConsent, stage_gold
+    from spanda_assets.lib.writes import publish
+
+    def publish_gold(*args: Any, **kwargs: Any) -> Any:
+        """One gold run whose audit passed: staged, then published."""
+        result = stage_gold(*args, **kwargs)
+        publish(catalog.load_table(("gold", "validated_posts")))
+        return result
 
     db = ingest.ensure_source(rows)
     catalog = open_catalog(

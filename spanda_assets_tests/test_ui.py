@@ -118,7 +118,21 @@ def test_bronze_asset_page_shows_extract_metadata(ui: str, page: Any, tmp_path: 
 
 def test_automation_is_visible(ui: str, page: Any) -> None:
     body = _open(page, f"{ui}/automation", "bronze_new_source_rows")
-    assert "hourly_extract" in body
+    for name in ("hourly_extract", "spanda_automation", "spanda_alerts", "daily_expiry"):
+        assert name in body, name
+
+
+def test_silver_asset_shows_its_audit_and_freshness(ui: str, page: Any, tmp_path: Path) -> None:
+    """A silver table as published: the audit that gated it, the branch it was staged on,
+    and its freshness policy."""
+    url = f"{ui}/assets/silver/forum_posts"
+    overview = _open(page, url, "audit_branch", first_load=True)
+    page.screenshot(path=str(tmp_path / "silver_overview.png"), full_page=True)
+    assert "silver.forum_posts@audit" in overview
+    assert "published" in overview and "iceberg_snapshot_id" in overview
+    assert "Freshness" in overview
+    checks = _open(page, f"{url}?view=checks", "residual_pii")
+    assert "residual_pii" in checks
 
 
 def test_gold_asset_shows_contracts_and_quarantine(ui: str, page: Any, tmp_path: Path) -> None:

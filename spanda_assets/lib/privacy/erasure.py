@@ -150,26 +150,46 @@ def erase_student(
     for table in derived_tables(catalog):
         if "subject_id" not in table.schema().column_names:
             continue
-        name = ".".join(table.name()[-2:])
-        erased = writes.erase_rows(table, match)
-        if writes.head(table, writes.AUDIT) is not None:
-            left = writes.scan(table, writes.AUDIT, row_filter=match).count()
-            if left and writes.reset_audit(table):
-                receipt.audit_branches_reset.append(name)
-        if erased:
-            receipt.rows_erased[name] = erased
-        expired = writes.expire(table, older_than=None, orphan_grace=orphan_grace)
-        receipt.snapshots_expired += expired.snapshots_expired
-        receipt.files_removed += expired.files_removed + expired.orphans_removed
-        receipt.bytes_removed += expired.bytes_removed
-        receipt.unreferenced_files_in_grace += expired.orphans_kept_in_grace
-        receipt.rows_remaining += _remaining(table, match)
+        _erase_table(catalog, table, match, receipt, orphan_grace)
     if receipt.rows_remaining:
         raise SpandaError(
             f"erasure {receipt.request_id}: {receipt.rows_remaining} row(s) of subject "
             f"{subject} are still readable after the erasure; run `spanda erase` again"
         )
     return receipt
+
+
+def _erase_table(
+    catalog: Catalog, table: Table, match: Any, receipt: Receipt, orphan_grace: dt.timedelta
+) -> None:
+    """One table: rows off main (and the audit branch), history expired, files deleted.
+    A commit refused because a pipeline run wrote the table at that moment is tried
+    again on the table as that run left it (every step is idempotent)."""
+    from pyiceberg.exceptions import CommitFailedException
+
+    from spanda_assets.lib import writes
+
+    name = ".".join(table.name()[-2:])
+    for attempt in range(5):
+        try:
+            erased = writes.erase_rows(table, match)
+            if writes.head(table, writes.AUDIT) is not None:
+                left = writes.scan(table, writes.AUDIT, row_filter=match).count()
+                if left and writes.reset_audit(table):
+                    receipt.audit_branches_reset.append(name)
+            if erased:
+                receipt.rows_erased[name] = receipt.rows_erased.get(name, 0) + erased
+            expired = writes.expire(table, older_than=None, orphan_grace=orphan_grace)
+            break
+        except CommitFailedException:
+            if attempt == 4:
+                raise
+            table = catalog.load_table(table.name())
+    receipt.snapshots_expired += expired.snapshots_expired
+    receipt.files_removed += expired.files_removed + expired.orphans_removed
+    receipt.bytes_removed += expired.bytes_removed
+    receipt.unreferenced_files_in_grace += expired.orphans_kept_in_grace
+    receipt.rows_remaining += _remaining(table, match)
 
 
 def _remaining(table: Table, match: Any) -> int:
