@@ -273,6 +273,8 @@ def run_gx(
     and the soft signals: GX's fixed cost per run is paid once.
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    # GX draws a progress bar per validation ("Calculating Metrics"): noise in a run's log.
+    os.environ.setdefault("TQDM_DISABLE", "1")
     import great_expectations as gx
     from great_expectations.execution_engine import pandas_execution_engine
 
