@@ -197,3 +197,24 @@ def test_the_sensor_alerts_per_transition(monkeypatch: pytest.MonkeyPatch) -> No
         delivered = _tick(instance, state.to_cursor())
         assert json.loads(delivered.cursor or "{}")["outbox"] == []
         assert [a["status"] for a in hook.bodies()][-1] == "failed"
+
+
+def test_a_destination_that_raises_anything_does_not_stop_the_others() -> None:
+    """A garbled answer or a malformed URL is that destination's failure alone."""
+    sent: list[str] = []
+
+    def garbled(alert: lib.Alert) -> None:
+        raise RuntimeError("BadStatusLine from a broken proxy")
+
+    destinations = {
+        "webhook": lib.Destination("webhook", garbled),
+        "slack": lib.Destination("slack", lambda a: sent.append(a.id)),
+    }
+    outbox = [lib.Delivery(_alert(), name) for name in destinations]
+    result = lib.flush(outbox, destinations, pause=lambda s: None)
+    assert sent == [_alert().id] and len(result.delivered) == 1
+    (kept,) = result.outbox
+    assert kept.destination == "webhook" and kept.last_error == "RuntimeError"
+    # a URL Python cannot even parse is a delivery error, not a crash of the sensor
+    bad = {d.name: d for d in lib.destinations_from_env({lib.ENV_WEBHOOK: "not a url"})}
+    assert lib.flush([lib.Delivery(_alert(), "webhook")], bad, pause=lambda s: None).failed

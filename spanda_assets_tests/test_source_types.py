@@ -169,3 +169,54 @@ def test_dates_kept_as_text_stop_silver_with_the_setting_to_change(
     years = catalog().load_table(("silver", "enrollments")).scan().to_arrow()
     assert years.schema.field("begin_date_year").type == pa.int32()
     assert set(years.column("begin_date_year").to_pylist()) <= set(range(1990, 2101))
+
+
+@pytest.mark.parametrize(
+    ("values", "kind", "expected", "bad"),
+    [
+        (
+            ["85", " +85 ", "B+", "85.0", "85.5", None, "1e3", "-3"],
+            "integer",
+            [85, 85, None, 85, None, None, 1000, -3],
+            [False, False, True, False, True, False, False, False],
+        ),
+        (
+            ["99999999999999999999", "inf", "nan"],
+            "integer",
+            [None, None, None],
+            [True, True, True],
+        ),
+        (
+            ["92", " 7.5 ", "A-", "", None, "-.5"],
+            "number",
+            [92.0, 7.5, None, None, None, -0.5],
+            [False, False, True, True, False, False],
+        ),
+    ],
+)
+def test_text_values_are_read_or_named_never_raised(
+    values: list[Any], kind: str, expected: list[Any], bad: list[bool]
+) -> None:
+    from spanda_assets.lib.validation.gold import _convert, target_type
+
+    column = pa.chunked_array([pa.array(values, pa.string())])
+    out, mask = _convert(column, kind, target_type(kind, column.type))
+    assert pa.chunked_array([out]).to_pylist() == expected
+    assert pa.chunked_array([mask]).to_pylist() == bad
+
+
+def test_floats_and_decimals_to_integers_mark_only_the_inexact_values() -> None:
+    from decimal import Decimal
+
+    from spanda_assets.lib.validation.gold import _convert
+
+    floats = pa.chunked_array([[1.0, float("inf"), 1e20, 2.5, None]])
+    out, mask = _convert(floats, "integer", pa.int64())
+    assert pa.chunked_array([out]).to_pylist() == [1, None, None, None, None]
+    assert pa.chunked_array([mask]).to_pylist() == [False, True, True, True, False]
+    decimals = pa.chunked_array(
+        [pa.array([Decimal("85.00"), Decimal("85.50")], pa.decimal128(10, 2))]
+    )
+    out, mask = _convert(decimals, "integer", pa.int64())
+    assert pa.chunked_array([out]).to_pylist() == [85, None]
+    assert pa.chunked_array([mask]).to_pylist() == [False, True]

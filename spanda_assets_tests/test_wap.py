@@ -214,3 +214,110 @@ def test_the_audit_branch_follows_main_when_main_moves_on_its_own(catalog: Any) 
     ), "the writer resumes from main's position"
     # a reader of main never saw "c"
     assert sorted(table.scan().to_arrow()["k"].to_pylist()) == ["b"]
+
+
+def _tiny_wap_table(catalog: Any, name: str) -> Any:
+    from spanda_assets.lib.lakehouse import ensure_namespace
+
+    ensure_namespace(catalog, "silver")
+    schema = pa.schema([pa.field("k", pa.string(), nullable=False), pa.field("v", pa.int64())])
+    table = catalog.create_table(("silver", name), schema=schema)
+    writes.open_audit(table)
+    return table, schema
+
+
+def _stage(table: Any, schema: pa.Schema, keys: list[str], position: str) -> None:
+    with table.transaction() as tx:
+        rows = pa.table({"k": keys, "v": list(range(len(keys)))}, schema=schema)
+        tx.append(rows, branch=writes.AUDIT)
+        writes.close_run(tx, schema, {"spanda.bronze-sequence": position}, writes.AUDIT)
+
+
+def test_a_rollback_of_main_resets_the_audit_branch(catalog: Any) -> None:
+    table, schema = _tiny_wap_table(catalog, "rolled")
+    _stage(table, schema, ["a"], "1")
+    assert writes.publish(table).published
+    first = table.current_snapshot().snapshot_id
+    _stage(table, schema, ["b"], "2")
+    assert writes.publish(table).published
+    # An operator rolls main back to undo the second publication.
+    table.manage_snapshots().rollback_to_snapshot(first).commit()
+    assert writes.open_audit(table) is True, "the branch still held the rolled-back rows"
+    position = writes.read_state(
+        table, "spanda.bronze-sequence", ["spanda.bronze-sequence"], writes.AUDIT
+    )
+    assert position == {"spanda.bronze-sequence": "1"}
+    assert sorted(writes.scan(table, writes.AUDIT).to_arrow()["k"].to_pylist()) == ["a"]
+
+
+def test_publish_refuses_when_an_erasure_lands_during_the_audit(catalog: Any) -> None:
+    table, schema = _tiny_wap_table(catalog, "raced")
+    _stage(table, schema, ["a", "b"], "1")
+    assert writes.publish(table).published
+    _stage(table, schema, ["c"], "2")
+    audited = writes.pending(table).snapshot_id
+    # `spanda erase` in another process, while the audit runs
+    other = catalog.load_table(("silver", "raced"))
+    assert writes.erase_rows(other, writes.in_filter("k", ["a"])) == 1
+    with pytest.raises(writes.PublishRefused, match="main moved during the audit"):
+        writes.publish(table, audited=audited)
+    assert sorted(table.scan().to_arrow()["k"].to_pylist()) == ["b"], "the erasure stands"
+
+
+def test_the_erasure_register_is_read_by_every_run(demo_env: str, spanda_home: Path) -> None:
+    """A request registered after a run loaded consent still keeps the student out."""
+    from spanda_assets.lib.privacy.erasure import _register
+    from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
+    from spanda_assets_tests.test_privacy_e2e import subject_of
+
+    with dg.instance_for_test() as instance:
+        run_all(instance)
+    posts = catalog().load_table(("silver", "forum_posts")).scan().to_arrow()
+    subject = posts["subject_id"][0].as_py()
+    bronze = catalog().load_table(("bronze", "forum_posts")).scan().to_arrow()
+    student = next(s for s in bronze["student_id"].to_pylist() if subject_of(s) == subject)
+    # Registered only: no rows deleted by hand. The next runs must apply it themselves.
+    from spanda_assets.lib.privacy.subjects import did_of
+
+    did = did_of(catalog(), student)
+    _register(catalog(), student, Pseudonymizer(load_key()).subject_id(did), "test")
+    with dg.instance_for_test() as instance:
+        assert run_all(instance).success
+    for namespace, name in (("silver", "forum_posts"), ("gold", "validated_posts")):
+        subjects = catalog().load_table((namespace, name)).scan().to_arrow()["subject_id"]
+        assert subject not in subjects.to_pylist(), f"{namespace}.{name}"
+
+
+def test_a_silver_rebuild_keeps_main_readable_until_its_audit_passes(
+    demo_env: str, spanda_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bronze full refresh rebuilds silver on its audit branch: a failing audit leaves the
+    published table (and gold) as they were; once it passes, gold rebuilds from it once."""
+    with dg.instance_for_test() as instance:
+        run_all(instance)
+    before = sorted(_keys("silver", "forum_posts", "post_id"))
+    gold_before = sorted(_keys("gold", "validated_posts", "post_id"))
+    tripwire = tmp_path / "identifiers.yaml"
+    tripwire.write_text(  # every post has a vowel: this audit cannot pass
+        "identifiers:\n  - {name: vowel, pattern: '[aeiou]', category: ID, scrub: false}\n"
+    )
+    monkeypatch.setenv("SPANDA_IDENTIFIER_PATTERNS", str(tripwire))
+    job = defs().resolve_job_def("materialize_platform")
+    refresh = {"ops": {"bronze__forum_posts": {"config": {"full_refresh": True}}}}
+    with dg.instance_for_test() as instance:
+        failed = job.execute_in_process(instance=instance, run_config=refresh, raise_on_error=False)
+    assert not failed.success
+    assert sorted(_keys("silver", "forum_posts", "post_id")) == before
+    assert sorted(_keys("gold", "validated_posts", "post_id")) == gold_before
+    monkeypatch.delenv("SPANDA_IDENTIFIER_PATTERNS")
+    with dg.instance_for_test() as instance:
+        fixed = job.execute_in_process(instance=instance, raise_on_error=False)
+    assert fixed.success
+    gold_md = {
+        m.asset_key.to_user_string(): m.metadata
+        for e in fixed.get_asset_materialization_events()
+        for m in [e.step_materialization_data.materialization]
+    }
+    assert gold_md["gold/validated_posts"]["full_rebuild"].value is True
+    assert_silver_posts_exact(demo_env)
+    assert_gold_consistent(demo_env, "validated_posts", "forum_posts", "post_id")

@@ -5,8 +5,9 @@ calls `write_audit_publish` with its audits. Each audit reads what the branch
 holds that main lacks; their results are the asset's checks (declared with
 `check_specs`, so the Dagster UI shows them, alerts follow them and
 `all_deps_blocking_checks_passed` sees them). Main moves to the audited
-snapshot only when every blocking audit passed; that move is the asset's
-materialization. When an audit fails, main is untouched, nothing is
+snapshot only when every blocking audit passed, and only then does the asset
+materialize (a run with nothing new passes, and materializes: the table is
+current). When an audit fails, main is untouched, nothing is
 materialized, the run stops downstream (Dagster raises after a failed blocking
 check), and an observation on the asset names the audit branch and the
 failing values. See docs/decisions/0017.
@@ -82,7 +83,7 @@ def write_audit_publish(table: Table, audits: Sequence[AuditFn]) -> Outcome:
     name = ".".join(table.name()[-2:])
     if not all(a.passed for a in results if a.blocking):
         return Outcome(results, None, name, pending.snapshot_id, pending.main_snapshot_id)
-    published = writes.publish(table)
+    published = writes.publish(table, audited=pending.snapshot_id)
     return Outcome(results, published, name, pending.snapshot_id, published.snapshot_id)
 
 

@@ -111,10 +111,10 @@ class Destination:
 
 def _post_json(url: str, doc: Mapping[str, Any], label: str) -> None:
     data = json.dumps(doc, default=str).encode()
-    req = urllib.request.Request(
-        url, data=data, headers={"Content-Type": "application/json"}, method="POST"
-    )
     try:
+        req = urllib.request.Request(
+            url, data=data, headers={"Content-Type": "application/json"}, method="POST"
+        )
         with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
             if resp.status >= 300:
                 raise DeliveryError(f"{label} answered HTTP {resp.status}")
@@ -123,6 +123,8 @@ def _post_json(url: str, doc: Mapping[str, Any], label: str) -> None:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DeliveryError(f"{label} unreachable ({type(reason).__name__})") from None
+    except Exception as exc:  # a malformed URL, a garbled answer: never the URL itself
+        raise DeliveryError(f"{label} failed ({type(exc).__name__})") from None
 
 
 def webhook(url: str) -> Destination:
@@ -289,8 +291,8 @@ def flush(
         for attempt in range(tries_now):
             try:
                 dest.send(item.alert)
-            except DeliveryError as exc:
-                item.last_error = str(exc)
+            except Exception as exc:  # one destination's fault never stops the others
+                item.last_error = str(exc) if isinstance(exc, DeliveryError) else type(exc).__name__
                 if attempt + 1 < tries_now:
                     pause(0.2 * 2**attempt)
                 continue

@@ -57,6 +57,9 @@ NO_RETRY = "commit.retry.num-retries"
 MAIN = "main"
 AUDIT = "audit"
 STATE_PREFIX = "spanda.state."
+# The main snapshot the audit branch was last based on (reset or publish): main at any other
+# snapshot moved on its own (an erasure, a compaction, a rollback).
+AUDIT_BASE = "spanda.audit-base"
 
 
 def state_property(branch: str) -> str:
@@ -305,9 +308,11 @@ def _descends(table: Table, snapshot: Snapshot, ancestor_id: int) -> bool:
 def open_audit(table: Table) -> bool:
     """Make the audit branch main plus the unpublished commits. True if it was reset.
 
-    The branch is (re)created at main when it is missing, or when main is not
-    its ancestor any more (main moved on its own). A new table first gets an
-    empty main snapshot: a branch needs one to start from. The writer's position moves
+    The branch is (re)created at main when it is missing, or when main moved on
+    its own since the branch was based on it: main is not the snapshot the
+    branch was last reset to or published at (an erasure, a compaction, a
+    rollback), or not its ancestor. A new table first gets an empty main
+    snapshot: a branch needs one to start from. The writer's position moves
     with it, in the same commit, so the next write resumes from main's.
     """
     main, audit = head(table, MAIN), head(table, AUDIT)
@@ -317,7 +322,12 @@ def open_audit(table: Table) -> bool:
         main = head(table, MAIN)
     if main is None:
         return False  # nothing published yet: the audit branch is all there is
-    if audit is not None and _descends(table, audit, main.snapshot_id):
+    base = table.properties.get(AUDIT_BASE)
+    if (
+        audit is not None
+        and base == str(main.snapshot_id)
+        and _descends(table, audit, main.snapshot_id)
+    ):
         return False
     reset_audit(table)
     if audit is not None:
@@ -336,6 +346,7 @@ def reset_audit(table: Table) -> bool:
     tx = table.transaction()
     ManageSnapshots(tx).create_branch(main.snapshot_id, AUDIT).commit()
     saved = table.properties.get(state_property(MAIN))
+    tx.set_properties({AUDIT_BASE: str(main.snapshot_id)})
     if saved:
         tx.set_properties({state_property(AUDIT): saved})
     elif state_property(AUDIT) in table.properties:
@@ -432,18 +443,41 @@ class Published:
     rows: int = 0
 
 
-def publish(table: Table) -> Published:
-    """Move main to the audit head (fast-forward) with the writer's position, in one commit."""
+class PublishRefused(Exception):
+    """Main or the audit branch moved while the audit ran: nothing was published."""
+
+
+def publish(table: Table, audited: int | None = None) -> Published:
+    """Move main to the audit head (fast-forward) with the writer's position, in one commit.
+
+    `audited`: the audit head the audit read. If the branch moved since, or main
+    moved so that the branch no longer contains it (an erasure landed during the
+    audit), nothing is published: publishing would undo the erasure or publish
+    unaudited rows. The commit itself asserts that main is still where it was.
+    """
     from pyiceberg.table.update.snapshot import ManageSnapshots
 
+    table.refresh()
     main, audit = head(table, MAIN), head(table, AUDIT)
     before = main.snapshot_id if main is not None else None
     if audit is None or audit.snapshot_id == before:
         return Published(False, before, before, snapshot_rows(main))
+    if audited is not None and audit.snapshot_id != audited:
+        raise PublishRefused(
+            f"{_name(table)}: the audit branch moved during the audit (audited snapshot "
+            f"{audited}, now {audit.snapshot_id}); nothing was published, the next run audits "
+            "it again"
+        )
+    if before is not None and not _descends(table, audit, before):
+        raise PublishRefused(
+            f"{_name(table)}: main moved during the audit (an erasure or another writer); "
+            "nothing was published, the next run derives the unpublished rows again from main"
+        )
     faults.point("before_publish")
     tx = table.transaction()
     ManageSnapshots(tx).set_current_snapshot(snapshot_id=audit.snapshot_id)
     saved = table.properties.get(state_property(AUDIT))
+    tx.set_properties({AUDIT_BASE: str(audit.snapshot_id)})
     if saved:
         tx.set_properties({state_property(MAIN): saved})
     tx.commit_transaction()

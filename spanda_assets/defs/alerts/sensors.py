@@ -33,7 +33,7 @@ _SKIPPED_METADATA = {"quality_history", "column_policy", "what_now"}
 class AlertState:
     checks: dict[str, str] = field(default_factory=dict)  # check key -> passed|failed|warn
     freshness: dict[str, str] = field(default_factory=dict)  # asset key -> PASS|WARN|FAIL|...
-    runs: dict[str, str] = field(default_factory=dict)  # run target -> failed
+    runs: dict[str, str] = field(default_factory=dict)  # asset (or job:<name>) -> failed
     runs_after: float | None = None  # update time of the newest run already looked at
     outbox: list[lib.Delivery] = field(default_factory=list)
 
@@ -117,9 +117,10 @@ def check_alerts(
     return out
 
 
-def _run_target(run: Any) -> str:
+def _run_targets(run: Any) -> list[str]:
+    """What a run's outcome is about: each asset it materializes, or its job."""
     keys = sorted(k.to_user_string() for k in (run.asset_selection or ()))
-    return f"{run.job_name}:{','.join(keys)}" if keys else run.job_name
+    return keys or [f"job:{run.job_name}"]
 
 
 def _failed_only_by_checks(instance: dg.DagsterInstance, run_id: str) -> bool:
@@ -152,29 +153,32 @@ def run_alerts(instance: dg.DagsterInstance, state: AlertState, now: float) -> l
         run = record.dagster_run
         updated = record.update_timestamp.timestamp()
         state.runs_after = max(state.runs_after, updated)
-        target = _run_target(run)
+        targets = _run_targets(run)
         failed = run.status == dg.DagsterRunStatus.FAILURE
         if failed and _failed_only_by_checks(instance, run.run_id):
             continue  # the failed check alerts
-        change = lib.transition(state.runs.get(target), "failed" if failed else "passed")
         if failed:
-            state.runs[target] = "failed"
+            news = [t for t in targets if state.runs.get(t) != "failed"]
+            state.runs.update(dict.fromkeys(targets, "failed"))
+            change = lib.FAILED if news else None
         else:
-            state.runs.pop(target, None)
+            news = [t for t in targets if state.runs.pop(t, None) == "failed"]
+            change = lib.RESOLVED if news else None
         if change is None:
             continue
+        what = ", ".join(news)
         out.append(
             lib.Alert(
                 id=f"run:{run.run_id}:{change}",
                 kind="run",
                 status=change,
                 severity="ERROR",
-                asset=None,
+                asset=news[0] if len(news) == 1 and not news[0].startswith("job:") else None,
                 check=None,
                 summary=(
-                    f"Run {run.run_id[:8]} ({target}) failed."
+                    f"Run {run.run_id[:8]} failed ({what})."
                     if failed
-                    else f"Run {run.run_id[:8]} ({target}) succeeded after a failure."
+                    else f"Run {run.run_id[:8]} succeeded after a failure ({what})."
                 ),
                 run_id=run.run_id,
                 ui_url=f"{_ui()}/runs/{run.run_id}",

@@ -50,15 +50,33 @@ REGISTER_SCHEMA = pa.schema(
 DERIVED = ("silver", "gold", "submissions")
 
 
-def erased_students(catalog: Catalog) -> set[int]:
-    """Students with an erasure request: never active again, whatever their consent says."""
+@dataclass(frozen=True)
+class Register:
+    """The erasure register as a run reads it: its size (a watermark: requests are only
+    ever appended), and who is in it."""
+
+    requests: int = 0
+    students: frozenset[int] = frozenset()
+    subjects: frozenset[str] = frozenset()
+
+
+def read_register(catalog: Catalog) -> Register:
     from spanda_assets.lib.lakehouse import load_table_or_none
 
     table = load_table_or_none(catalog, *REGISTER)
     if table is None or table.current_snapshot() is None:
-        return set()
-    ids = table.scan(selected_fields=("student_id",)).to_arrow().column(0).to_pylist()
-    return {int(i) for i in ids}
+        return Register()
+    rows = table.scan(selected_fields=("student_id", "subject_id")).to_arrow()
+    return Register(
+        rows.num_rows,
+        frozenset(int(i) for i in rows["student_id"].to_pylist()),
+        frozenset(str(s) for s in rows["subject_id"].to_pylist()),
+    )
+
+
+def erased_students(catalog: Catalog) -> set[int]:
+    """Students with an erasure request: never active again, whatever their consent says."""
+    return set(read_register(catalog).students)
 
 
 def derived_tables(catalog: Catalog, namespaces: tuple[str, ...] = DERIVED) -> list[Table]:

@@ -26,7 +26,8 @@ date the previous run recorded.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -36,6 +37,7 @@ from spanda_assets.lib import faults
 from spanda_assets.lib.errors import SpandaError
 from spanda_assets.lib.incremental import new_files, read_files
 from spanda_assets.lib.privacy import generalize
+from spanda_assets.lib.privacy.erasure import read_register
 from spanda_assets.lib.privacy.policy import TablePolicy
 from spanda_assets.lib.privacy.pseudonym import Pseudonymizer
 from spanda_assets.lib.privacy.scrub import Roster, scrub
@@ -49,7 +51,18 @@ BRONZE_UUID_KEY = "spanda.bronze-uuid"
 CONSENT_KEY = "spanda.consent-watermark"
 AS_OF_KEY = "spanda.as-of"
 RULES_KEY = "spanda.deid-rules"
-STATE_KEYS = (BRONZE_SEQ_KEY, BRONZE_UUID_KEY, CONSENT_KEY, AS_OF_KEY, RULES_KEY)
+ERASURES_KEY = "spanda.erasure-requests"  # requests in the erasure register already applied
+# Changes at each full rebuild: gold rebuilds from a silver table whose generation changed.
+GENERATION_KEY = "spanda.generation"
+STATE_KEYS = (
+    BRONZE_SEQ_KEY,
+    BRONZE_UUID_KEY,
+    CONSENT_KEY,
+    AS_OF_KEY,
+    RULES_KEY,
+    ERASURES_KEY,
+    GENERATION_KEY,
+)
 
 
 @dataclass
@@ -206,11 +219,17 @@ def stage_silver(
     silver = load_table_or_none(catalog, "silver", policy.table)
     bronze_uuid = str(bronze.metadata.table_uuid)
     consent_wm = consent_watermark(inputs.consent_events)
+    # Read late, after consent: a request registered while this run started still counts.
+    register = read_register(catalog)
+    if inputs.active is not None and register.students:
+        inputs = replace(inputs, active=inputs.active - register.students)
 
     if silver is not None:
-        # 1. withdrawals reach main now, whatever the audit of new rows will say
+        # 1. withdrawals and erasure requests reach main now, whatever the audit will say
         main_state = writes.read_state(silver, BRONZE_SEQ_KEY, STATE_KEYS, MAIN)
         gone = _withdrawn(inputs, int(main_state.get(CONSENT_KEY, 0) or 0))
+        if int(main_state.get(ERASURES_KEY, 0) or 0) != register.requests:
+            gone = sorted(set(gone) | register.subjects)
         if subject_col and gone and main_state:
             result.rows_erased += writes.erase_rows(silver, in_filter("subject_id", gone))
             faults.point("after_erase")
@@ -224,13 +243,21 @@ def stage_silver(
             result.audit_reset = writes.reset_audit(silver)
 
     state = writes.read_state(silver, BRONZE_SEQ_KEY, STATE_KEYS, AUDIT)
+    generation = state.get(GENERATION_KEY, "")
     rebuild = silver is not None and state.get(BRONZE_UUID_KEY) not in (None, bronze_uuid)
     if silver is not None and _schema_changed(silver, target):
         rebuild = True  # policy or source columns changed: rebuild from bronze
     if rebuild and silver is not None:
-        catalog.drop_table(("silver", policy.table))
-        silver, state = None, {}
+        # Rebuilt on the audit branch: readers keep main until the rebuild passes its audit.
+        if not _evolve(silver, target):
+            catalog.drop_table(("silver", policy.table))  # a column changed type: start over
+            silver = None
+        else:
+            writes.reset_audit(silver)
+        state = {}
     result.full_rebuild = rebuild or silver is None
+    if result.full_rebuild:
+        generation = uuid.uuid4().hex
     if silver is None:
         silver = catalog.create_table_if_not_exists(
             ("silver", policy.table),
@@ -252,13 +279,20 @@ def stage_silver(
     bronze_seq = writes.sequence(bronze.current_snapshot())
     tx = silver.transaction()
     wrote = False
+    replacing = rebuild  # the first write of a rebuild replaces what the branch held
 
     def write(rows: pa.Table, merge: bool) -> None:
-        nonlocal wrote
+        nonlocal wrote, replacing
         rows = rows.select(target.names).cast(target)
+        if replacing:
+            writes.replace_all(tx, silver, rows, branch=AUDIT)
+            result.rows_written += rows.num_rows
+            replacing, wrote = False, True
+            return
         if not rows.num_rows:
             return
-        if merge and writes.row_count(silver, AUDIT) > 0:
+        staged = tx.table_metadata.snapshot_by_name(AUDIT)
+        if merge and writes.snapshot_rows(staged) > 0:
             inserted, updated = writes.merge_rows(tx, silver, rows, [key], {}, branch=AUDIT)
             result.rows_written += inserted
             result.rows_updated += updated
@@ -270,9 +304,12 @@ def stage_silver(
     # 2. consent changes since the audit branch's last run: erase withdrawn, restore granted
     changed = changed_students(inputs.consent_events, int(state.get(CONSENT_KEY, 0) or 0))
     restored: set[int] = set()
-    if subject_col and inputs.active is not None and after_seq and changed:
+    erasures_changed = int(state.get(ERASURES_KEY, 0) or 0) != register.requests
+    if subject_col and inputs.active is not None and after_seq and (changed or erasures_changed):
         restored = changed & inputs.active
         gone = _withdrawn(inputs, int(state.get(CONSENT_KEY, 0) or 0))
+        if erasures_changed:
+            gone = sorted(set(gone) | register.subjects)
         if gone:
             victims = writes.scan(
                 silver, AUDIT, row_filter=in_filter("subject_id", gone), selected_fields=(key,)
@@ -318,12 +355,16 @@ def stage_silver(
             result.rows_without_consent += rows.num_rows - allowed.num_rows
             write(transform(allowed, inputs), merge=merge)
 
+    if replacing:  # a rebuild from an empty bronze table
+        write(target.empty_table(), merge=False)
     new_state = {
+        GENERATION_KEY: generation,
         BRONZE_SEQ_KEY: str(bronze_seq),
         BRONZE_UUID_KEY: bronze_uuid,
         CONSENT_KEY: str(consent_wm),
         AS_OF_KEY: inputs.on.isoformat(),
         RULES_KEY: inputs.rules,
+        ERASURES_KEY: str(register.requests),
         "spanda.run-id": run_id or "manual",
     }
     if wrote or any(state.get(k, "") != new_state[k] for k in STATE_KEYS):
@@ -367,6 +408,26 @@ def _turned_90(bronze: Table, column: str, since: dt.date, on: dt.date) -> pa.Ta
     after = GreaterThan(term=ref, value=lo.isoformat())  # type: ignore[arg-type]
     until = LessThanOrEqual(term=ref, value=hi.isoformat())  # type: ignore[arg-type]
     return bronze.scan(row_filter=And(after, until)).to_arrow()
+
+
+def _evolve(silver: Table, target: pa.Schema) -> bool:
+    """Bring silver's schema to `target` in place (columns added or dropped); False if a
+    column changed type, which Iceberg cannot evolve to every type."""
+    from spanda_assets.lib.arrow_types import normalize
+
+    have = {f.name: normalize(f.type) for f in silver.schema().as_arrow()}
+    want = {f.name: normalize(f.type) for f in target}
+    if any(n in want and want[n] != t for n, t in have.items()):
+        return False
+    added = [f for f in target if f.name not in have]
+    dropped = [n for n in have if n not in want]
+    if added or dropped:
+        with silver.update_schema() as upd:
+            if added:
+                upd.union_by_name(pa.schema(added))
+            for name in dropped:
+                upd.delete_column(name)
+    return True
 
 
 def _schema_changed(silver: Table, target: pa.Schema) -> bool:

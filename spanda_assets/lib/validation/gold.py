@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -31,10 +31,7 @@ ROLES = ("student", "aide", "teacher")
 # Kinds a rule can require of a column (GoldSpec.types).
 NUMBER = "number"  # any integer, float or decimal; text is parsed as float64
 INTEGER = "integer"  # any integer; text and integral floats become int64
-_PATTERNS = {
-    NUMBER: r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$",
-    INTEGER: r"^[+-]?\d+(\.0*)?$",
-}
+_PATTERNS = {NUMBER: r"^-?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"}
 _KIND_WORDS = {NUMBER: "a number", INTEGER: "a whole number"}
 TYPE_HINT = (
     "fix the value at the source, or declare the column's type under `column_types` of "
@@ -121,29 +118,66 @@ def target_type(kind: str, found: pa.DataType) -> pa.DataType:
     return found if numeric or pa.types.is_decimal(found) else pa.float64()
 
 
+_INT64_LIMIT = 2.0**63 - 1024  # the largest float below which a cast to int64 is safe
+
+
+def _integers(numbers: pa.ChunkedArray | pa.Array) -> tuple[Any, Any]:
+    """Float64 values to int64 where they are whole, finite and in range; the mask of those
+    that are not (a NULL is neither)."""
+    ok = pc.fill_null(
+        pc.and_(
+            pc.and_(pc.is_finite(numbers), pc.equal(pc.floor(numbers), numbers)),
+            pc.less_equal(pc.abs(numbers), _INT64_LIMIT),
+        ),
+        False,
+    )
+    kept = pc.if_else(ok, numbers, pa.scalar(None, pa.float64()))
+    return pc.cast(kept, pa.int64()), pc.and_(pc.is_valid(numbers), pc.invert(ok))
+
+
 def _convert(
     values: pa.ChunkedArray, kind: str, target: pa.DataType
 ) -> tuple[pa.ChunkedArray | pa.Array, pa.ChunkedArray | pa.Array]:
-    """`values` cast to `target`, and a mask of the values that are not of `kind`."""
+    """`values` cast to `target`, and a mask of the values that are not of `kind`.
+
+    Never raises on a value: whatever cannot be read becomes NULL and is in the mask.
+    """
     found = values.type
-    nothing_bad = pa.chunked_array([pa.array([False] * len(values), pa.bool_())])
+    n = len(values)
     if pa.types.is_null(found):
-        return pa.nulls(len(values), target), nothing_bad
+        return pa.nulls(n, target), pa.array([False] * n, pa.bool_())
     if pa.types.is_string(found) or pa.types.is_large_string(found):
         text = pc.utf8_trim_whitespace(values)
-        ok = pc.fill_null(pc.match_substring_regex(text, _PATTERNS[kind]), False)
-        if kind == INTEGER:  # "85.0" is 85
-            text = pc.replace_substring_regex(text, r"\.0*$", "")
-        kept = pc.if_else(ok, text, pa.scalar(None, found))
-        return pc.cast(kept, target), pc.and_(pc.is_valid(values), pc.invert(ok))
-    if kind == INTEGER and pa.types.is_floating(found):
-        ok = pc.fill_null(pc.equal(pc.floor(values), values), False)
-        kept = pc.if_else(ok, values, pa.scalar(None, found))
-        return pc.cast(kept, target), pc.and_(pc.is_valid(values), pc.invert(ok))
+        text = pc.replace_substring_regex(text, r"^\+", "")  # "+85" is 85
+        ok = pc.fill_null(pc.match_substring_regex(text, _PATTERNS[NUMBER]), False)
+        numbers = pc.cast(pc.if_else(ok, text, pa.scalar(None, found)), pa.float64())
+        unreadable = pc.and_(pc.is_valid(values), pc.invert(ok))
+        if kind == NUMBER:
+            return pc.cast(numbers, target), unreadable
+        exact = pc.fill_null(pc.match_substring_regex(text, r"^-?\d{1,18}(\.0*)?$"), False)
+        digits = pc.replace_substring_regex(text, r"\.0*$", "")
+        whole = pc.cast(pc.if_else(exact, digits, pa.scalar(None, found)), pa.int64())
+        approx, not_whole = _integers(numbers)
+        # Up to 18 digits exactly; beyond, through float64 (checked for range).
+        return pc.if_else(exact, whole, approx), pc.or_(
+            unreadable, pc.and_(pc.invert(exact), not_whole)
+        )
+    if kind == INTEGER and (pa.types.is_floating(found) or pa.types.is_decimal(found)):
+        return _integers(pc.cast(values, pa.float64()))
     try:
-        return pc.cast(values, target), nothing_bad
+        return pc.cast(values, target), pa.array([False] * n, pa.bool_())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return pa.nulls(len(values), target), pc.is_valid(values)
+        # One value at a time: only the ones that do not cast are out.
+        out: list[Any] = []
+        bad: list[bool] = []
+        for v in values.to_pylist():
+            try:
+                out.append(pa.array([v]).cast(target)[0].as_py() if v is not None else None)
+                bad.append(False)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                out.append(None)
+                bad.append(True)
+        return pa.array(out, target), pa.array(bad, pa.bool_())
 
 
 def coerce(

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -64,6 +64,8 @@ REFS_KEY = "spanda.references"
 RULES_KEY = "spanda.rules"
 CONSENT_KEY = "spanda.consent-watermark"
 QUARANTINE_SNAPSHOT_KEY = "spanda.quarantine-snapshot"
+ERASURES_KEY = "spanda.erasure-requests"  # requests in the erasure register already applied
+SILVER_GENERATION_KEY = "spanda.silver-generation"
 STATE_KEYS = (
     SILVER_SEQ_KEY,
     SILVER_UUID_KEY,
@@ -71,6 +73,8 @@ STATE_KEYS = (
     RULES_KEY,
     CONSENT_KEY,
     QUARANTINE_SNAPSHOT_KEY,
+    ERASURES_KEY,
+    SILVER_GENERATION_KEY,
 )
 
 
@@ -151,15 +155,24 @@ def stage_gold(
     main, and erase withdrawn students from gold main. Idempotent, crash-safe."""
     from spanda_assets.lib import faults, writes
     from spanda_assets.lib.lakehouse import ensure_namespace, load_table_or_none
+    from spanda_assets.lib.privacy.erasure import read_register
+    from spanda_assets.lib.privacy.silver import BRONZE_SEQ_KEY, GENERATION_KEY
     from spanda_assets.lib.writes import in_filter
 
     ensure_namespace(catalog, "gold")
     silver = catalog.load_table(("silver", spec.source))
-    if silver.current_snapshot() is None:
+    silver_state = writes.read_state(silver, BRONZE_SEQ_KEY, (GENERATION_KEY,), MAIN)
+    if silver.current_snapshot() is None or not writes.read_state(
+        silver, BRONZE_SEQ_KEY, (BRONZE_SEQ_KEY,), MAIN
+    ):
         raise SpandaError(
             f"gold.{spec.name}: silver.{spec.source} has published nothing yet (its first "
             f"audit has not passed: see the residual_pii check of silver/{spec.source})"
         )
+    # Read late, after consent: a request registered while this run started still counts.
+    register = read_register(catalog)
+    if register.subjects:
+        consent = replace(consent, active=consent.active - register.subjects)
     refs, refs_state = _references(catalog)
     quarantine = catalog.create_table_if_not_exists(QUARANTINE, schema=QUARANTINE_SCHEMA)
     if "subject_id" not in quarantine.schema().column_names:  # created by an older version
@@ -173,6 +186,8 @@ def stage_gold(
         if main_state:
             changed = consent.changed_since(int(main_state.get(CONSENT_KEY, 0) or 0))
             withdrawn = sorted(changed - consent.active)
+            if int(main_state.get(ERASURES_KEY, 0) or 0) != register.requests:
+                withdrawn = sorted(set(withdrawn) | register.subjects)
             if withdrawn:
                 result.erased += writes.erase_rows(gold, in_filter("subject_id", withdrawn))
                 writes.erase_rows(quarantine, in_filter("subject_id", withdrawn))
@@ -184,6 +199,7 @@ def stage_gold(
         gold is None
         or not state
         or state.get(SILVER_UUID_KEY) != str(silver.metadata.table_uuid)
+        or state.get(SILVER_GENERATION_KEY, "") != silver_state.get(GENERATION_KEY, "")
         or state.get(RULES_KEY) != fingerprint(spec)
         or _uuids(previous_refs) != _uuids(refs_state)
     )
@@ -194,6 +210,8 @@ def stage_gold(
         REFS_KEY: json.dumps(refs_state, sort_keys=True),
         RULES_KEY: fingerprint(spec),
         CONSENT_KEY: str(consent.watermark),
+        ERASURES_KEY: str(register.requests),
+        SILVER_GENERATION_KEY: silver_state.get(GENERATION_KEY, ""),
         "spanda.run-id": run_id or "manual",
     }
     # The quarantine as the last gold run left it (time travel): if a run crashed after its
@@ -206,7 +224,10 @@ def stage_gold(
     else:
         assert gold is not None
         refs_changed = _references_changed(spec, previous_refs, refs_state)
-        writer.increment(gold, silver, state, refs_changed, upsert, batch_rows)
+        erasures = (
+            register.subjects if state.get(ERASURES_KEY, "0") != str(register.requests) else set()
+        )
+        writer.increment(gold, silver, state, refs_changed, upsert, batch_rows, set(erasures))
         writer.commit(gold, props)
 
     gold = catalog.load_table(("gold", spec.name))
@@ -331,6 +352,7 @@ class _Writer:
         refs_changed: bool,
         upsert: bool,
         batch_rows: int,
+        erased: set[str] | None = None,
     ) -> None:
         from spanda_assets.lib import writes
         from spanda_assets.lib.incremental import new_files, read_files
@@ -342,7 +364,7 @@ class _Writer:
 
         # 1. consent changes since the last run
         changed = self.consent.changed_since(int(state.get(CONSENT_KEY, 0) or 0))
-        withdrawn = sorted(changed - self.consent.active)
+        withdrawn = sorted((changed - self.consent.active) | (erased or set()))
         granted = sorted(changed & self.consent.active)
         if withdrawn:
             gone = writes.scan(
