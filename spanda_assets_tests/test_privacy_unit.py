@@ -352,3 +352,15 @@ def test_pseudonyms_never_look_like_identifiers() -> None:
 def test_residual_scan_flags_identifying_columns() -> None:
     report = ResidualScanner().scan(pa.table({"k": ["1"], "email": ["[EMAIL]"]}), "k")
     assert not report.passed and report.forbidden_columns == ["email"]
+
+
+def test_a_home_set_up_by_the_demo_keeps_its_key_without_demo_mode(
+    monkeypatch: pytest.MonkeyPatch, spanda_home: Path
+) -> None:
+    """`spanda demo` first, then the daemon on the same SPANDA_HOME: same pseudonyms."""
+    monkeypatch.setenv("SPANDA_DEMO", "1")
+    demo = load_key()
+    monkeypatch.delenv("SPANDA_DEMO")
+    assert load_key() == demo
+    monkeypatch.setenv("SPANDA_PSEUDONYM_KEY", "ab" * 32)
+    assert load_key() == ("ab" * 32).encode()  # the secret store always wins

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pyarrow as pa
 from spanda_assets import settings
 from spanda_assets.lib.errors import MissingSecretError
 
+log = logging.getLogger(__name__)
 ENV_PSEUDONYM_KEY = "SPANDA_PSEUDONYM_KEY"
 ENV_DEMO = "SPANDA_DEMO"
 MIN_KEY_BYTES = 16
@@ -51,6 +53,16 @@ def load_key() -> bytes:
                 "`python -c 'import secrets; print(secrets.token_hex(32))'`"
             )
         return key
+    if not demo_mode() and _demo_key_path().is_file():
+        # This SPANDA_HOME was set up by `spanda demo`: its data is pseudonymized with that
+        # key, and a daemon started on it later must keep the same pseudonyms.
+        log.warning(
+            "%s is not set: using the demo key of this SPANDA_HOME (%s); set the variable "
+            "from your secret store for anything but the demo",
+            ENV_PSEUDONYM_KEY,
+            _demo_key_path(),
+        )
+        return _demo_key_path().read_text().strip().encode("utf-8")
     if not demo_mode():
         raise MissingSecretError(
             f"{ENV_PSEUDONYM_KEY} is not set. Silver tables are pseudonymized with a keyed hash "
