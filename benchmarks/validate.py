@@ -155,6 +155,11 @@ def child_contracts(rows: int, new_rows: int, work: Path) -> dict[str, float]:
     }
 
 
+# Silver's writer commits its rows with its run position; gold reads only a silver table
+# that has published a run.
+SILVER_RUN = {"spanda.bronze-sequence": "1"}
+
+
 def child_gold(rows: int, new_rows: int, work: Path) -> dict[str, float]:
     """silver.forum_posts -> gold.validated_posts (rules, quarantine, consent), full then
     incremental: the publish step that runs before the contracts."""
@@ -189,7 +194,7 @@ def child_gold(rows: int, new_rows: int, work: Path) -> dict[str, float]:
         courses.update(pc.unique(t["course_id"]).to_pylist())
         if silver is None:
             silver = catalog.create_table(("silver", "forum_posts"), schema=t.schema)
-        silver.append(t)
+        silver.append(t, snapshot_properties=SILVER_RUN)
     assert silver is not None
     catalog.create_table(
         ("silver", "courses"), schema=pa.schema([pa.field("course_id", pa.int64())])
@@ -211,7 +216,10 @@ def child_gold(rows: int, new_rows: int, work: Path) -> dict[str, float]:
         f"LIMIT {new_rows}",
         return_type="arrow",
     )
-    silver.append(_gold_posts(extra).drop_columns(["body_length"]).cast(silver.schema().as_arrow()))
+    silver.append(
+        _gold_posts(extra).drop_columns(["body_length"]).cast(silver.schema().as_arrow()),
+        snapshot_properties=SILVER_RUN,
+    )
     start = time.perf_counter()
     inc = publish_gold(catalog, spec, consent, upsert=False)
     t_inc = time.perf_counter() - start

@@ -75,6 +75,11 @@ def _silver(catalog: Any) -> Any:
     return catalog.load_table(("silver", "forum_posts"))
 
 
+def _silver_append(catalog: Any, rows: pa.Table) -> None:
+    """New silver rows, committed with a run position as silver's writer commits them."""
+    _silver(catalog).append(rows, snapshot_properties={"spanda.bronze-sequence": "1"})
+
+
 def _silver_run(catalog: Any, change: Callable[[Any, Any], None]) -> None:
     """One silver commit (its writes plus the run marker), as silver's publisher makes."""
     table = _silver(catalog)
@@ -111,7 +116,7 @@ def _publish(catalog: Any, consent: GoldConsent | None = None, upsert: bool = Fa
 
 @pytest.mark.parametrize("upsert", [False, True])
 def test_a_rewrite_of_a_file_gold_has_not_read_is_not_lost(lake: Any, upsert: bool) -> None:
-    _silver(lake).append(_posts(("p1", "s_a", 1, "first")))
+    _silver_append(lake, _posts(("p1", "s_a", 1, "first")))
     assert _publish(lake, upsert=upsert).full_rebuild
     # Silver runs twice before gold runs again: new posts, then an edit of one of them,
     # whose delete half rewrites the file gold has not read yet.
@@ -127,9 +132,9 @@ def test_a_rewrite_of_a_file_gold_has_not_read_is_not_lost(lake: Any, upsert: bo
 
 
 def test_an_erasure_rewriting_an_unread_file_keeps_the_other_rows(lake: Any) -> None:
-    _silver(lake).append(_posts(("p1", "s_a", 1, "first")))
+    _silver_append(lake, _posts(("p1", "s_a", 1, "first")))
     _publish(lake)
-    _silver(lake).append(_posts(("p2", "s_a", 1, "gone"), ("p3", "s_b", 1, "stays")))
+    _silver_append(lake, _posts(("p2", "s_a", 1, "gone"), ("p3", "s_b", 1, "stays")))
     _silver_run(lake, _erase(["s_a"]))  # s_a withdrew research consent
     _publish(lake, _consent({"s_b", "s_c"}, [(1, "s_a")]))
     assert _gold(lake) == ["p3"]
@@ -151,11 +156,11 @@ def test_new_files_skips_only_rewrites_of_processed_files(lake: Any) -> None:
 def test_crash_between_commits_leaves_no_stale_entry_nor_duplicate(
     lake: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _silver(lake).append(_posts(("p0", "s_a", 1, "   "), ("p1", "s_a", 1, "fine")))
+    _silver_append(lake, _posts(("p0", "s_a", 1, "   "), ("p1", "s_a", 1, "fine")))
     _publish(lake)
     assert _held(lake) == [("p0", "body_present")]
     # p2 names a course that does not exist yet; the run dies after its quarantine commit.
-    _silver(lake).append(_posts(("p2", "s_b", 7, "which room?")))
+    _silver_append(lake, _posts(("p2", "s_b", 7, "which room?")))
     with crash_at(monkeypatch, "gold_between_commits"), pytest.raises(RuntimeError):
         _publish(lake)
     assert ("p2", "course_exists") in _held(lake) and "p2" not in _gold(lake)
@@ -181,7 +186,7 @@ def test_crash_between_commits_leaves_no_stale_entry_nor_duplicate(
 
 
 def test_references_unchanged_means_held_rows_are_not_reread(lake: Any) -> None:
-    _silver(lake).append(_posts(("p1", "s_a", 9, "unknown course")))
+    _silver_append(lake, _posts(("p1", "s_a", 9, "unknown course")))
     _publish(lake)
     assert _held(lake) == [("p1", "course_exists")]
     # silver.students gets a new snapshot with the same keys: posts do not look students up
