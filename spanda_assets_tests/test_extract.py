@@ -474,3 +474,28 @@ def test_unknown_column_type_in_sources_yaml_is_refused() -> None:
         parse_sources(
             "sources: [{table: G, primary_key: Id, cursor: Id, column_types: {Grade: money}}]"
         )
+
+
+def test_two_steps_creating_a_namespace_at_once_both_succeed(catalog: Any) -> None:
+    """The first run's bronze steps all create `bronze`; in a SQL catalog the loser of that
+    race gets a unique-key violation, not NamespaceAlreadyExistsError."""
+    from sqlalchemy.exc import IntegrityError
+
+    from spanda_assets.lib.lakehouse import ensure_namespace
+
+    class Raced:
+        def __init__(self, inner: Any, won_by_other: bool) -> None:
+            self.inner, self.won_by_other = inner, won_by_other
+
+        def create_namespace_if_not_exists(self, namespace: str) -> None:
+            if self.won_by_other:
+                self.inner.create_namespace_if_not_exists(namespace)  # the other process
+            raise IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed"))
+
+        def list_namespaces(self) -> Any:
+            return self.inner.list_namespaces()
+
+    ensure_namespace(Raced(catalog, won_by_other=True), "bronze")  # type: ignore[arg-type]
+    assert ("bronze",) in catalog.list_namespaces()
+    with pytest.raises(IntegrityError):  # a real failure still surfaces
+        ensure_namespace(Raced(catalog, won_by_other=False), "silver")  # type: ignore[arg-type]

@@ -6,7 +6,6 @@ benchmarks build exactly the catalog the assets use.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,12 +104,16 @@ def _prepare_local(config: CatalogConfig) -> None:
 
 
 def ensure_namespace(catalog: Catalog, namespace: str) -> None:
-    from pyiceberg.exceptions import NamespaceAlreadyExistsError
-
+    """Create `namespace` if it is missing. Two runs (or two steps of one) may race to create
+    it: the loser sees the catalog's own error (NamespaceAlreadyExists, or a unique-key
+    violation in a SQL catalog) and is fine if the namespace now exists."""
     if namespace not in NAMESPACES:
         raise ConfigError(f"unknown namespace {namespace!r}; Spanda uses {', '.join(NAMESPACES)}")
-    with contextlib.suppress(NamespaceAlreadyExistsError):  # a concurrent run won the race
+    try:
         catalog.create_namespace_if_not_exists(namespace)
+    except Exception:
+        if (namespace,) not in {tuple(n) for n in catalog.list_namespaces()}:
+            raise
 
 
 def load_table_or_none(catalog: Catalog, namespace: str, name: str) -> Table | None:
