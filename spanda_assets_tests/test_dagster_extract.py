@@ -21,6 +21,16 @@ def _resources() -> dict[str, Any]:
     return {"source_db": SourceDatabaseResource(), "lakehouse": LakehouseResource()}
 
 
+def _source(url: str, query: str) -> tuple[Any, ...]:
+    """One row of the operational database, read directly (not through the extract)."""
+    import sqlite3
+
+    con = sqlite3.connect(url.removeprefix("sqlite:///"))
+    row = con.execute(query).fetchone()
+    con.close()
+    return tuple(row)
+
+
 def _metadata(result: dg.ExecuteInProcessResult, name: str) -> dict[str, Any]:
     (mat,) = result.asset_materializations_for_node(f"bronze__{name}")
     return {k: v.value for k, v in mat.metadata.items()}
@@ -32,9 +42,10 @@ def test_materialize_all_bronze_assets_with_metadata(tiny_source: str) -> None:
         result = dg.materialize(assets, resources=_resources(), instance=instance)
         assert result.success
         md = _metadata(result, "forum_posts")
-        assert md["dagster/row_count"] == 1000
-        assert md["rows_read"] == 1000 and md["rows_added"] == 1000 and md["rows_updated"] == 0
-        assert md["watermark_before"] == "none" and md["watermark_after"] == "1000"
+        posts, top = _source(tiny_source, 'SELECT COUNT(*), MAX(PostID) FROM "ForumPosts"')
+        assert md["dagster/row_count"] == posts
+        assert md["rows_read"] == posts and md["rows_added"] == posts and md["rows_updated"] == 0
+        assert md["watermark_before"] == "none" and md["watermark_after"] == str(top)
         assert md["iceberg_snapshot_id"].isdigit()
         cols = {c.name: c.type for c in md["dagster/column_schema"].columns}
         assert cols == {
@@ -54,10 +65,16 @@ def test_second_materialization_reports_the_increment(tiny_source: str, spanda_h
     asset = build_extract_asset(next(s for s in SOURCES if s.name == "students"))
     with dg.instance_for_test() as instance:
         dg.materialize([asset], resources=_resources(), instance=instance)
+        (before,) = _source(tiny_source, 'SELECT MAX(ModifiedAt) FROM "Students"')
+        (known,) = _source(tiny_source, 'SELECT MAX(StudentID) FROM "Students"')
         append_batch(tiny_source, spanda_home)
+        query = f"SELECT COUNT(*) FROM \"Students\" WHERE ModifiedAt > '{before}'"
+        new = _source(tiny_source, query + f" AND StudentID > {known}")[0]
+        changed = _source(tiny_source, query + f" AND StudentID <= {known}")[0]
+        assert new and changed, "the batch adds and changes students"
         result = dg.materialize([asset], resources=_resources(), instance=instance)
         md = _metadata(result, "students")
-        assert md["rows_added"] == 4 and md["rows_updated"] == 10
+        assert md["rows_added"] == new and md["rows_updated"] == changed
         assert md["watermark_before"] != md["watermark_after"]
         assert md["full_load"] is False
 
