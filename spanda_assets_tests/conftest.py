@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 from collections.abc import Iterator
@@ -83,23 +82,30 @@ TABLES = [
 ]
 
 
-@contextlib.contextmanager
-def crash_at(monkeypatch: pytest.MonkeyPatch, point: str) -> Iterator[None]:
-    """Inside the block, passing fault point `point` raises, as if the process died there."""
-    from spanda_assets.lib import faults
+def child(home: Path, args: list[str], fault: str | None = None, timeout: float = 300) -> Any:
+    """Run `python ARGS` in a fresh process on SPANDA_HOME `home` (demo mode), optionally
+    with SPANDA_FAULT set so that it kills itself with SIGKILL at a fault point."""
+    import subprocess
+    import sys
 
-    real = faults.point
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPANDA_")}
+    env.update(SPANDA_HOME=str(home), SPANDA_DEMO="1")
+    if fault:
+        env["SPANDA_FAULT"] = fault
+    return subprocess.run(
+        [sys.executable, *args],
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
-    def crash(name: str) -> None:
-        if name == point:
-            raise RuntimeError(f"simulated crash at {point}")
-        real(name)
 
-    monkeypatch.setattr(faults, "point", crash)
-    try:
-        yield
-    finally:
-        monkeypatch.setattr(faults, "point", real)
+def killed(proc: Any) -> bool:
+    import signal
+
+    return bool(proc.returncode == -signal.SIGKILL)
 
 
 def append_batch(url: str, home: Path, seed_value: int = 7) -> None:

@@ -9,6 +9,7 @@ what silver says it must hold.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -19,7 +20,7 @@ from spanda_assets.lib.lakehouse import ensure_namespace
 from spanda_assets.lib.validation.gold import SPECS
 from spanda_assets.lib.validation.publish import GoldConsent, stage_gold
 from spanda_assets.lib.writes import in_filter, merge_rows, publish
-from spanda_assets_tests.conftest import crash_at
+from spanda_assets_tests.conftest import child, killed
 
 SPEC = SPECS["validated_posts"]
 POSTS = pa.schema(
@@ -153,16 +154,23 @@ def test_new_files_skips_only_rewrites_of_processed_files(lake: Any) -> None:
     assert files.appended == [] and len(files.rewritten) == 1
 
 
-def test_crash_between_commits_leaves_no_stale_entry_nor_duplicate(
-    lake: Any, monkeypatch: pytest.MonkeyPatch
+PUBLISH_IN_A_CHILD = (
+    "from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog;"
+    "from spanda_assets_tests.test_gold_incremental import _publish;"
+    "_publish(open_catalog(CatalogConfig.from_env()))"
+)
+
+
+def test_killed_between_commits_leaves_no_stale_entry_nor_duplicate(
+    lake: Any, spanda_home: Path
 ) -> None:
     _silver_append(lake, _posts(("p0", "s_a", 1, "   "), ("p1", "s_a", 1, "fine")))
     _publish(lake)
     assert _held(lake) == [("p0", "body_present")]
     # p2 names a course that does not exist yet; the run dies after its quarantine commit.
     _silver_append(lake, _posts(("p2", "s_b", 7, "which room?")))
-    with crash_at(monkeypatch, "gold_between_commits"), pytest.raises(RuntimeError):
-        _publish(lake)
+    crashed = child(spanda_home, ["-c", PUBLISH_IN_A_CHILD], fault="gold_between_commits:1")
+    assert killed(crashed), crashed.stderr[-2000:]
     assert ("p2", "course_exists") in _held(lake) and "p2" not in _gold(lake)
 
     # The course arrives before the retry: p2 is valid now, and its entry must go.

@@ -363,10 +363,13 @@ def test_model_training_withdrawal_leaves_gold_but_not_silver(demo_env: str) -> 
     assert_gold_consistent(demo_env, "validated_posts", "forum_posts", "post_id")
 
 
-def test_crash_between_quarantine_and_gold_commits_recovers(
-    demo_env: str, monkeypatch: pytest.MonkeyPatch
+def test_killed_between_quarantine_and_gold_commits_recovers(
+    demo_env: str, spanda_home: Path
 ) -> None:
-    from spanda_assets_tests.conftest import crash_at
+    """SIGKILL after the quarantine commit, before the gold commit: the retry releases the
+    held post and quarantines the new one exactly once."""
+    from spanda_assets.definitions import defs
+    from spanda_assets_tests.conftest import child, killed
 
     both = sorted(_model_training_students(demo_env) & expected_research_consent(demo_env))
     _sql(
@@ -378,7 +381,7 @@ def test_crash_between_quarantine_and_gold_commits_recovers(
         run_all(instance)
         assert len(_quarantine("validated_posts")) == 1
         gold_snapshot = catalog().load_table(("gold", "validated_posts")).current_snapshot()
-        # The course appears and a bad post arrives; the run dies between its two commits.
+        # The course appears and a bad post arrives; the gold run dies between its commits.
         _sql(
             demo_env,
             "INSERT INTO \"Courses\" VALUES (778, 'LAB-778', 'Lab', 'Science', '2030S', "
@@ -386,13 +389,20 @@ def test_crash_between_quarantine_and_gold_commits_recovers(
             'INSERT INTO "ForumPosts" VALUES '
             f"(9000003, {both[0]}, 779, 'Is there a makeup session?', '2030-01-02 00:00:00')",
         )
-        with crash_at(monkeypatch, "gold_between_commits"):
-            crashed = run_all(instance, raise_on_error=False)
-        assert not crashed.success
-        gold = catalog().load_table(("gold", "validated_posts"))
-        assert gold.current_snapshot().snapshot_id == gold_snapshot.snapshot_id
+        job = defs().resolve_job_def("materialize_platform")
+        upstream = dg.AssetSelection.groups("bronze", "privacy", "silver")
+        keys = list(upstream.resolve(job.asset_layer.asset_graph))
+        assert job.execute_in_process(instance=instance, asset_selection=keys).success
+    run = ["-m", "spanda_assets_tests.materialize_once", "gold/validated_posts"]
+    crashed = child(spanda_home, run, fault="gold_between_commits:1")
+    assert killed(crashed), crashed.stderr[-2000:]
+    gold = catalog().load_table(("gold", "validated_posts"))
+    assert gold.current_snapshot().snapshot_id == gold_snapshot.snapshot_id
+    held = [r["rule"] for r in _quarantine("validated_posts")]
+    assert "course_exists" in held  # the quarantine commit of the killed run stands
 
+    with dg.instance_for_test() as instance:
         md = _gold_md(run_all(instance), "validated_posts")
-        assert md["rows_released_from_quarantine"] == 1
-        assert [r["rule"] for r in _quarantine("validated_posts")] == ["course_exists"]
+    assert md["rows_released_from_quarantine"] == 1
+    assert [r["rule"] for r in _quarantine("validated_posts")] == ["course_exists"]
     assert_gold_consistent(demo_env, "validated_posts", "forum_posts", "post_id")

@@ -3,10 +3,6 @@ expiry and compaction under every stage; the audit branch when main moves on its
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +12,13 @@ import pytest
 
 from spanda_assets.definitions import defs
 from spanda_assets.lib import writes
-from spanda_assets_tests.conftest import TABLES, append_batch, assert_bronze_equals_source
+from spanda_assets_tests.conftest import (
+    TABLES,
+    append_batch,
+    assert_bronze_equals_source,
+    child,
+    killed,
+)
 from spanda_assets_tests.test_privacy_e2e import expected_research_consent, run_all
 from spanda_assets_tests.test_validation_gold import assert_gold_consistent, catalog
 
@@ -33,21 +35,8 @@ def demo_env(tiny_source: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return tiny_source
 
 
-def _child(
-    home: Path, keys: list[str], fault: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPANDA_")}
-    env.update(SPANDA_HOME=str(home), SPANDA_DEMO="1")
-    if fault:
-        env["SPANDA_FAULT"] = fault
-    return subprocess.run(
-        [sys.executable, "-m", "spanda_assets_tests.materialize_once", *keys],
-        env=env,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def _child(home: Path, keys: list[str], fault: str | None = None) -> Any:
+    return child(home, ["-m", "spanda_assets_tests.materialize_once", *keys], fault)
 
 
 def _keys(namespace: str, name: str, key: str) -> list[Any]:
@@ -94,8 +83,8 @@ def test_silver_killed_at_write_audit_and_publish_recovers(
     bronze = [f"bronze/{name}" for _, name, _ in TABLES] + ["bronze/data_subjects"]
     assert _child(spanda_home, bronze).returncode == 0
     before = set(_keys("silver", "forum_posts", "post_id"))
-    killed = _child(spanda_home, ["silver/forum_posts"], fault)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    crashed = _child(spanda_home, ["silver/forum_posts"], fault)
+    assert killed(crashed), crashed.stderr[-2000:]
     # (withdrawals may have left main already: erasure does not wait for the audit)
     published_new = bool(set(_keys("silver", "forum_posts", "post_id")) - before)
     assert published_new is moved
@@ -119,8 +108,8 @@ def test_gold_killed_between_commits_and_at_publish_recovers(
         keys = upstream.resolve(job.asset_layer.asset_graph)
         assert job.execute_in_process(instance=instance, asset_selection=list(keys)).success
     before = set(_keys("gold", "validated_posts", "post_id"))
-    killed = _child(spanda_home, ["gold/validated_posts"], fault)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    crashed = _child(spanda_home, ["gold/validated_posts"], fault)
+    assert killed(crashed), crashed.stderr[-2000:]
     published_new = bool(set(_keys("gold", "validated_posts", "post_id")) - before)
     assert published_new is moved
     done = _child(spanda_home, ["gold/validated_posts"])
