@@ -181,9 +181,14 @@ def test_missing_key_is_refused_outside_demo(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv("SPANDA_DEMO", raising=False)
     with pytest.raises(MissingSecretError, match=r"SPANDA_PSEUDONYM_KEY is not set.*SPANDA_DEMO=1"):
         load_key()
-    monkeypatch.setenv("SPANDA_PSEUDONYM_KEY", "short")
-    with pytest.raises(MissingSecretError, match="too short"):
+    monkeypatch.setenv("SPANDA_PSEUDONYM_KEY", "ab" * 16)
+    with pytest.raises(MissingSecretError, match=r"too short \(32 hex characters\)"):
         load_key()
+    monkeypatch.setenv("SPANDA_PSEUDONYM_KEY", "correct horse battery staple" * 3)
+    with pytest.raises(MissingSecretError, match="must be hexadecimal"):
+        load_key()
+    monkeypatch.setenv("SPANDA_PSEUDONYM_KEY", "0f" * 32)
+    assert load_key() == ("0f" * 32).encode()
 
 
 def test_demo_key_is_generated_once_and_private(

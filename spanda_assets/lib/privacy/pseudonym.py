@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 ENV_PSEUDONYM_KEY = "SPANDA_PSEUDONYM_KEY"
 ENV_DEMO = "SPANDA_DEMO"
 MIN_KEY_BYTES = 16
+KEY_HEX_CHARS = 64  # the documented format: 256 random bits as hex, what token_hex(32) prints
 PREFIX = "ps_"
 
 
@@ -43,16 +44,19 @@ def load_key() -> bytes:
     change every pseudonym when the machine changes, breaking joins with data
     already published.
     """
-    raw = os.environ.get(ENV_PSEUDONYM_KEY)
+    raw = (os.environ.get(ENV_PSEUDONYM_KEY) or "").strip()
     if raw:
-        key = raw.encode("utf-8")
-        if len(key) < MIN_KEY_BYTES:
+        how = "e.g. from `python -c 'import secrets; print(secrets.token_hex(32))'`"
+        if not all(c in "0123456789abcdefABCDEF" for c in raw):
             raise MissingSecretError(
-                f"{ENV_PSEUDONYM_KEY} is too short ({len(key)} bytes); use at least "
-                f"{MIN_KEY_BYTES * 2} random hex characters, e.g. from "
-                "`python -c 'import secrets; print(secrets.token_hex(32))'`"
+                f"{ENV_PSEUDONYM_KEY} must be hexadecimal (64 or more hex characters), {how}"
             )
-        return key
+        if len(raw) < KEY_HEX_CHARS:
+            raise MissingSecretError(
+                f"{ENV_PSEUDONYM_KEY} is too short ({len(raw)} hex characters); use at least "
+                f"{KEY_HEX_CHARS} (256 random bits), {how}"
+            )
+        return raw.encode("utf-8")
     if not demo_mode() and _demo_key_path().is_file():
         # This SPANDA_HOME was set up by `spanda demo`: its data is pseudonymized with that
         # key, and a daemon started on it later must keep the same pseudonyms.
