@@ -406,3 +406,15 @@ def test_killed_between_quarantine_and_gold_commits_recovers(
     assert md["rows_released_from_quarantine"] == 1
     assert [r["rule"] for r in _quarantine("validated_posts")] == ["course_exists"]
     assert_gold_consistent(demo_env, "validated_posts", "forum_posts", "post_id")
+
+
+def test_gx_still_has_the_fingerprint_threshold() -> None:
+    """contracts.run_gx switches GX's per-frame hash off through this module constant
+    (docs/decisions/0023): an upgrade that drops it must be noticed."""
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    assert isinstance(pandas_execution_engine.HASH_THRESHOLD, int | float)
+    import inspect
+
+    source = inspect.getsource(pandas_execution_engine.PandasExecutionEngine)
+    assert "HASH_THRESHOLD" in source, "GX no longer reads the threshold: revisit 0023"

@@ -280,7 +280,8 @@ def run_gx(
 
     # GX fingerprints every in-memory frame below this size by hashing all its rows (half
     # a second per million rows) only to label the batch. The Iceberg snapshot id is the
-    # batch's identity here, so the fingerprint is switched off.
+    # batch's identity here, so the fingerprint is switched off; GX has no supported
+    # setting for it (docs/decisions/0023).
     pandas_execution_engine.HASH_THRESHOLD = 0
 
     spec = load_suite(name)
