@@ -224,9 +224,9 @@ def extract(tables: tuple[str, ...], full_refresh: bool) -> None:
 @main.command()
 def tables() -> None:
     """List bronze tables with their row counts and watermarks."""
-    from spanda_assets.lib.extract import read_watermark
     from spanda_assets.lib.lakehouse import CatalogConfig, load_table_or_none, open_catalog
     from spanda_assets.lib.sources import load_sources
+    from spanda_assets.lib.watermark import read_watermark
     from spanda_assets.lib.writes import row_count
 
     catalog = open_catalog(CatalogConfig.from_env())

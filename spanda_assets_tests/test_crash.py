@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from spanda_assets.lib.extract import read_watermark
+from spanda_assets.lib.watermark import read_watermark
 from spanda_assets_tests.conftest import append_batch, assert_bronze_equals_source
 
 

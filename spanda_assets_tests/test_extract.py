@@ -17,9 +17,10 @@ from spanda_assets.lib.errors import (
     SourceTableError,
     SourceUnreachableError,
 )
-from spanda_assets.lib.extract import WATERMARK_KEY, pending_rows, read_watermark
+from spanda_assets.lib.extract import pending_rows
 from spanda_assets.lib.source_db import make_engine
 from spanda_assets.lib.sources import load_sources, parse_sources
+from spanda_assets.lib.watermark import WATERMARK_KEY, read_watermark
 from spanda_assets_tests.conftest import (
     TABLES,
     append_batch,

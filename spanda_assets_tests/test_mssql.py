@@ -14,7 +14,6 @@ from sqlalchemy.dialects import mssql
 
 from spanda_assets.lib.domain import domain_metadata
 from spanda_assets.lib.errors import SourceUnreachableError
-from spanda_assets.lib.extract import Watermark, build_select, compile_sql
 from spanda_assets.lib.readers import (
     ConnectorXReader,
     SqlAlchemyReader,
@@ -23,6 +22,7 @@ from spanda_assets.lib.readers import (
 )
 from spanda_assets.lib.source_db import make_engine
 from spanda_assets.lib.sources import load_sources, parse_sources
+from spanda_assets.lib.watermark import Watermark, build_select, compile_sql
 from spanda_assets_tests.conftest import run_extract
 from spanda_assets_tests.servers import free_port
 

@@ -24,14 +24,11 @@ file statistics).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -40,8 +37,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import BooleanExpression, IsNull, Reference
 from pyiceberg.table import Table
-from sqlalchemy.dialects import mssql
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Engine
 
 from spanda_assets.lib import arrow_types, faults
 from spanda_assets.lib.errors import ConcurrentExtractError
@@ -49,125 +45,28 @@ from spanda_assets.lib.lakehouse import ensure_namespace, load_table_or_none
 from spanda_assets.lib.readers import BatchReader, prefetch
 from spanda_assets.lib.source_db import effective_schema, reflect_table
 from spanda_assets.lib.sources import SourceTable
+from spanda_assets.lib.watermark import (
+    WATERMARK_KEY,
+    Watermark,
+    advance,
+    build_select,
+    compile_sql,
+    cursor_kind,
+    read_watermark,
+    sql_bound,
+)
 from spanda_assets.lib.writes import (
     NO_RETRY,
     eq_filter,
     latest_per_key,
     merge_rows,
-    read_state,
     remember_state,
     row_count,
 )
 
 log = logging.getLogger(__name__)
 
-WATERMARK_KEY = "spanda.watermark"
 RUN_KEY = "spanda.run-id"
-
-
-# --------------------------------------------------------------------------- watermark
-
-
-@dataclass(frozen=True)
-class Watermark:
-    """The highest cursor value committed to bronze, with its type for the SQL bind."""
-
-    column: str
-    kind: str
-    value: Any
-
-    def to_json(self) -> str:
-        v = self.value
-        if isinstance(v, dt.datetime | dt.date):
-            raw: Any = v.isoformat()
-        elif isinstance(v, Decimal):
-            raw = str(v)
-        else:
-            raw = v
-        return json.dumps({"column": self.column, "type": self.kind, "value": raw})
-
-    @classmethod
-    def from_json(cls, text: str) -> Watermark:
-        d = json.loads(text)
-        kind, raw = d["type"], d["value"]
-        value: Any
-        if kind == "timestamp":
-            value = dt.datetime.fromisoformat(raw)
-        elif kind == "date":
-            value = dt.date.fromisoformat(raw)
-        elif kind == "decimal":
-            value = Decimal(raw)
-        else:
-            value = raw
-        return cls(column=d["column"], kind=kind, value=value)
-
-    def display(self) -> str:
-        return "none" if self.value is None else str(self.value)
-
-
-def _kind(t: pa.DataType) -> str:
-    if pa.types.is_timestamp(t):
-        return "timestamp"
-    if pa.types.is_date(t):
-        return "date"
-    if pa.types.is_decimal(t):
-        return "decimal"
-    if pa.types.is_integer(t):
-        return "int"
-    if pa.types.is_floating(t):
-        return "float"
-    return "string"
-
-
-def read_watermark(table: Table) -> Watermark | None:
-    """The watermark of the newest extract commit (lib/writes.read_state).
-
-    Snapshots written by other operations (a compaction, a manual delete) carry
-    none and are skipped; their ancestors' watermark still describes the data,
-    and after those ancestors expired the table property copy does.
-    """
-    raw = read_state(table, WATERMARK_KEY, (WATERMARK_KEY,)).get(WATERMARK_KEY)
-    return Watermark.from_json(raw) if raw else None
-
-
-# --------------------------------------------------------------------------- SQL
-
-
-def _bound(watermark: Watermark, dialect_name: str) -> Any:
-    """The watermark as a SQL value of the cursor's type.
-
-    SQL Server's legacy DATETIME rejects strings with six fractional digits, so
-    the literal is cast to DATETIME2 there; other dialects compare the plain
-    literal (a CAST would turn SQLite's text timestamps into numbers).
-    """
-    if dialect_name == "mssql" and watermark.kind == "timestamp":
-        return sa.cast(sa.literal(watermark.value, sa.DateTime()), mssql.DATETIME2(6))
-    return watermark.value
-
-
-def build_select(
-    table: sa.Table,
-    source: SourceTable,
-    watermark: Watermark | None,
-    null_cursor: bool = False,
-    dialect_name: str = "",
-) -> sa.Select[Any]:
-    """The incremental query: inclusive range on the cursor, ordered by it."""
-    cursor = table.c[source.cursor]
-    stmt = sa.select(*table.columns)
-    if null_cursor:
-        return stmt.where(cursor.is_(None)).order_by(*[table.c[k] for k in source.primary_key])
-    if watermark is not None:
-        stmt = stmt.where(cursor >= _bound(watermark, dialect_name))
-    else:
-        stmt = stmt.where(cursor.is_not(None))
-    order = [cursor] + [table.c[k] for k in source.primary_key if k != source.cursor]
-    return stmt.order_by(*order)
-
-
-def compile_sql(stmt: sa.Select[Any], dialect: Dialect) -> str:
-    """Render with literal values: connectorx takes plain SQL text, not bind parameters."""
-    return str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
 # --------------------------------------------------------------------------- result
@@ -256,31 +155,29 @@ def _drop_known(batch: pa.Table, known: pa.Table, pk: list[str]) -> pa.Table:
 # --------------------------------------------------------------------------- main
 
 
-def extract_table(
-    *,
-    engine: Engine,
-    reader: BatchReader,
-    catalog: Catalog,
-    source: SourceTable,
-    batch_rows: int,
-    commit_rows: int,
-    full_refresh: bool = False,
-    run_id: str = "",
-) -> ExtractResult:
-    """Bring bronze.<source.name> up to date with the source table. Idempotent."""
-    started = time.perf_counter()
+@dataclass(frozen=True)
+class _Target:
+    """What one extract writes to: the bronze table and how source columns map onto it."""
+
+    table: Table
+    schema: pa.Schema  # the bronze table's Arrow schema, rows are cast to it
+    source_schema: pa.Schema  # what the reader yields: source names and types
+    names: dict[str, str]  # bronze column -> source column
+    bronze_of: dict[str, str]  # source column -> bronze column
+    pk: list[str]  # bronze key columns
+    cursor: str  # bronze cursor column
+
+
+def _prepare(
+    engine: Engine, catalog: Catalog, source: SourceTable, full_refresh: bool, result: ExtractResult
+) -> tuple[_Target, sa.Table]:
+    """Create or evolve `bronze.<name>` so that it can take the source's rows as they are now."""
     sa_table = reflect_table(engine, source)
-    schema_name = effective_schema(engine, source)
-    label = f"{schema_name}.{source.table}" if schema_name else source.table
     source_arrow, names = arrow_types.reflected_schema(
-        sa_table, engine.dialect, label, list(source.primary_key), source.column_types
+        sa_table, engine.dialect, result.source, list(source.primary_key), source.column_types
     )
     bronze_of = {v: k for k, v in names.items()}
     pk = [bronze_of[k] for k in source.primary_key]
-    cursor_col = bronze_of[source.cursor]
-    result = ExtractResult(
-        table=f"bronze.{source.name}", source=label, mode=source.mode, reader=reader.name
-    )
 
     table = load_table_or_none(catalog, "bronze", source.name)
     if table is not None and full_refresh:
@@ -288,9 +185,7 @@ def extract_table(
         table = None
     if table is None:
         table = _create_table(catalog, source, source_arrow, names)
-    plan = arrow_types.plan_schema(
-        f"bronze.{source.name}", _arrow_target(table), source_arrow, names
-    )
+    plan = arrow_types.plan_schema(result.table, _arrow_target(table), source_arrow, names)
     if plan.add_columns or plan.widen_columns:
         with table.update_schema() as upd:
             upd.union_by_name(pa.schema(list(plan.add_columns) + list(plan.widen_columns)))
@@ -301,53 +196,74 @@ def extract_table(
     if table.properties.get(NO_RETRY) != "0":
         with table.transaction() as tx:
             tx.set_properties({NO_RETRY: "0"})
+    target = _Target(
+        table=table,
+        schema=_arrow_target(table),
+        source_schema=pa.schema([pa.field(names[f.name], f.type) for f in source_arrow]),
+        names=names,
+        bronze_of=bronze_of,
+        pk=pk,
+        cursor=bronze_of[source.cursor],
+    )
+    return target, sa_table
 
-    target = _arrow_target(table)
-    watermark = read_watermark(table)
-    result.watermark_before = watermark.display() if watermark else "none"
-    empty_at_start = row_count(table) == 0
-    result.full_load = watermark is None
-    cursor_kind = _kind(target.field(cursor_col).type)
 
-    def to_bronze(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+class _BronzeWriter:
+    """Commits batches of one extract, each with the watermark its rows reach.
+
+    Its state is what the run has committed so far: the last watermark (so an
+    unchanged re-read at the watermark commits nothing), and, for the first
+    load of an upsert table, the keys already written (so a key the source sends
+    twice is merged, not appended twice).
+    """
+
+    def __init__(
+        self, target: _Target, source: SourceTable, run_id: str, result: ExtractResult
+    ) -> None:
+        self.target = target
+        self.upsert = source.mode == "upsert"
+        self.run_id = run_id or "manual"
+        self.result = result
+        self.committed: Watermark | None = read_watermark(target.table)
+        self.loaded = _KeysSeen(target.pk)
+
+    def to_bronze(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """Source batches renamed to bronze columns and cast to bronze types."""
+        t = self.target
         for b in batches:
-            renamed = b.rename_columns([bronze_of[c] for c in b.schema.names])
-            yield arrow_types.cast_batch(renamed, target, result.table, pk, names)
+            renamed = b.rename_columns([t.bronze_of[c] for c in b.schema.names])
+            yield arrow_types.cast_batch(renamed, t.schema, self.result.table, t.pk, t.names)
 
-    committed = [watermark]
-    upsert = source.mode == "upsert"
-    # Keys a first load of an upsert table has committed: a key the source sends again
-    # (a declared key that is not unique there) is merged, not appended twice.
-    loaded = _KeysSeen(pk)
-
-    def commit(rows: pa.Table, wm: Watermark | None, append_only: bool) -> None:
-        props = {RUN_KEY: run_id or "manual", "spanda.rows-read": str(rows.num_rows)}
+    def commit(self, rows: pa.Table, wm: Watermark | None, append_only: bool) -> None:
+        """One atomic commit of `rows` with watermark `wm`; `append_only` on a first load."""
+        t, result = self.target, self.result
+        props = {RUN_KEY: self.run_id, "spanda.rows-read": str(rows.num_rows)}
         if wm is not None:
             props[WATERMARK_KEY] = wm.to_json()
-        tx = table.transaction()
-        if upsert:
-            rows = latest_per_key(rows, pk, cursor_col)
-        if not upsert:
+        tx = t.table.transaction()
+        if not self.upsert:
             tx.append(rows, snapshot_properties=props)
             result.rows_inserted += rows.num_rows
-        elif append_only:
-            again = loaded.repeated(rows)
-            fresh = rows.filter(pc.invert(again)) if again is not None else rows
-            tx.append(fresh, snapshot_properties=props)
-            result.rows_inserted += fresh.num_rows
-            if again is not None:
-                _, updated = merge_rows(tx, table, rows.filter(again), pk, props)
-                result.rows_updated += updated
-            loaded.add(rows)
         else:
-            inserted, updated = merge_rows(tx, table, rows, pk, props, cursor=cursor_col)
-            result.rows_inserted += inserted
-            result.rows_updated += updated
-            if inserted == 0 and updated == 0:
-                if wm == committed[0]:
-                    return  # re-read rows at the watermark, all unchanged: nothing to commit
-                # Nothing changed, but the watermark must still move forward.
-                tx.append(rows.slice(0, 0), snapshot_properties=props)
+            rows = latest_per_key(rows, t.pk, t.cursor)
+            if append_only:
+                again = self.loaded.repeated(rows)
+                fresh = rows.filter(pc.invert(again)) if again is not None else rows
+                tx.append(fresh, snapshot_properties=props)
+                result.rows_inserted += fresh.num_rows
+                if again is not None:
+                    _, updated = merge_rows(tx, t.table, rows.filter(again), t.pk, props)
+                    result.rows_updated += updated
+                self.loaded.add(rows)
+            else:
+                inserted, updated = merge_rows(tx, t.table, rows, t.pk, props, cursor=t.cursor)
+                result.rows_inserted += inserted
+                result.rows_updated += updated
+                if inserted == 0 and updated == 0:
+                    if wm == self.committed:
+                        return  # re-read rows at the watermark, all unchanged: nothing to commit
+                    # Nothing changed, but the watermark must still move forward.
+                    tx.append(rows.slice(0, 0), snapshot_properties=props)
         if wm is not None:
             remember_state(tx, {WATERMARK_KEY: props[WATERMARK_KEY]})
         faults.point("before_commit")
@@ -361,58 +277,112 @@ def extract_table(
                 "Two extracts of one table must not overlap: check the table's Dagster pool "
                 "limit. Re-running continues from the committed watermark."
             ) from exc
-        committed[0] = wm
+        self.committed = wm
         result.commits += 1
         faults.point("after_commit")
 
-    # -- rows with a cursor, from the watermark on ---------------------------------------
-    stmt = build_select(sa_table, source, watermark, dialect_name=engine.dialect.name)
-    sql = compile_sql(stmt, engine.dialect)
-    log.info("extract %s -> %s from watermark %s", label, result.table, result.watermark_before)
+
+def _extract_from_watermark(
+    writer: _BronzeWriter,
+    reader: BatchReader,
+    sql: str,
+    source: SourceTable,
+    batch_rows: int,
+    commit_rows: int,
+) -> Watermark | None:
+    """Rows with a cursor, from the watermark on, committed every `commit_rows` rows."""
+    t, result = writer.target, writer.result
+    watermark = writer.committed
+    first_load = row_count(t.table) == 0
+    kind = cursor_kind(t.schema.field(t.cursor).type)
     known_at_wm = pa.table({})
     if watermark is not None and source.mode == "append":
-        wm_value = watermark.value
-        known_at_wm = _keys_at(table, pk, eq_filter(cursor_col, wm_value))
+        known_at_wm = _keys_at(t.table, t.pk, eq_filter(t.cursor, watermark.value))
     pending: list[pa.RecordBatch] = []
-    pending_rows = 0
+    pending_count = 0
     wm_after = watermark
-    source_arrow_named = pa.schema([pa.field(names[f.name], f.type) for f in source_arrow])
-    for batch in to_bronze(prefetch(reader.read(sql, source_arrow_named, batch_rows))):
+    for batch in writer.to_bronze(prefetch(reader.read(sql, t.source_schema, batch_rows))):
         result.rows_read += batch.num_rows
         fresh = [batch]
         if known_at_wm.num_rows:
-            t = _drop_known(pa.Table.from_batches([batch]), known_at_wm, pk)
-            result.rows_skipped_duplicate += batch.num_rows - t.num_rows
-            fresh = t.to_batches()
+            kept = _drop_known(pa.Table.from_batches([batch]), known_at_wm, t.pk)
+            result.rows_skipped_duplicate += batch.num_rows - kept.num_rows
+            fresh = kept.to_batches()
         pending.extend(fresh)
-        pending_rows += sum(b.num_rows for b in fresh)
-        if pending_rows >= commit_rows:
+        pending_count += sum(b.num_rows for b in fresh)
+        if pending_count >= commit_rows:
             rows = pa.Table.from_batches(pending)
-            wm_after = _max_watermark(rows, cursor_col, source.cursor, cursor_kind, wm_after)
-            commit(rows, wm_after, append_only=empty_at_start)
+            wm_after = advance(rows, t.cursor, source.cursor, kind, wm_after)
+            writer.commit(rows, wm_after, append_only=first_load)
             faults.point("after_batch_commit")
-            pending, pending_rows = [], 0
+            pending, pending_count = [], 0
     if pending:
         rows = pa.Table.from_batches(pending)
-        wm_after = _max_watermark(rows, cursor_col, source.cursor, cursor_kind, wm_after)
-        commit(rows, wm_after, append_only=empty_at_start)
+        wm_after = advance(rows, t.cursor, source.cursor, kind, wm_after)
+        writer.commit(rows, wm_after, append_only=first_load)
+    return wm_after
 
-    # -- rows whose cursor is NULL ------------------------------------------------------------
-    null_sql = compile_sql(build_select(sa_table, source, None, null_cursor=True), engine.dialect)
-    null_batches = list(to_bronze(reader.read(null_sql, source_arrow_named, batch_rows)))
-    if null_batches:
-        rows = pa.Table.from_batches(null_batches)
-        result.null_cursor_rows = rows.num_rows
-        result.rows_read += rows.num_rows
-        if source.mode == "append":
-            known = _keys_at(table, pk, IsNull(term=Reference(cursor_col)))
-            fresh = _drop_known(rows, known, pk)
-            result.rows_skipped_duplicate += rows.num_rows - fresh.num_rows
-            rows = fresh
-        if rows.num_rows:
-            commit(rows, wm_after, append_only=False)
 
-    result.reader = reader.name
+def _extract_null_cursor(
+    writer: _BronzeWriter,
+    reader: BatchReader,
+    sql: str,
+    source: SourceTable,
+    batch_rows: int,
+    watermark: Watermark | None,
+) -> None:
+    """Rows whose cursor is NULL: unordered, so read whole each run and kept by key."""
+    t, result = writer.target, writer.result
+    batches = list(writer.to_bronze(reader.read(sql, t.source_schema, batch_rows)))
+    if not batches:
+        return
+    rows = pa.Table.from_batches(batches)
+    result.null_cursor_rows = rows.num_rows
+    result.rows_read += rows.num_rows
+    if source.mode == "append":
+        known = _keys_at(t.table, t.pk, IsNull(term=Reference(t.cursor)))
+        fresh = _drop_known(rows, known, t.pk)
+        result.rows_skipped_duplicate += rows.num_rows - fresh.num_rows
+        rows = fresh
+    if rows.num_rows:
+        writer.commit(rows, watermark, append_only=False)
+
+
+def extract_table(
+    *,
+    engine: Engine,
+    reader: BatchReader,
+    catalog: Catalog,
+    source: SourceTable,
+    batch_rows: int,
+    commit_rows: int,
+    full_refresh: bool = False,
+    run_id: str = "",
+) -> ExtractResult:
+    """Bring bronze.<source.name> up to date with the source table. Idempotent."""
+    started = time.perf_counter()
+    schema_name = effective_schema(engine, source)
+    label = f"{schema_name}.{source.table}" if schema_name else source.table
+    result = ExtractResult(
+        table=f"bronze.{source.name}", source=label, mode=source.mode, reader=reader.name
+    )
+    target, sa_table = _prepare(engine, catalog, source, full_refresh, result)
+    writer = _BronzeWriter(target, source, run_id, result)
+    watermark = writer.committed
+    result.watermark_before = watermark.display() if watermark else "none"
+    result.full_load = watermark is None
+
+    stmt = build_select(sa_table, source, watermark, dialect_name=engine.dialect.name)
+    log.info("extract %s -> %s from watermark %s", label, result.table, result.watermark_before)
+    wm_after = _extract_from_watermark(
+        writer, reader, compile_sql(stmt, engine.dialect), source, batch_rows, commit_rows
+    )
+    null_stmt = build_select(sa_table, source, None, null_cursor=True)
+    null_sql = compile_sql(null_stmt, engine.dialect)
+    _extract_null_cursor(writer, reader, null_sql, source, batch_rows, wm_after)
+
+    result.reader = reader.name  # a reader that fell back to its second path says so
+    table = target.table
     table.refresh()
     snap = table.current_snapshot()
     result.snapshot_id = snap.snapshot_id if snap else None
@@ -447,17 +417,6 @@ class _KeysSeen:
         self.chunks.append(self._keys(rows))
 
 
-def _max_watermark(
-    rows: pa.Table, column: str, source_column: str, kind: str, previous: Watermark | None
-) -> Watermark | None:
-    top = pc.max(rows.column(column)).as_py()
-    if top is None:
-        return previous
-    if previous is not None and previous.value is not None and previous.value > top:
-        return previous
-    return Watermark(column=source_column, kind=kind, value=top)
-
-
 def pending_rows(engine: Engine, catalog: Catalog, source: SourceTable) -> tuple[int, str]:
     """How many source rows lie past bronze's watermark, and the source's top cursor value.
 
@@ -470,7 +429,7 @@ def pending_rows(engine: Engine, catalog: Catalog, source: SourceTable) -> tuple
     cursor = sa_table.c[source.cursor]
     stmt = sa.select(sa.func.count(), sa.func.max(cursor)).select_from(sa_table)
     if wm is not None:
-        stmt = stmt.where(cursor > _bound(wm, engine.dialect.name))
+        stmt = stmt.where(cursor > sql_bound(wm, engine.dialect.name))
     with engine.connect() as conn:
         count, top = conn.execute(stmt).one()
     return int(count or 0), "" if top is None else str(top)
