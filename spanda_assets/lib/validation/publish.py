@@ -35,13 +35,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table, Transaction
 
+from spanda_assets.lib import faults, writes
+from spanda_assets.lib.arrow_types import normalize
 from spanda_assets.lib.errors import SpandaError
+from spanda_assets.lib.incremental import new_files, read_files, rows_added_after
+from spanda_assets.lib.lakehouse import ensure_namespace, load_table_or_none
+from spanda_assets.lib.privacy.erasure import read_register
+from spanda_assets.lib.privacy.silver import BRONZE_SEQ_KEY, GENERATION_KEY, changed_students
 from spanda_assets.lib.validation.gold import (
     QUARANTINE_SCHEMA,
     REFERENCE_TABLES,
@@ -50,13 +58,8 @@ from spanda_assets.lib.validation.gold import (
     reference_tables,
     split,
 )
-from spanda_assets.lib.writes import AUDIT, MAIN
-
-if TYPE_CHECKING:
-    from pyiceberg.catalog import Catalog
-    from pyiceberg.table import Table, Transaction
-
-QUARANTINE = ("gold", "quarantine")
+from spanda_assets.lib.validation.quarantine import QUARANTINE, QuarantineChanges, quarantined
+from spanda_assets.lib.writes import AUDIT, MAIN, in_filter
 
 SILVER_SEQ_KEY = "spanda.silver-sequence"
 SILVER_UUID_KEY = "spanda.silver-uuid"
@@ -84,7 +87,7 @@ class GoldConsent:
 
     active: set[str]
     watermark: int  # newest consent event id considered
-    changed_since: Any  # callable: watermark -> set of subject ids with newer events
+    changed_since: Callable[[int], set[str]]  # watermark -> subjects with newer events
 
 
 @dataclass
@@ -153,12 +156,6 @@ def stage_gold(
 ) -> GoldResult:
     """Bring gold.<spec.name>'s audit branch and its quarantine rows up to date with silver
     main, and erase withdrawn students from gold main. Idempotent, crash-safe."""
-    from spanda_assets.lib import faults, writes
-    from spanda_assets.lib.lakehouse import ensure_namespace, load_table_or_none
-    from spanda_assets.lib.privacy.erasure import read_register
-    from spanda_assets.lib.privacy.silver import BRONZE_SEQ_KEY, GENERATION_KEY
-    from spanda_assets.lib.writes import in_filter
-
     ensure_namespace(catalog, "gold")
     silver = catalog.load_table(("silver", spec.source))
     silver_state = writes.read_state(silver, BRONZE_SEQ_KEY, (GENERATION_KEY,), MAIN)
@@ -217,78 +214,58 @@ def stage_gold(
     # The quarantine as the last gold run left it (time travel): if a run crashed after its
     # quarantine commit and before its gold commit, the retry still sees the entries it
     # must re-check, and re-derives the same changes.
-    held = _quarantined(quarantine, spec.name, state.get(QUARANTINE_SNAPSHOT_KEY))
-    writer = _Writer(catalog, spec, consent, refs, result, quarantine, held)
+    held = QuarantineChanges.start(quarantine, spec.name, state.get(QUARANTINE_SNAPSHOT_KEY))
+    run = _GoldRun(spec, consent, refs, result, held)
     if full:
-        writer.rebuild(silver, props, batch_rows)
+        run.rebuild(catalog, silver, props, batch_rows)
     else:
         assert gold is not None
         refs_changed = _references_changed(spec, previous_refs, refs_state)
         erasures = (
             register.subjects if state.get(ERASURES_KEY, "0") != str(register.requests) else set()
         )
-        writer.increment(gold, silver, state, refs_changed, upsert, batch_rows, set(erasures))
-        writer.commit(gold, props)
+        tx = gold.transaction()
+        run.increment(tx, gold, silver, state, refs_changed, upsert, batch_rows, set(erasures))
+        run.commit(tx, gold, props)
 
     gold = catalog.load_table(("gold", spec.name))
     snap = writes.head(gold, AUDIT)
     result.snapshot_id = snap.snapshot_id if snap else None
     result.total_rows = writes.row_count(gold, AUDIT)
-    result.total_quarantined = _quarantined(catalog.load_table(QUARANTINE), spec.name).num_rows
+    result.total_quarantined = quarantined(catalog.load_table(QUARANTINE), spec.name).num_rows
     return result
 
 
-def _quarantined(quarantine: Table, name: str, snapshot: str | None = None) -> pa.Table:
-    """This table's quarantine entries, now or at `snapshot` (the quarantine is small)."""
-    from spanda_assets.lib.writes import eq_filter
-
-    snapshot_id = int(snapshot) if snapshot else None
-    if snapshot_id is not None and quarantine.snapshot_by_id(snapshot_id) is None:
-        snapshot_id = None  # expired: the current state is the best remaining record
-    if snapshot_id is None and quarantine.current_snapshot() is None:
-        return QUARANTINE_SCHEMA.empty_table()
-    rows = quarantine.scan(
-        row_filter=eq_filter("table_name", name), snapshot_id=snapshot_id
-    ).to_arrow()
-    return rows.select(QUARANTINE_SCHEMA.names) if "subject_id" in rows.column_names else rows
+def _arrow_schema(table: Table) -> pa.Schema:
+    return pa.schema(
+        [pa.field(f.name, f.type, nullable=f.nullable) for f in table.schema().as_arrow()]
+    )
 
 
-class _Writer:
-    """One gold run: splits rows, collects quarantine changes, writes both tables."""
+class _GoldRun:
+    """One gold run: splits silver rows into gold and quarantine, and writes both.
+
+    Fixed for the run: the spec, the subjects with consent, the reference key
+    sets. Accumulated: the counts in `result` and the quarantine changes. The
+    gold transaction is passed to each step, never kept here.
+    """
 
     def __init__(
         self,
-        catalog: Catalog,
         spec: GoldSpec,
         consent: GoldConsent,
         refs: dict[str, pa.Array],
         result: GoldResult,
-        quarantine: Table,
-        held: pa.Table,
+        quarantine: QuarantineChanges,
     ) -> None:
-        self.catalog = catalog
         self.spec = spec
         self.consent = consent
+        self.allowed = pa.array(sorted(consent.active), pa.string())
         self.refs = refs
         self.result = result
         self.quarantine = quarantine
-        self.allowed = pa.array(sorted(consent.active), pa.string())
-        self.q_new: list[pa.Table] = []
-        self.q_drop_keys: set[str] = set()
-        self.q_drop_subjects: set[str] = set()
-        self.existing_q = held
-        # Keys with an entry now or when gold last committed (they differ after a crash
-        # between the two commits): any of them handled this run loses its old entry.
-        current = _quarantined(quarantine, spec.name)
-        both = [pc.cast(t.column("row_key"), pa.string()) for t in (held, current)]
-        self.held_keys = pc.unique(
-            pa.chunked_array([c for col in both for c in col.chunks], type=pa.string())
-        )
-        self.current_q = current
-        self.tx: Transaction | None = None
 
-    # ------------------------------------------------------------------ shared
-    def _split(self, rows: pa.Table) -> tuple[pa.Table, pa.Table]:
+    def split(self, rows: pa.Table) -> tuple[pa.Table, pa.Table]:
         """Consent filter, then the rules: (valid rows, quarantine rows)."""
         consented = rows.filter(
             pc.fill_null(pc.is_in(rows["subject_id"], value_set=self.allowed), False)
@@ -297,39 +274,32 @@ class _Writer:
         parts = split(self.spec, consented, self.refs)
         for name, n in parts.failures.items():
             self.result.failures[name] = self.result.failures.get(name, 0) + n
-        self.q_new.append(parts.quarantine)
+        self.quarantine.hold(parts.quarantine)
         self.result.quarantined += parts.quarantine.num_rows
         return parts.valid, parts.quarantine
 
-    def _target(self, table: Table) -> pa.Schema:
-        return pa.schema(
-            [pa.field(f.name, f.type, nullable=f.nullable) for f in table.schema().as_arrow()]
-        )
-
     # ------------------------------------------------------------------ full rebuild
-    def rebuild(self, silver: Table, props: dict[str, str], batch_rows: int) -> None:
+    def rebuild(
+        self, catalog: Catalog, silver: Table, props: dict[str, str], batch_rows: int
+    ) -> None:
         """Every silver row, in one overwrite commit on the audit branch."""
-        from spanda_assets.lib import writes
-        from spanda_assets.lib.incremental import rows_added_after
-        from spanda_assets.lib.lakehouse import load_table_or_none
-
         spec = self.spec
         schema = spec.output_schema(silver.schema().as_arrow())
-        existing = load_table_or_none(self.catalog, "gold", spec.name)
+        existing = load_table_or_none(catalog, "gold", spec.name)
         if existing is not None and (
             _names(existing) != schema.names or _types(existing) != _types_of(schema)
         ):
-            self.catalog.drop_table(("gold", spec.name))  # the columns changed
-        table = self.catalog.create_table_if_not_exists(
+            catalog.drop_table(("gold", spec.name))  # the columns changed
+        table = catalog.create_table_if_not_exists(
             ("gold", spec.name), schema=schema, properties={writes.NO_RETRY: "0"}
         )
         writes.open_audit(table)
-        target = self._target(table)
+        target = _arrow_schema(table)
         tx = table.transaction()
         first = True
         for batch in rows_added_after(silver, 0, batch_rows):
             self.result.rows_read += batch.num_rows
-            valid, _ = self._split(pa.Table.from_batches([batch]))
+            valid, _ = self.split(pa.Table.from_batches([batch]))
             valid = valid.cast(target)
             if first:
                 writes.replace_all(tx, table, valid, branch=AUDIT)
@@ -339,32 +309,29 @@ class _Writer:
             self.result.valid += valid.num_rows
         if first:
             writes.replace_all(tx, table, target.empty_table(), branch=AUDIT)
-        props[QUARANTINE_SNAPSHOT_KEY] = self._write_quarantine(replace_table=True)
+        props[QUARANTINE_SNAPSHOT_KEY] = self.quarantine.write(replace_table=True)
         writes.close_run(tx, target, props, AUDIT)
         tx.commit_transaction()
 
     # ------------------------------------------------------------------ incremental
     def increment(
         self,
+        tx: Transaction,
         gold: Table,
         silver: Table,
         state: dict[str, str],
         refs_changed: bool,
         upsert: bool,
         batch_rows: int,
-        erased: set[str] | None = None,
+        erased: set[str],
     ) -> None:
-        from spanda_assets.lib import writes
-        from spanda_assets.lib.incremental import new_files, read_files
-        from spanda_assets.lib.writes import in_filter
-
+        """Stage in `tx` what changed since gold's last run: consent, references, new rows."""
         spec = self.spec
-        self.tx = gold.transaction()
         done: set[str] = set()  # keys already merged this run (consent grants, releases)
 
         # 1. consent changes since the last run
         changed = self.consent.changed_since(int(state.get(CONSENT_KEY, 0) or 0))
-        withdrawn = sorted((changed - self.consent.active) | (erased or set()))
+        withdrawn = sorted((changed - self.consent.active) | erased)
         granted = sorted(changed & self.consent.active)
         if withdrawn:
             gone = writes.scan(
@@ -374,23 +341,22 @@ class _Writer:
                 selected_fields=(spec.key,),
             ).to_arrow()
             if gone.num_rows:
-                self.tx.delete(delete_filter=in_filter("subject_id", withdrawn), branch=AUDIT)
+                tx.delete(delete_filter=in_filter("subject_id", withdrawn), branch=AUDIT)
                 self.result.erased += gone.num_rows
-            self.q_drop_subjects.update(withdrawn)
+            self.quarantine.drop_subjects.update(withdrawn)
         if granted:
             rows = silver.scan(row_filter=in_filter("subject_id", granted)).to_arrow()
             self.result.rows_reread += rows.num_rows
-            done.update(self._merge(gold, rows, merge=True))
+            done.update(self.merge(tx, gold, rows, merge=True))
 
         # 2. reference tables advanced: re-check rows quarantined by a reference rule
-        if refs_changed and self.existing_q.num_rows:
+        if refs_changed:
             ref_rules = [r.name for r in spec.rules if r.references]
-            held = self.existing_q.filter(pc.is_in(self.existing_q["rule"], pa.array(ref_rules)))
-            keys = sorted(set(held.column("row_key").to_pylist()) - done)
+            keys = sorted(self.quarantine.held_by(ref_rules) - done)
             if keys:
                 rows = silver.scan(row_filter=in_filter(spec.key, keys)).to_arrow()
                 self.result.rows_reread += rows.num_rows
-                done.update(self._merge(gold, rows, merge=upsert))
+                done.update(self.merge(tx, gold, rows, merge=upsert))
 
         # 3. silver rows added since the last run. Rewrites of files gold had processed are
         # left out; rewrites of files it had not are merged on the key (lib/incremental.py).
@@ -402,106 +368,38 @@ class _Writer:
                 self.result.rows_read += rows.num_rows
                 if len(skip):
                     rows = rows.filter(pc.invert(pc.is_in(rows[spec.key], value_set=skip)))
-                self._merge(gold, rows, merge=merge)
+                self.merge(tx, gold, rows, merge=merge)
 
-    def _merge(self, gold: Table, rows: pa.Table, *, merge: bool) -> set[str]:
+    def merge(self, tx: Transaction, gold: Table, rows: pa.Table, *, merge: bool) -> set[str]:
         """Split `rows`; valid ones into gold, failing ones out of it. Returns the keys handled."""
-        from spanda_assets.lib import writes
-        from spanda_assets.lib.writes import in_filter, merge_rows
-
-        assert self.tx is not None
         spec = self.spec
         keys = pc.cast(rows.column(spec.key), pa.string()).combine_chunks()
-        valid, failed = self._split(rows)
+        valid, failed = self.split(rows)
         failing = set(failed.column("row_key").to_pylist())
-        # Every key handled here loses its old quarantine entry; one that still fails gets
-        # a new entry (the new quarantine rows), so an entry is never left stale.
-        was_held = set(keys.filter(pc.is_in(keys, value_set=self.held_keys)).to_pylist())
-        self.q_drop_keys.update(was_held)
-        self.result.released += len(was_held - failing)
+        self.result.released += len(self.quarantine.handled(keys) - failing)
         if merge and failed.num_rows:  # a row that was valid and now fails leaves gold
-            bad = sorted(set(failed.column("row_key").to_pylist()))
+            bad = sorted(failing)
             present = writes.staged_scan(
-                self.tx,
-                gold,
-                AUDIT,
-                row_filter=in_filter(spec.key, bad),
-                selected_fields=(spec.key,),
+                tx, gold, AUDIT, row_filter=in_filter(spec.key, bad), selected_fields=(spec.key,)
             ).to_arrow()
             if present.num_rows:
-                self.tx.delete(delete_filter=in_filter(spec.key, bad), branch=AUDIT)
-        valid = valid.cast(self._target(gold))
+                tx.delete(delete_filter=in_filter(spec.key, bad), branch=AUDIT)
+        valid = valid.cast(_arrow_schema(gold))
         if valid.num_rows:
             if merge:
-                merge_rows(self.tx, gold, valid, [spec.key], {}, branch=AUDIT)
+                writes.merge_rows(tx, gold, valid, [spec.key], {}, branch=AUDIT)
             else:
-                self.tx.append(valid, branch=AUDIT)
+                tx.append(valid, branch=AUDIT)
             self.result.valid += valid.num_rows
         return set(keys.to_pylist())
 
-    def commit(self, gold: Table, props: dict[str, str]) -> None:
-        from spanda_assets.lib import faults, writes
-
-        assert self.tx is not None
-        props[QUARANTINE_SNAPSHOT_KEY] = self._write_quarantine(replace_table=False)
+    def commit(self, tx: Transaction, gold: Table, props: dict[str, str]) -> None:
+        """The quarantine commit, then gold's, which records the quarantine snapshot."""
+        props[QUARANTINE_SNAPSHOT_KEY] = self.quarantine.write(replace_table=False)
         faults.point("gold_between_commits")
         # The position rides on an (empty when nothing else changed) append, like silver's.
-        writes.close_run(self.tx, self._target(gold), props, AUDIT)
-        self.tx.commit_transaction()
-
-    # ------------------------------------------------------------------ quarantine
-    def _write_quarantine(self, *, replace_table: bool) -> str:
-        """Replace this run's quarantine entries in one commit on gold.quarantine.
-
-        Committed just before gold, and gold records the resulting quarantine
-        snapshot. A crash in between leaves gold at its previous state; the retry
-        reads the same silver rows and the quarantine as of gold's last run, so it
-        re-derives the same changes. Every key it writes is deleted first, so a
-        retry never duplicates an entry.
-        """
-        from pyiceberg.expressions import And, Or
-
-        from spanda_assets.lib.writes import eq_filter, in_filter
-
-        spec = self.spec
-        q = self.quarantine
-        new = pa.concat_tables(self.q_new) if self.q_new else QUARANTINE_SCHEMA.empty_table()
-        new = new.cast(self._target(q))
-        tx = q.transaction()
-        mine = eq_filter("table_name", spec.name)
-        current = self.current_q
-        if replace_table:
-            if current.num_rows:
-                tx.delete(delete_filter=mine)
-        else:
-            # Only keys and subjects that have an entry: the filter stays as small as the
-            # quarantine, whatever the size of the increment.
-            wanted = pa.array(
-                sorted(self.q_drop_keys | set(new.column("row_key").to_pylist())), pa.string()
-            )
-            drop_keys = set(
-                current.filter(pc.is_in(current["row_key"], wanted))["row_key"].to_pylist()
-            )
-            subjects = pa.array(sorted(self.q_drop_subjects), pa.string())
-            drop_subjects = set(
-                current.filter(pc.fill_null(pc.is_in(current["subject_id"], subjects), False))[
-                    "subject_id"
-                ].to_pylist()
-            )
-            parts: list[Any] = []
-            if drop_keys:
-                parts.append(in_filter("row_key", drop_keys))
-            if drop_subjects:
-                parts.append(in_filter("subject_id", drop_subjects))
-            if parts:
-                condition = parts[0] if len(parts) == 1 else Or(*parts)
-                tx.delete(delete_filter=And(mine, condition))
-        if new.num_rows:
-            tx.append(new)
+        writes.close_run(tx, _arrow_schema(gold), props, AUDIT)
         tx.commit_transaction()
-        q.refresh()
-        snap = q.current_snapshot()
-        return str(snap.snapshot_id) if snap is not None else ""
 
 
 def _names(table: Table) -> list[str]:
@@ -513,14 +411,11 @@ def _types(table: Table) -> list[str]:
 
 
 def _types_of(schema: pa.Schema) -> list[str]:
-    from spanda_assets.lib.arrow_types import normalize
-
     return [str(normalize(f.type)) for f in schema]
 
 
-def changed_subjects(events: pa.Table, subjects: dict[int, str]) -> Any:
+def changed_subjects(events: pa.Table, subjects: dict[int, str]) -> Callable[[int], set[str]]:
     """`GoldConsent.changed_since` over the consent events (student ids -> subject ids)."""
-    from spanda_assets.lib.privacy.silver import changed_students
 
     def since(watermark: int) -> set[str]:
         return {subjects[s] for s in changed_students(events, watermark) if s in subjects}
