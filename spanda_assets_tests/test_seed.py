@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from spanda_assets.lib.domain import TABLE_NAMES
-from spanda_assets.lib.seed import PLACES, SeedSizes, read_ground_truth, seed
+from spanda_assets.lib.seed import PLACES, SeedSizes, read_ground_truth, seed, vocabulary
+from spanda_assets.lib.seed.draws import Draws
+from spanda_assets.lib.seed.generator import Roster
+from spanda_assets.lib.seed.posts import fill_slot, template_slots, templates
+from spanda_assets.lib.seed.vocabulary import DATA_FILES, read_data_file
 
 RESTRICTED = {
     "036",
@@ -140,3 +146,92 @@ def test_append_adds_later_changes(tiny_source: str, spanda_home: Path) -> None:
     assert after[1] > before[1]
     assert after[2] > before[2]
     assert read_ground_truth(spanda_home / "ground_truth").num_rows == 1100
+
+
+def test_packaged_vocabulary_files_load() -> None:
+    # Read through importlib.resources: a file left out of the package fails here.
+    for name in DATA_FILES:
+        data = read_data_file(name)
+        assert data and all(data.values()), f"{name}.yaml has an empty list"
+    words = vocabulary()
+    assert vocabulary() is words, "loaded once and cached"
+    for field, value in vars(words).items():
+        assert value, f"vocabulary field {field} is empty"
+    places = read_data_file("places")
+    assert words.places == PLACES
+    assert [list(p) for p in PLACES] == places["places"] + places["restricted_places"]
+    assert (
+        words.subjects["Mathematics"][0] == read_data_file("school")["subjects"]["Mathematics"][0]
+    )
+    assert words.grade_levels[0] == "09", "codes stay strings"
+
+
+def test_importing_the_seed_package_reads_no_vocabulary() -> None:
+    code = (
+        "import sys, spanda_assets.lib.seed as s; "
+        "from spanda_assets.lib.seed.vocabulary import vocabulary; "
+        "from spanda_assets.lib.seed.posts import templates; "
+        "assert vocabulary.cache_info().currsize == 0 and templates.cache_info().currsize == 0; "
+        "assert 'faker' not in sys.modules; "
+        "assert len(s.PLACES) > 40 and vocabulary.cache_info().currsize == 1"
+    )
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
+
+
+def test_restricted_places_are_the_safe_harbor_list() -> None:
+    from spanda_assets.lib.privacy.generalize import restricted_zip3
+
+    words = vocabulary()
+    assert {zip3 for _, _, zip3 in words.restricted_places} == restricted_zip3() == RESTRICTED
+    assert not {zip3 for _, _, zip3 in words.open_places} & restricted_zip3()
+
+
+def test_every_template_slot_is_filled() -> None:
+    words = vocabulary()
+    slots = template_slots(words.urgent + words.routine + words.pii_sentences)
+    assert {"ASSIGNMENT", "TOPIC", "WEEK", "NAME", "EMAIL"} <= slots
+    who = Roster(
+        ids=[1],
+        names=[("Ada", "Byron")],
+        emails=["ada@example.edu"],
+        instructors=["Alan Kay"],
+        course_ids=[1],
+    )
+    g = Draws(0)
+    for slot in slots:
+        assert fill_slot(g, who, slot, 1), slot
+
+
+def test_the_generator_draws_from_the_packaged_vocabulary(tiny_source: str) -> None:
+    words = vocabulary()
+    engine = sa.create_engine(tiny_source)
+    with engine.connect() as conn:
+
+        def rows(table: str) -> list[dict[str, object]]:
+            return [dict(r._mapping) for r in conn.execute(sa.text(f'SELECT * FROM "{table}"'))]
+
+        students, courses = rows("Students"), rows("Courses")
+        results, consent, posts = (
+            rows("AssessmentResults"),
+            rows("ConsentEvents"),
+            rows("ForumPosts"),
+        )
+    engine.dispose()
+    places = set(words.places)
+    for s in students:
+        assert (s["City"], s["State"], str(s["ZipCode"])[:3]) in places
+        assert s["GradeLevel"] in words.grade_levels
+        assert s["EnrollmentStatus"] in words.statuses
+        assert str(s["Email"]).split("@")[1] in words.email_domains
+        assert s["GivenName"] in words.first_names and s["FamilyName"] in words.last_names
+    for c in courses:
+        assert c["Title"] in words.subjects[str(c["Subject"])] and c["Term"] in words.terms
+    assert {r["AssessmentName"] for r in results} <= set(words.assessments)
+    assert {c["CollectionMethod"] for c in consent} <= set(words.collection_methods)
+    assert {c["NoticeVersion"] for c in consent} <= set(words.notice_versions)
+    # Every post holds an urgent or routine sentence; each such template opens with text.
+    t = templates()
+    openings = [segs[0][1] for segs in t.urgent + t.routine]
+    bodies = [str(p["Body"]) for p in posts if str(p["Body"]).strip()]
+    assert bodies and all(any(o in b for o in openings) for b in bodies)
