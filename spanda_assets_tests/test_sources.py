@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,150 @@ def test_missing_sources_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path
 def test_invalid_config_is_explained(doc: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_sources(doc)
+
+
+# ----------------------------------------------------------------------------- error positions
+
+# Three good entries, then room for a bad one: an error that named the first entry's line,
+# the entry's line instead of the field's, or a 0-based line would not match.
+GOOD_ENTRIES = """\
+# source tables
+defaults:
+  schema: dbo
+
+sources:
+  - table: Students
+    primary_key: [StudentID]
+    cursor: ModifiedAt
+    mode: upsert
+  - table: Courses
+    primary_key: CourseID
+    cursor: ModifiedAt
+    mode: upsert
+  - table: ForumPosts
+    primary_key: [PostID]
+    cursor: PostID
+"""
+
+
+def _where(text: str, token: str) -> tuple[int, int]:
+    """1-based line and column of the line marked `# <-`, at `token` on that line."""
+    (line,) = [i for i, row in enumerate(text.splitlines(), 1) if row.endswith("# <-")]
+    return line, text.splitlines()[line - 1].index(token) + 1
+
+
+@pytest.mark.parametrize(
+    ("bad_entry", "token", "message"),
+    [
+        (
+            "  - table: Grades\n    primary_key: GradeID\n    cursor: GradeID\n"
+            "    mode: merge  # <-\n",
+            "mode",
+            r"source table 'Grades': mode must be 'append' or 'upsert', got 'merge'",
+        ),
+        (
+            "  - table: Grades\n    primary_key: GradeID\n    curser: GradeID  # <-\n",
+            "curser",
+            r"source table 'Grades': unknown key 'curser'; did you mean 'cursor'\?",
+        ),
+        (
+            "  - table: Grades  # <-\n    primary_key: GradeID\n",
+            "table",
+            r"source table 'Grades': 'cursor' is required: a column that grows",
+        ),
+        (
+            "  - table: Grades\n    primary_key:\n      - GradeID\n      - 7  # <-\n"
+            "    cursor: GradeID\n",
+            "7",
+            r"source table 'Grades': 'primary_key' must be a column name or a list of them, "
+            "got 7",
+        ),
+        (
+            "  - table: Grades\n    primary_key: GradeID\n    cursor: GradeID\n"
+            "    column_types:\n      Score: float64\n      Grade: money  # <-\n",
+            "Grade",
+            r"source table 'Grades': column_types\.Grade: unknown type 'money'",
+        ),
+        (
+            "  - table: Grades\n    primary_key: GradeID\n    cursor: GradeID\n"
+            "    name: Grades  # <-\n",
+            "name",
+            r"source table 'Grades': name 'Grades' must be snake_case",
+        ),
+        (
+            "  - primary_key: GradeID  # <-\n    cursor: GradeID\n",
+            "primary_key",
+            r"sources\[3\]: 'table' is required",
+        ),
+        (
+            "  - table: Posts\n    name: forum_posts  # <-\n    primary_key: Id\n    cursor: Id\n",
+            "name",
+            r"tables 'ForumPosts' and 'Posts' both map to bronze\.forum_posts",
+        ),
+        ("  - just a string  # <-\n", "just", r"sources\[3\] must be a mapping"),
+    ],
+    ids=[
+        "bad-value",
+        "unknown-key",
+        "missing-field",
+        "list-item",
+        "column-type",
+        "not-snake-case",
+        "no-table",
+        "duplicate-name",
+        "not-a-mapping",
+    ],
+)
+def test_error_names_file_line_column_and_field(
+    tmp_path: Path, bad_entry: str, token: str, message: str
+) -> None:
+    text = GOOD_ENTRIES + bad_entry
+    line, column = _where(text, token)
+    f = tmp_path / "sources.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_sources(f)
+    # the problem's own line in the message starts with where it is
+    (said,) = [row for row in str(err.value).splitlines() if re.search(message, row)]
+    prefix = f"{f}, line {line}, column {column}: "
+    assert said.startswith(prefix), f"{said!r} should start with {prefix!r}"
+
+
+def test_every_problem_is_listed_in_file_order() -> None:
+    text = GOOD_ENTRIES.replace(
+        "    mode: upsert\n  - table: Courses", "    mode: merge\n  - table: Courses"
+    )
+    text += "  - table: Grades\n    primary_key: []\n    cursor: 5\n"
+    with pytest.raises(ConfigError) as err:
+        parse_sources(text, origin="s.yaml")
+    assert str(err.value).splitlines() == [
+        "s.yaml, line 9, column 5: source table 'Students': mode must be 'append' or 'upsert', "
+        "got 'merge'",
+        "s.yaml, line 18, column 5: source table 'Grades': 'primary_key' must be a column name "
+        "or a list of them, got []",
+        "s.yaml, line 19, column 5: source table 'Grades': 'cursor' must be a column that grows "
+        "with new or changed rows (an identity key for append-only tables, ModifiedAt for "
+        "tables whose rows change), got 5",
+    ]
+
+
+def test_yaml_syntax_error_names_file_and_line() -> None:
+    with pytest.raises(ConfigError, match=r'not valid YAML.*\n.*in "s\.yaml", line 3, column'):
+        parse_sources("sources:\n  - table: T\n    cursor: [C\n", origin="s.yaml")
+
+
+def test_good_entries_parse_with_defaults_and_overrides() -> None:
+    text = GOOD_ENTRIES + (
+        "  - table: Grades\n    schema: null\n    name: grades_v2\n    primary_key: Id\n"
+        "    cursor: Id\n    description: 42\n    column_types: {Score: float64, 7: string}\n"
+    )
+    students, courses, posts, grades = parse_sources(text)
+    assert (students.qualified, students.mode, students.primary_key) == (
+        "dbo.Students",
+        "upsert",
+        ("StudentID",),
+    )
+    assert courses.primary_key == ("CourseID",)
+    assert (posts.name, posts.mode, posts.schema) == ("forum_posts", "append", "dbo")
+    assert (grades.schema, grades.name, grades.description) == (None, "grades_v2", "42")
+    assert grades.column_types == {"Score": "float64", "7": "string"}

@@ -17,14 +17,18 @@ import hmac
 from dataclasses import dataclass
 from pathlib import Path
 
+import base58
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from spanda_assets import settings
 
-_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-_INDEX = {c: i for i, c in enumerate(_ALPHABET)}
+# The multicodec code of an Ed25519 public key ("ed25519-pub", 0xed) as the unsigned
+# varint that prefixes the key bytes. It is a fixed entry of the multicodec table, and
+# two constant bytes do not justify the multiformats package and its dependencies.
 ED25519_MULTICODEC = b"\xed\x01"
+ED25519_KEY_BYTES = 32
+BASE58BTC = "z"  # the multibase prefix of base58btc
 DID_KEY_PREFIX = "did:key:"
 
 
@@ -33,24 +37,22 @@ class DidError(ValueError):
 
 
 def b58encode(data: bytes) -> str:
-    n = int.from_bytes(data, "big")
-    out = []
-    while n:
-        n, r = divmod(n, 58)
-        out.append(_ALPHABET[r])
-    pad = len(data) - len(data.lstrip(b"\0"))
-    return "1" * pad + "".join(reversed(out))
+    """base58btc (the Bitcoin alphabet), without the multibase prefix."""
+    return base58.b58encode(data).decode("ascii")
 
 
 def b58decode(text: str) -> bytes:
-    n = 0
-    for c in text:
-        if c not in _INDEX:
-            raise DidError(f"{c!r} is not a base58btc character")
-        n = n * 58 + _INDEX[c]
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big") if n else b""
-    pad = len(text) - len(text.lstrip("1"))
-    return b"\0" * pad + body
+    """Inverse of `b58encode`; anything outside the alphabet raises `DidError`."""
+    if not text.isascii():
+        bad = next(c for c in text if not c.isascii())
+        raise DidError(f"{bad!r} is not a base58btc character")
+    if text != text.rstrip():
+        # the library forgives trailing whitespace; a DID or proof value must not carry any
+        raise DidError("base58btc text must not end with whitespace")
+    try:
+        return base58.b58decode(text)
+    except ValueError as exc:  # "Invalid character '0'"
+        raise DidError(f"not base58btc: {exc}") from None
 
 
 def public_key_bytes(key: Ed25519PublicKey) -> bytes:
@@ -59,9 +61,9 @@ def public_key_bytes(key: Ed25519PublicKey) -> bytes:
 
 def multibase_key(public: bytes) -> str:
     """The `z6Mk...` multibase form of an Ed25519 public key."""
-    if len(public) != 32:
-        raise DidError("an Ed25519 public key has 32 bytes")
-    return "z" + b58encode(ED25519_MULTICODEC + public)
+    if len(public) != ED25519_KEY_BYTES:
+        raise DidError(f"an Ed25519 public key has {ED25519_KEY_BYTES} bytes, got {len(public)}")
+    return BASE58BTC + b58encode(ED25519_MULTICODEC + public)
 
 
 def did_from_public_key(public: bytes) -> str:
@@ -71,12 +73,30 @@ def did_from_public_key(public: bytes) -> str:
 def public_key_from_did(did: str) -> Ed25519PublicKey:
     """Resolve a did:key (optionally with a #fragment) to its Ed25519 public key."""
     base = did.split("#", 1)[0]
-    if not base.startswith(DID_KEY_PREFIX + "z"):
-        raise DidError(f"{did!r} is not a did:key with a base58btc multibase key")
-    raw = b58decode(base[len(DID_KEY_PREFIX) + 1 :])
-    if raw[:2] != ED25519_MULTICODEC or len(raw) != 34:
-        raise DidError(f"{did!r} does not hold an Ed25519 public key")
-    return Ed25519PublicKey.from_public_bytes(raw[2:])
+    if not base.startswith(DID_KEY_PREFIX):
+        raise DidError(f"{did!r} is not a did:key: it must start with {DID_KEY_PREFIX!r}")
+    multibase = base[len(DID_KEY_PREFIX) :]
+    if not multibase.startswith(BASE58BTC):
+        raise DidError(
+            f"{did!r}: the key after {DID_KEY_PREFIX!r} must be multibase base58btc, "
+            f"starting with {BASE58BTC!r}"
+        )
+    try:
+        raw = b58decode(multibase[len(BASE58BTC) :])
+    except DidError as exc:
+        raise DidError(f"{did!r}: {exc}") from None
+    if raw[: len(ED25519_MULTICODEC)] != ED25519_MULTICODEC:
+        raise DidError(
+            f"{did!r} does not hold an Ed25519 public key: its multicodec prefix is "
+            f"0x{raw[:2].hex()}, not 0x{ED25519_MULTICODEC.hex()} (ed25519-pub); "
+            "only Ed25519 did:keys are supported"
+        )
+    key = raw[len(ED25519_MULTICODEC) :]
+    if len(key) != ED25519_KEY_BYTES:
+        raise DidError(
+            f"{did!r}: an Ed25519 public key has {ED25519_KEY_BYTES} bytes, this one has {len(key)}"
+        )
+    return Ed25519PublicKey.from_public_bytes(key)
 
 
 def verification_method(did: str) -> str:
