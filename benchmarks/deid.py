@@ -18,8 +18,14 @@ import os
 import sqlite3
 import tempfile
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
+
+import scrubadub
+
+from spanda_assets.lib.privacy.scrub import Roster, find_spans, replace_spans
+from spanda_assets.lib.seed import SeedSizes, read_ground_truth, seed
 
 CACHE = Path(os.environ.get("SPANDA_BENCH_DIR", tempfile.gettempdir())) / "spanda-bench"
 TARGET_RECALL = {
@@ -45,8 +51,6 @@ SCRUBADUB_TYPES = {
 
 
 def ensure_source(posts: int) -> tuple[Path, Path]:
-    from spanda_assets.lib.seed import SeedSizes, seed
-
     db = CACHE / f"deid-{posts}.db"
     gt = CACHE / f"deid-gt-{posts}"
     if not (db.exists() and any(gt.glob("posts-*.parquet"))):
@@ -65,8 +69,6 @@ def ensure_source(posts: int) -> tuple[Path, Path]:
 def load(
     db: Path, gt: Path
 ) -> tuple[list[tuple[int, str]], dict[int, list[dict[str, object]]], list[str]]:
-    from spanda_assets.lib.seed import read_ground_truth
-
     con = sqlite3.connect(db)
     posts = con.execute('SELECT PostID, Body FROM "ForumPosts" ORDER BY PostID').fetchall()
     names = [f"{g} {f}" for g, f in con.execute('SELECT GivenName, FamilyName FROM "Students"')]
@@ -102,8 +104,6 @@ def score(
 def run_spanda(
     posts: list[tuple[int, str]], names: list[str]
 ) -> tuple[list[list[tuple[str, int, int]]], float]:
-    from spanda_assets.lib.privacy.scrub import Roster, find_spans, replace_spans
-
     roster = Roster.from_names(names)
     start = time.perf_counter()
     out = []
@@ -123,10 +123,7 @@ def run_scrubadub(
     on every call. A reused `Scrubber().clean` is what a careful user writes.
     Both are printed so the comparison is not flattering by construction.
     """
-    import warnings
-
     warnings.filterwarnings("ignore")
-    import scrubadub
 
     scrubber = scrubadub.Scrubber()
     out = []

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -33,14 +34,37 @@ import time
 from pathlib import Path
 from typing import Any
 
+import ingest
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from spanda_assets.defs.privacy.assets import residual_audit
+from spanda_assets.defs.publishing import write_audit_publish
+from spanda_assets.defs.validation.checks import contract_audits
+from spanda_assets.lib import writes
+from spanda_assets.lib.extract import extract_table
+from spanda_assets.lib.incremental import rows_added_after
+from spanda_assets.lib.lakehouse import CatalogConfig, load_table_or_none, open_catalog
+from spanda_assets.lib.privacy.policy import policy_for
+from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
+from spanda_assets.lib.privacy.residual import ResidualScanner, ScanReport
+from spanda_assets.lib.privacy.silver import SilverInputs, stage_silver
+from spanda_assets.lib.privacy.subjects import did_of
+from spanda_assets.lib.readers import make_reader
+from spanda_assets.lib.seed import SeedSizes, seed
+from spanda_assets.lib.source_db import make_engine
+from spanda_assets.lib.sources import load_sources
+from spanda_assets.lib.validation.contracts import gx_frame, load_suite, run_gx, run_pandera
+from spanda_assets.lib.validation.gold import SPECS
+from spanda_assets.lib.validation.publish import GoldConsent, stage_gold
+from spanda_assets_tests.servers import PROJECT_ROOT, dagster_daemon
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 
 def _catalog(work: Path) -> Any:
-    from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
-
     return open_catalog(
         CatalogConfig(uri=f"sqlite:///{work / 'catalog.db'}", warehouse=(work / "wh").as_uri())
     )
@@ -74,11 +98,6 @@ def _restore(db: Path, top: int) -> None:
 
 
 def _extract(db: Path, catalog: Any) -> None:
-    from spanda_assets.lib.extract import extract_table
-    from spanda_assets.lib.readers import make_reader
-    from spanda_assets.lib.source_db import make_engine
-    from spanda_assets.lib.sources import load_sources
-
     url = f"sqlite:///{db}"
     engine = make_engine(url)
     try:
@@ -95,12 +114,6 @@ def _extract(db: Path, catalog: Any) -> None:
 
 
 def _silver_inputs(db: Path) -> Any:
-    import pyarrow as pa
-
-    from spanda_assets.lib.privacy.policy import policy_for
-    from spanda_assets.lib.privacy.pseudonym import Pseudonymizer
-    from spanda_assets.lib.privacy.silver import SilverInputs
-
     con = sqlite3.connect(db)
     students = [s for (s,) in con.execute('SELECT StudentID FROM "Students"')]
     con.close()
@@ -126,13 +139,6 @@ def _median(xs: list[float]) -> float:
 
 def silver_part(db: Path, work: Path, increments: int, new_rows: int) -> dict[str, Any]:
     """silver.forum_posts: scrub + consent + write, then the residual-PII audit."""
-    from spanda_assets.defs.privacy.assets import residual_audit
-    from spanda_assets.defs.publishing import write_audit_publish
-    from spanda_assets.lib import writes
-    from spanda_assets.lib.incremental import rows_added_after
-    from spanda_assets.lib.privacy.residual import ResidualScanner, ScanReport
-    from spanda_assets.lib.privacy.silver import stage_silver
-
     catalog = _catalog(work)
     _extract(db, catalog)
     inputs = _silver_inputs(db)
@@ -167,8 +173,6 @@ def silver_part(db: Path, work: Path, increments: int, new_rows: int) -> dict[st
             report = ScanReport()
             scanner = ResidualScanner()
             for batch in rows_added_after(silver, before, 100_000):
-                import pyarrow as pa
-
                 scanner.scan(pa.Table.from_batches([batch]), "post_id", report)
             t3 = time.perf_counter()
             on.append((t1 - t0) + (t2 - t1))
@@ -189,16 +193,6 @@ def silver_part(db: Path, work: Path, increments: int, new_rows: int) -> dict[st
 
 def gold_part(db: Path, work: Path, increments: int, new_rows: int) -> dict[str, Any]:
     """gold.validated_posts: rules + quarantine + write, then Pandera and GX audits."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from spanda_assets.defs.publishing import write_audit_publish
-    from spanda_assets.defs.validation.checks import contract_audits
-    from spanda_assets.lib import writes
-    from spanda_assets.lib.validation.contracts import gx_frame, load_suite, run_gx, run_pandera
-    from spanda_assets.lib.validation.gold import SPECS
-    from spanda_assets.lib.validation.publish import GoldConsent, stage_gold
-
     catalog = _catalog(work)
     silver = catalog.load_table(("silver", "forum_posts"))
     keys = silver.scan(selected_fields=("subject_id", "course_id")).to_arrow()
@@ -227,7 +221,6 @@ def gold_part(db: Path, work: Path, increments: int, new_rows: int) -> dict[str,
     on: list[float] = []
     off: list[float] = []
     parts: dict[str, list[float]] = {"write": [], "audit_publish": [], "check_after": []}
-    from spanda_assets.lib.privacy.silver import stage_silver
 
     try:
         for i in range(increments):
@@ -268,14 +261,6 @@ def gold_part(db: Path, work: Path, increments: int, new_rows: int) -> dict[str,
 
 def daemon_part() -> float:
     """Seconds from a withdrawal in the source to its erasure from silver and gold main."""
-    import shutil
-
-    from spanda_assets.lib.lakehouse import CatalogConfig, load_table_or_none, open_catalog
-    from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
-    from spanda_assets.lib.privacy.subjects import did_of
-    from spanda_assets.lib.seed import SeedSizes, seed
-    from spanda_assets_tests.servers import PROJECT_ROOT, dagster_daemon
-
     home = Path(tempfile.mkdtemp(prefix="spanda-wap-daemon-"))
     db = home / "operational.db"
     os.environ.update(
@@ -344,7 +329,6 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("SPANDA_DEMO", "1")
-    import ingest
 
     db = ingest.ensure_source(args.rows)
     work = Path(tempfile.mkdtemp(prefix="spanda-wap-"))

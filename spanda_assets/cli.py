@@ -6,18 +6,23 @@ the CLI does is what a scheduled run does.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
+import dagster as dg
 
 from spanda_assets import settings
+from spanda_assets.definitions import defs
+from spanda_assets.defs.submissions.assets import SUBMISSIONS
 from spanda_assets.lib.errors import SpandaError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -77,8 +82,6 @@ def seed(
     append: bool,
 ) -> None:
     """Create the demo operational database (or append a batch to it)."""
-    from dataclasses import replace
-
     from spanda_assets.lib.seed import SeedSizes
     from spanda_assets.lib.seed import seed as run_seed
 
@@ -120,9 +123,7 @@ def seed(
     click.echo(f"ground truth: {report.ground_truth}")
 
 
-def _load_defs() -> Any:
-    from spanda_assets.definitions import defs
-
+def _load_defs() -> dg.Definitions:
     return defs()
 
 
@@ -130,8 +131,6 @@ def materialize(
     selection: list[str] | None = None, run_config: dict[str, Any] | None = None
 ) -> bool:
     """Materialize assets through the Dagster instance, so runs show in the UI."""
-    import dagster as dg
-
     prepare_dagster_home()
     definitions = _load_defs()
     job = definitions.resolve_job_def("materialize_platform")
@@ -172,9 +171,6 @@ def materialize(
 def materialize_submissions() -> bool:
     """Validate, and ingest if valid, every submission in the inbox: one partition each,
     as the inbox sensor does when the daemon runs. True if all were ingested."""
-    import dagster as dg
-
-    from spanda_assets.defs.submissions.assets import SUBMISSIONS
     from spanda_assets.lib.submissions.inbox import list_submissions
 
     prepare_dagster_home()
@@ -285,8 +281,6 @@ def consent() -> None:
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def consent_issue(student_id: int, purpose: str, out_path: Path | None) -> None:
     """Issue a signed consent receipt for a student's current consent state."""
-    import datetime as dt
-
     from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
     from spanda_assets.lib.privacy import vc
     from spanda_assets.lib.privacy.consent import latest_states, record, validate_events

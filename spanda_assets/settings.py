@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import secrets
 from pathlib import Path
 
 ENV_HOME = "SPANDA_HOME"
@@ -80,8 +81,6 @@ def local_secret(path: Path) -> str:
     temporary file and renamed, so a crash never leaves a half-written secret.
     """
     if not path.exists():
-        import secrets
-
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(secrets.token_hex(32))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -12,6 +15,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from spanda_assets.lib.extract import extract_table
+from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
+from spanda_assets.lib.readers import make_reader
+from spanda_assets.lib.seed import SeedSizes, seed
+from spanda_assets.lib.source_db import make_engine
+from spanda_assets.lib.sources import load_sources, snake_case
 from spanda_assets_tests.servers import Postgres, S3Server, postgres_server, s3_server
 
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
@@ -39,16 +48,12 @@ def sqlite_url(spanda_home: Path) -> str:
 
 @pytest.fixture
 def tiny_source(sqlite_url: str, spanda_home: Path) -> str:
-    from spanda_assets.lib.seed import SeedSizes, seed
-
     seed(sqlite_url, SeedSizes.preset("tiny"), seed=7, ground_truth=spanda_home / "ground_truth")
     return sqlite_url
 
 
 @pytest.fixture
 def catalog(spanda_home: Path) -> Any:
-    from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
-
     return open_catalog(
         CatalogConfig(
             uri=f"sqlite:///{spanda_home / 'catalog.db'}",
@@ -85,9 +90,6 @@ TABLES = [
 def child(home: Path, args: list[str], fault: str | None = None, timeout: float = 300) -> Any:
     """Run `python ARGS` in a fresh process on SPANDA_HOME `home` (demo mode), optionally
     with SPANDA_FAULT set so that it kills itself with SIGKILL at a fault point."""
-    import subprocess
-    import sys
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPANDA_")}
     env.update(SPANDA_HOME=str(home), SPANDA_DEMO="1")
     if fault:
@@ -103,15 +105,11 @@ def child(home: Path, args: list[str], fault: str | None = None, timeout: float 
 
 
 def killed(proc: Any) -> bool:
-    import signal
-
     return bool(proc.returncode == -signal.SIGKILL)
 
 
 def append_batch(url: str, home: Path, seed_value: int = 7) -> None:
     """One more `spanda seed --append` batch of the tiny demo size: new and changed rows."""
-    from spanda_assets.lib.seed import SeedSizes, seed
-
     seed(url, SeedSizes.preset("tiny"), seed=seed_value, append=True, ground_truth=home / "gt")
 
 
@@ -126,11 +124,6 @@ def run_extract(
     sources: Any = None,
     full_refresh: bool = False,
 ) -> Any:
-    from spanda_assets.lib.extract import extract_table
-    from spanda_assets.lib.readers import make_reader
-    from spanda_assets.lib.source_db import make_engine
-    from spanda_assets.lib.sources import load_sources
-
     source = {s.name: s for s in (sources or load_sources())}[name]
     engine = make_engine(url)
     try:
@@ -160,8 +153,6 @@ def _norm(v: Any) -> Any:
 
 def source_rows(url: str, table: str, key: str) -> dict[Any, dict[str, Any]]:
     """The source table via SQLAlchemy reflection, keyed by primary key, snake_case names."""
-    from spanda_assets.lib.sources import snake_case
-
     engine = sa.create_engine(url)
     schema = None if engine.dialect.name == "sqlite" else "dbo"
     try:
@@ -184,8 +175,6 @@ def bronze_rows(catalog: Any, name: str, key: str) -> dict[Any, dict[str, Any]]:
 
 
 def assert_bronze_equals_source(url: str, catalog: Any, table: str, name: str, key: str) -> None:
-    from spanda_assets.lib.sources import snake_case
-
     src = source_rows(url, table, key)
     bronze = bronze_rows(catalog, name, snake_case(key))
     assert set(bronze) == set(src), (

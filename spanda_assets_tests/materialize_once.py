@@ -11,10 +11,10 @@ import sys
 
 import dagster as dg
 
+from spanda_assets.definitions import defs
+
 
 def main(keys: list[str]) -> int:
-    from spanda_assets.definitions import defs
-
     job = defs().resolve_job_def("materialize_platform")
     with dg.instance_for_test() as instance:
         result = job.execute_in_process(

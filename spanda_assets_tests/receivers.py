@@ -15,6 +15,8 @@ from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from aiosmtpd.controller import Controller
+
 from spanda_assets_tests.servers import free_port
 
 
@@ -69,8 +71,6 @@ class SmtpReceiver:
 
 @contextlib.contextmanager
 def smtp_receiver() -> Iterator[SmtpReceiver]:
-    from aiosmtpd.controller import Controller
-
     receiver = SmtpReceiver("127.0.0.1", free_port())
 
     class Handler:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
+
 PG_USER = "spanda"
 PG_PASSWORD = "spanda-test-pw"  # a throwaway password for a throwaway server
 
@@ -183,8 +185,6 @@ class S3Server:
     region: str = "us-east-1"
 
     def client(self) -> Any:
-        import boto3
-
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint,

@@ -28,6 +28,10 @@ from typing import Any
 
 import pytest
 
+from spanda_assets.lib.lakehouse import CatalogConfig, load_table_or_none, open_catalog
+from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
+from spanda_assets.lib.privacy.subjects import did_of
+from spanda_assets.lib.seed import SeedSizes, seed
 from spanda_assets_tests.receivers import http_receiver, smtp_receiver
 from spanda_assets_tests.servers import PROJECT_ROOT, dagster_daemon
 
@@ -51,14 +55,10 @@ def wait_until(what: str, predicate: Callable[[], Any], timeout: float, log: Pat
 
 
 def _catalog() -> Any:
-    from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
-
     return open_catalog(CatalogConfig.from_env())
 
 
 def _column(namespace: str, table: str, column: str) -> list[Any]:
-    from spanda_assets.lib.lakehouse import load_table_or_none
-
     t = load_table_or_none(_catalog(), namespace, table)
     if t is None or t.current_snapshot() is None:
         return []
@@ -91,9 +91,6 @@ def _sql(db: Path, statement: str, *args: Any) -> Any:
 
 
 def _subject(student_id: int) -> str:
-    from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
-    from spanda_assets.lib.privacy.subjects import did_of
-
     return Pseudonymizer(load_key()).subject_id(did_of(_catalog(), student_id))
 
 
@@ -104,8 +101,6 @@ def _alerts(receiver: Any, status: str) -> list[dict[str, Any]]:
 def test_the_chain_runs_itself_erases_on_withdrawal_and_gates_a_leak(
     tmp_path: Path, spanda_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from spanda_assets.lib.seed import SeedSizes, seed
-
     db = spanda_home / "operational.db"
     seed(f"sqlite:///{db}", SeedSizes.preset("tiny"), seed=11, ground_truth=tmp_path / "gt")
     dagster_home = tmp_path / "dagster"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,6 @@ def _resources() -> dict[str, Any]:
 
 def _source(url: str, query: str) -> tuple[Any, ...]:
     """One row of the operational database, read directly (not through the extract)."""
-    import sqlite3
-
     con = sqlite3.connect(url.removeprefix("sqlite:///"))
     row = con.execute(query).fetchone()
     con.close()
@@ -134,7 +133,6 @@ def test_sensor_requests_only_tables_with_new_rows(tiny_source: str, spanda_home
         assert isinstance(idle, dg.SkipReason)
 
         # New posts only (no new students): only forum_posts is requested.
-        import sqlite3
 
         con = sqlite3.connect(tiny_source.removeprefix("sqlite:///"))
         con.execute(

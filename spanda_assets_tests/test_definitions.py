@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import dagster as dg
+import yaml
+from croniter import croniter  # Dagster's own cron dependency
 
 from spanda_assets.definitions import defs
 from spanda_assets.lib.sources import load_sources
@@ -40,11 +45,8 @@ def test_every_configured_table_gets_an_asset_a_pool_and_its_triggers() -> None:
 
 
 def test_the_source_is_polled_within_a_minute_and_extracted_at_least_hourly() -> None:
-    import datetime as dt
-
     d = defs()
     assert d.resolve_sensor_def("bronze_new_source_rows").minimum_interval_seconds <= 60
-    from croniter import croniter  # Dagster's own cron dependency
 
     schedule = d.resolve_schedule_def("hourly_extract")
     ticks = croniter(str(schedule.cron_schedule), dt.datetime(2026, 1, 1, 0, 30))
@@ -55,8 +57,6 @@ def test_the_source_is_polled_within_a_minute_and_extracted_at_least_hourly() ->
 def test_the_instance_config_gives_each_pool_one_slot(tmp_path: Path) -> None:
     """Read by Dagster itself, not by this test: the instance built from the packaged
     dagster.yaml allows one step at a time in any pool."""
-    import shutil
-
     shutil.copyfile(ROOT / "spanda_assets/config/dagster.yaml", tmp_path / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         config = instance.get_concurrency_config()
@@ -69,8 +69,8 @@ def test_definitions_load_without_heavy_libraries() -> None:
     code = (
         "import json, sys, time; t = time.perf_counter();"
         "from spanda_assets.definitions import defs; defs();"
-        "heavy = ['pyiceberg', 'great_expectations', 'evidently', 'mlflow', 'connectorx',"
-        " 'sklearn'];"
+        "heavy = ['pyiceberg', 'great_expectations', 'evidently', 'mlflow', 'connectorx', 'pandera',"
+        " 'faker', 'sklearn'];"
         "print(json.dumps({'seconds': time.perf_counter() - t,"
         " 'loaded': [m for m in heavy if m in sys.modules]}))"
     )
@@ -90,10 +90,6 @@ def test_definitions_load_without_heavy_libraries() -> None:
 def test_workspace_file_agrees_with_the_project_declaration() -> None:
     """pyproject's [tool.dg] declares the code location; workspace.yaml, for Dagster's
     commands that need a file, must name the same module and location."""
-    import tomllib
-
-    import yaml
-
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
     assert "dagster" not in project, "declare the code location once, in [tool.dg]"
     dg_project = project["dg"]["project"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from spanda_assets.cli import main
+from spanda_assets.definitions import defs
 from spanda_assets.lib import writes
+from spanda_assets.lib.lakehouse import ensure_namespace
+from spanda_assets.lib.privacy.policy import policy_for
+from spanda_assets.lib.privacy.pseudonym import Pseudonymizer
+from spanda_assets.lib.privacy.silver import SilverInputs, stage_silver
 from spanda_assets_tests.conftest import append_batch
 from spanda_assets_tests.test_privacy_e2e import run_all, subject_of
 from spanda_assets_tests.test_validation_gold import catalog
@@ -38,8 +45,6 @@ def _files_holding(root: Path, subject: str) -> list[Path]:
 
 
 def _student_in_gold(url: str) -> int:
-    import sqlite3
-
     posts = catalog().load_table(("gold", "validated_posts")).scan().to_arrow()
     gold = set(posts["subject_id"].to_pylist())
     con = sqlite3.connect(url.removeprefix("sqlite:///"))
@@ -52,8 +57,6 @@ def _student_in_gold(url: str) -> int:
 def test_erase_removes_every_file_that_held_the_student_outside_bronze(
     demo_env: str, spanda_home: Path
 ) -> None:
-    from spanda_assets.cli import main
-
     with dg.instance_for_test() as instance:
         run_all(instance)
         append_batch(demo_env, spanda_home)
@@ -101,8 +104,6 @@ def test_erase_removes_every_file_that_held_the_student_outside_bronze(
 def test_expiry_job_deletes_history_past_retention(
     demo_env: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from spanda_assets.definitions import defs
-
     with dg.instance_for_test() as instance:
         run_all(instance)
         run_all(instance)
@@ -137,11 +138,6 @@ def test_expiry_job_deletes_history_past_retention(
 def test_a_student_who_turns_90_loses_their_birth_year(catalog: Any) -> None:
     """Safe Harbor: ages over 89 are aggregated into 90+, also for a student who crosses
     the line after silver first wrote them."""
-    from spanda_assets.lib.lakehouse import ensure_namespace
-    from spanda_assets.lib.privacy.policy import policy_for
-    from spanda_assets.lib.privacy.pseudonym import Pseudonymizer
-    from spanda_assets.lib.privacy.silver import SilverInputs, stage_silver
-
     policy = policy_for("students")
     ensure_namespace(catalog, "bronze")
     born = dt.date(1937, 3, 10)

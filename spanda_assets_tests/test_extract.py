@@ -11,13 +11,18 @@ from typing import Any
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
+from spanda_assets.lib import faults
 from spanda_assets.lib.errors import (
+    ConcurrentExtractError,
+    ConfigError,
     SchemaIncompatibleError,
     SourceTableError,
     SourceUnreachableError,
 )
 from spanda_assets.lib.extract import pending_rows
+from spanda_assets.lib.lakehouse import ensure_namespace
 from spanda_assets.lib.source_db import make_engine
 from spanda_assets.lib.sources import load_sources, parse_sources
 from spanda_assets.lib.watermark import WATERMARK_KEY, read_watermark
@@ -401,9 +406,6 @@ def test_a_concurrent_commit_is_refused_not_duplicated(
     tiny_source: str, catalog: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The second line of defence behind the per-table pool: no rebased retry of a commit."""
-    from spanda_assets.lib import faults
-    from spanda_assets.lib.errors import ConcurrentExtractError
-
     run_extract(tiny_source, catalog, "forum_posts")
     seed_more = sqlite3.connect(_db_path(tiny_source))
     seed_more.execute(
@@ -469,8 +471,6 @@ def test_duplicate_keys_in_an_upsert_source_keep_the_newest_row(
 
 
 def test_unknown_column_type_in_sources_yaml_is_refused() -> None:
-    from spanda_assets.lib.errors import ConfigError
-
     with pytest.raises(ConfigError, match=r"column_types.Grade: unknown type 'money'"):
         parse_sources(
             "sources: [{table: G, primary_key: Id, cursor: Id, column_types: {Grade: money}}]"
@@ -480,9 +480,6 @@ def test_unknown_column_type_in_sources_yaml_is_refused() -> None:
 def test_two_steps_creating_a_namespace_at_once_both_succeed(catalog: Any) -> None:
     """The first run's bronze steps all create `bronze`; in a SQL catalog the loser of that
     race gets a unique-key violation, not NamespaceAlreadyExistsError."""
-    from sqlalchemy.exc import IntegrityError
-
-    from spanda_assets.lib.lakehouse import ensure_namespace
 
     class Raced:
         def __init__(self, inner: Any, won_by_other: bool) -> None:

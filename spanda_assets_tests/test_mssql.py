@@ -20,7 +20,7 @@ from spanda_assets.lib.readers import (
     connectorx_url,
     make_reader,
 )
-from spanda_assets.lib.source_db import make_engine
+from spanda_assets.lib.source_db import explain_connect_error, make_engine
 from spanda_assets.lib.sources import load_sources, parse_sources
 from spanda_assets.lib.watermark import Watermark, build_select, compile_sql
 from spanda_assets_tests.conftest import run_extract
@@ -103,8 +103,6 @@ def test_refused_connection_names_the_server_without_the_password(catalog: Any) 
 
 
 def test_login_failure_message_is_recognised() -> None:
-    from spanda_assets.lib.source_db import explain_connect_error
-
     exc = Exception("(18456, b\"Login failed for user 'sa'.DB-Lib error message 20018\")")
     err = explain_connect_error("mssql+pymssql://sa:pw@h/db", exc)
     assert "refused the login" in str(err) and ":pw@" not in str(err)

@@ -17,7 +17,7 @@ from spanda_assets_tests.conftest import (
     assert_bronze_equals_source,
     run_extract,
 )
-from spanda_assets_tests.servers import PG_PASSWORD, Postgres, S3Server
+from spanda_assets_tests.servers import PG_PASSWORD, Postgres, S3Server, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -98,8 +98,6 @@ def test_wrong_password_is_a_clear_login_error(pg: Postgres, catalog: Any) -> No
 
 
 def test_refused_connection_is_a_clear_error(catalog: Any) -> None:
-    from spanda_assets_tests.servers import free_port
-
     url = f"postgresql+psycopg://spanda:secret-pw@127.0.0.1:{free_port()}/ops"
     with pytest.raises(SourceUnreachableError) as err:
         run_extract(url, catalog, "students")

@@ -8,10 +8,14 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from click.testing import CliRunner
 
+from spanda_assets.cli import main
 from spanda_assets.definitions import defs
 from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
+from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
 from spanda_assets.lib.privacy.residual import FORBIDDEN_COLUMNS
+from spanda_assets.lib.privacy.subjects import did_of
 from spanda_assets_tests.conftest import append_batch
 
 SILVER_WITH_SUBJECTS = ["students", "enrollments", "forum_posts", "assessment_results"]
@@ -38,9 +42,6 @@ def silver_subjects(name: str) -> set[str]:
 
 
 def subject_of(student_id: int) -> str:
-    from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
-    from spanda_assets.lib.privacy.subjects import did_of
-
     return Pseudonymizer(load_key()).subject_id(did_of(catalog(), student_id))
 
 
@@ -154,7 +155,6 @@ def _source_count(url: str, table: str) -> int:
 
 
 def test_incremental_silver_processes_only_new_rows(demo_env: str, spanda_home: Path) -> None:
-
     with dg.instance_for_test() as instance:
         posts = _source_count(demo_env, "ForumPosts")
         first = run_all(instance)
@@ -244,10 +244,6 @@ def test_malformed_consent_is_quarantined(demo_env: str) -> None:
 
 
 def test_consent_receipt_cli(demo_env: str, tmp_path: Path) -> None:
-    from click.testing import CliRunner
-
-    from spanda_assets.cli import main
-
     with dg.instance_for_test() as instance:
         run_all(instance)
     student = next(iter(expected_research_consent(demo_env)))

@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from spanda_assets.lib.domain import TABLE_NAMES
+from spanda_assets.lib.privacy.generalize import AGE_CAP, age_on, restricted_zip3
 from spanda_assets.lib.seed import PLACES, SeedSizes, read_ground_truth, seed, vocabulary
 from spanda_assets.lib.seed.draws import Draws
 from spanda_assets.lib.seed.generator import Roster
@@ -77,7 +78,6 @@ def test_realistic_edge_cases_are_present(tiny_source: str) -> None:
     zips = {s["ZipCode"][:3] for s in students}
     assert zips & RESTRICTED, "some students live in restricted ZIP3 areas"
     assert any("-" in s["ZipCode"] for s in students), "some ZIP+4 codes"
-    from spanda_assets.lib.privacy.generalize import AGE_CAP, age_on
 
     today = dt.date.today()
     ages = [age_on(dt.date.fromisoformat(s["BirthDate"]), today) for s in students]
@@ -180,8 +180,6 @@ def test_importing_the_seed_package_reads_no_vocabulary() -> None:
 
 
 def test_restricted_places_are_the_safe_harbor_list() -> None:
-    from spanda_assets.lib.privacy.generalize import restricted_zip3
-
     words = vocabulary()
     assert {zip3 for _, _, zip3 in words.restricted_places} == restricted_zip3() == RESTRICTED
     assert not {zip3 for _, _, zip3 in words.open_places} & restricted_zip3()

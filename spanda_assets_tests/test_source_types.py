@@ -6,6 +6,7 @@ run stops with what to change in sources.yaml."""
 from __future__ import annotations
 
 import sqlite3
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,9 @@ import pyarrow as pa
 import pytest
 import yaml
 
+from spanda_assets.definitions import defs
+from spanda_assets.lib.lakehouse import load_table_or_none
+from spanda_assets.lib.validation.gold import _convert, target_type
 from spanda_assets_tests.test_privacy_e2e import expected_research_consent, run_all
 from spanda_assets_tests.test_validation_gold import _model_training_students, catalog
 
@@ -142,7 +146,6 @@ def test_dates_kept_as_text_stop_silver_with_the_setting_to_change(
     for part in ("silver.enrollments", "begin_date", "string", "date", "column_types"):
         assert part in message, message
     assert "kernel" not in message
-    from spanda_assets.lib.lakehouse import load_table_or_none
 
     assert load_table_or_none(catalog(), "silver", "enrollments") is None, "nothing written"
 
@@ -156,7 +159,6 @@ def test_dates_kept_as_text_stop_silver_with_the_setting_to_change(
     sources = tmp_path / "sources.yaml"
     sources.write_text(yaml.safe_dump(doc))
     monkeypatch.setenv("SPANDA_SOURCES_FILE", str(sources))
-    from spanda_assets.definitions import defs
 
     with dg.instance_for_test() as instance:
         job = defs().resolve_job_def("materialize_platform")
@@ -197,8 +199,6 @@ def test_dates_kept_as_text_stop_silver_with_the_setting_to_change(
 def test_text_values_are_read_or_named_never_raised(
     values: list[Any], kind: str, expected: list[Any], bad: list[bool]
 ) -> None:
-    from spanda_assets.lib.validation.gold import _convert, target_type
-
     column = pa.chunked_array([pa.array(values, pa.string())])
     out, mask = _convert(column, kind, target_type(kind, column.type))
     assert pa.chunked_array([out]).to_pylist() == expected
@@ -206,10 +206,6 @@ def test_text_values_are_read_or_named_never_raised(
 
 
 def test_floats_and_decimals_to_integers_mark_only_the_inexact_values() -> None:
-    from decimal import Decimal
-
-    from spanda_assets.lib.validation.gold import _convert
-
     floats = pa.chunked_array([[1.0, float("inf"), 1e20, 2.5, None]])
     out, mask = _convert(floats, "integer", pa.int64())
     assert pa.chunked_array([out]).to_pylist() == [1, None, None, None, None]

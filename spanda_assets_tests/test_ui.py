@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 from spanda_assets_tests.servers import free_port, stop_process_group, wait_for_port
 
@@ -83,8 +84,6 @@ def _dismiss_popups(page: object) -> None:
 @pytest.fixture
 def page() -> Iterator[Any]:
     """A page of a headless Chromium (the system's), closed after the test."""
-    from playwright.sync_api import sync_playwright
-
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,17 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 
+from spanda_assets.definitions import defs
+from spanda_assets.defs.validation.assets import build_gold_asset
 from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
-from spanda_assets_tests.test_privacy_e2e import expected_research_consent, run_all
+from spanda_assets.resources import LakehouseResource
+from spanda_assets_tests.conftest import append_batch, child, killed
+from spanda_assets_tests.test_privacy_e2e import (
+    _add_consent_event,
+    expected_research_consent,
+    run_all,
+    subject_of,
+)
 
 
 @pytest.fixture
@@ -91,8 +101,6 @@ def test_bad_rows_are_quarantined_then_released(demo_env: str) -> None:
 
 
 def test_gold_holds_only_model_training_consent(demo_env: str) -> None:
-    from spanda_assets_tests.test_privacy_e2e import subject_of
-
     with dg.instance_for_test() as instance:
         run_all(instance)
     allowed = {
@@ -137,7 +145,6 @@ def _published_keys(name: str, key: str) -> set[str]:
 def test_contract_checks_fail_with_observed_values_and_keys(
     demo_env: str, spanda_home: Path
 ) -> None:
-
     with dg.instance_for_test() as instance:
         run_all(instance)
     bad_key = _corrupt(
@@ -182,7 +189,6 @@ def test_contract_checks_fail_with_observed_values_and_keys(
 
 
 def test_duplicate_key_across_runs_fails_the_contract(demo_env: str) -> None:
-
     with dg.instance_for_test() as instance:
         run_all(instance)
     table = catalog().load_table(("gold", "validated_posts"))
@@ -202,9 +208,6 @@ def test_duplicate_key_across_runs_fails_the_contract(demo_env: str) -> None:
 def _run_checks(name: str) -> dict[str, Any]:
     """Materialize gold.<name> alone (nothing new from silver): its audits read what the
     audit branch holds that main lacks. Their evaluations by check name."""
-    from spanda_assets.defs.validation.assets import build_gold_asset
-    from spanda_assets.resources import LakehouseResource
-
     with dg.instance_for_test() as instance:
         result = dg.materialize(
             [build_gold_asset(name)],
@@ -233,8 +236,6 @@ def _quarantine(name: str) -> list[dict[str, Any]]:
 def assert_gold_consistent(url: str, name: str, source: str, key: str) -> None:
     """What an incremental history left equals what a rebuild from silver would hold:
     every consented silver row is in gold or in quarantine, never both, never twice."""
-    from spanda_assets_tests.test_privacy_e2e import subject_of
-
     allowed = {
         subject_of(s) for s in _model_training_students(url) & expected_research_consent(url)
     }
@@ -260,8 +261,6 @@ def _checked(result: dg.ExecuteInProcessResult, name: str) -> dict[str, int]:
 
 
 def test_gold_and_its_checks_read_only_new_rows(demo_env: str, spanda_home: Path) -> None:
-    from spanda_assets_tests.conftest import append_batch
-
     with dg.instance_for_test() as instance:
         result = run_all(instance)
         first = _gold_md(result, "validated_posts")
@@ -343,8 +342,6 @@ def test_post_with_unknown_course_is_released_when_the_course_arrives(demo_env: 
 
 
 def test_model_training_withdrawal_leaves_gold_but_not_silver(demo_env: str) -> None:
-    from spanda_assets_tests.test_privacy_e2e import _add_consent_event, subject_of
-
     both = sorted(_model_training_students(demo_env) & expected_research_consent(demo_env))
     with dg.instance_for_test() as instance:
         run_all(instance)
@@ -368,9 +365,6 @@ def test_killed_between_quarantine_and_gold_commits_recovers(
 ) -> None:
     """SIGKILL after the quarantine commit, before the gold commit: the retry releases the
     held post and quarantines the new one exactly once."""
-    from spanda_assets.definitions import defs
-    from spanda_assets_tests.conftest import child, killed
-
     both = sorted(_model_training_students(demo_env) & expected_research_consent(demo_env))
     _sql(
         demo_env,
@@ -411,10 +405,11 @@ def test_killed_between_quarantine_and_gold_commits_recovers(
 def test_gx_still_has_the_fingerprint_threshold() -> None:
     """contracts.run_gx switches GX's per-frame hash off through this module constant
     (docs/decisions/0023): an upgrade that drops it must be noticed."""
-    from great_expectations.execution_engine import pandas_execution_engine
+    from great_expectations.execution_engine import (  # noqa: PLC0415 (4 s at collection)
+        pandas_execution_engine,
+    )
 
     assert isinstance(pandas_execution_engine.HASH_THRESHOLD, int | float)
-    import inspect
 
     source = inspect.getsource(pandas_execution_engine.PandasExecutionEngine)
     assert "HASH_THRESHOLD" in source, "GX no longer reads the threshold: revisit 0023"

@@ -9,9 +9,14 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 import pytest
+from pyiceberg.io.pyarrow import _dataframe_to_data_files
 
 from spanda_assets.definitions import defs
 from spanda_assets.lib import writes
+from spanda_assets.lib.lakehouse import ensure_namespace
+from spanda_assets.lib.privacy.erasure import _register, derived_tables
+from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
+from spanda_assets.lib.privacy.subjects import did_of
 from spanda_assets_tests.conftest import (
     TABLES,
     append_batch,
@@ -19,7 +24,7 @@ from spanda_assets_tests.conftest import (
     child,
     killed,
 )
-from spanda_assets_tests.test_privacy_e2e import expected_research_consent, run_all
+from spanda_assets_tests.test_privacy_e2e import expected_research_consent, run_all, subject_of
 from spanda_assets_tests.test_validation_gold import assert_gold_consistent, catalog
 
 GOLD = (
@@ -45,9 +50,6 @@ def _keys(namespace: str, name: str, key: str) -> list[Any]:
 
 def assert_silver_posts_exact(url: str) -> None:
     """silver.forum_posts main holds each consenting student's bronze post exactly once."""
-    from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
-    from spanda_assets_tests.test_privacy_e2e import subject_of
-
     allowed = {subject_of(s) for s in expected_research_consent(url)}
     bronze = catalog().load_table(("bronze", "forum_posts")).scan().to_arrow()
     ps = Pseudonymizer(load_key())
@@ -121,8 +123,6 @@ def _compact(table: Any) -> None:
     """Rewrite every live data file into one, in one snapshot that removes the old files
     and adds the new one (what an engine's compaction commits), carrying none of our
     markers."""
-    from pyiceberg.io.pyarrow import _dataframe_to_data_files
-
     rows = table.scan().to_arrow()
     tasks = list(table.scan().plan_files())
     with table.transaction() as tx, tx.update_snapshot().overwrite() as rewrite:
@@ -147,8 +147,6 @@ def _compact_and_expire(table: Any) -> None:
 
 
 def test_every_stage_survives_expiry_and_compaction(demo_env: str, spanda_home: Path) -> None:
-    from spanda_assets.lib.privacy.erasure import derived_tables
-
     with dg.instance_for_test() as instance:
         run_all(instance)
     lake = catalog()
@@ -174,8 +172,6 @@ def test_every_stage_survives_expiry_and_compaction(demo_env: str, spanda_home: 
 
 
 def test_the_audit_branch_follows_main_when_main_moves_on_its_own(catalog: Any) -> None:
-    from spanda_assets.lib.lakehouse import ensure_namespace
-
     ensure_namespace(catalog, "silver")
     schema = pa.schema([pa.field("k", pa.string(), nullable=False), pa.field("v", pa.int64())])
     table = catalog.create_table(("silver", "t"), schema=schema)
@@ -206,8 +202,6 @@ def test_the_audit_branch_follows_main_when_main_moves_on_its_own(catalog: Any) 
 
 
 def _tiny_wap_table(catalog: Any, name: str) -> Any:
-    from spanda_assets.lib.lakehouse import ensure_namespace
-
     ensure_namespace(catalog, "silver")
     schema = pa.schema([pa.field("k", pa.string(), nullable=False), pa.field("v", pa.int64())])
     table = catalog.create_table(("silver", name), schema=schema)
@@ -255,10 +249,6 @@ def test_publish_refuses_when_an_erasure_lands_during_the_audit(catalog: Any) ->
 
 def test_the_erasure_register_is_read_by_every_run(demo_env: str, spanda_home: Path) -> None:
     """A request registered after a run loaded consent still keeps the student out."""
-    from spanda_assets.lib.privacy.erasure import _register
-    from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
-    from spanda_assets_tests.test_privacy_e2e import subject_of
-
     with dg.instance_for_test() as instance:
         run_all(instance)
     posts = catalog().load_table(("silver", "forum_posts")).scan().to_arrow()
@@ -266,7 +256,6 @@ def test_the_erasure_register_is_read_by_every_run(demo_env: str, spanda_home: P
     bronze = catalog().load_table(("bronze", "forum_posts")).scan().to_arrow()
     student = next(s for s in bronze["student_id"].to_pylist() if subject_of(s) == subject)
     # Registered only: no rows deleted by hand. The next runs must apply it themselves.
-    from spanda_assets.lib.privacy.subjects import did_of
 
     did = did_of(catalog(), student)
     _register(catalog(), student, Pseudonymizer(load_key()).subject_id(did), "test")

@@ -127,5 +127,7 @@ def outcome_events(
     )
 
 
-def audit_spec(key: dg.AssetKey, name: str, description: str, blocking: bool = True) -> Any:
+def audit_spec(
+    key: dg.AssetKey, name: str, description: str, blocking: bool = True
+) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(name, asset=key, blocking=blocking, description=description)

@@ -15,6 +15,7 @@ float -> double, decimal(P,S) -> decimal(P',S) with P' > P):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 from spanda_assets.lib.errors import SchemaIncompatibleError, SourceTableError
+from spanda_assets.lib.naming import snake_case
 
 # Decimal with no declared precision (SQLite NUMERIC, PostgreSQL numeric).
 UNBOUNDED_DECIMAL = pa.decimal128(38, 9)
@@ -240,8 +242,6 @@ def type_name(t: pa.DataType) -> str:
 
 def parse_type_name(name: str) -> pa.DataType:
     """A `column_types` entry of sources.yaml as an Arrow type."""
-    import re
-
     simple = {
         "string": pa.string(),
         "int32": pa.int32(),
@@ -271,8 +271,6 @@ def reflected_schema(
 
     `column_types` (from sources.yaml) overrides the type the SQL declaration gives.
     """
-    from spanda_assets.lib.sources import snake_case
-
     declared = column_types or {}
     unknown = set(declared) - {c.name for c in table.columns}
     if unknown:

@@ -21,9 +21,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+from pyiceberg.expressions import AlwaysTrue
+from pyiceberg.io.pyarrow import ArrowScan
+from pyiceberg.manifest import ManifestEntryStatus
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
+    from pyiceberg.table.snapshots import Snapshot
 
 
 @dataclass
@@ -85,14 +89,12 @@ def new_files(table: Table, after_sequence: int) -> NewFiles:
     return out
 
 
-def _rewrote_unprocessed(table: Table, snap: Any, after_sequence: int) -> bool:
+def _rewrote_unprocessed(table: Table, snap: Snapshot | None, after_sequence: int) -> bool:
     """Did snapshot `snap` remove a data file added after `after_sequence`?
 
     Its own manifests list the files it removed, with their original sequence
     numbers. An expired snapshot cannot tell: its files count as unprocessed.
     """
-    from pyiceberg.manifest import ManifestEntryStatus
-
     if snap is None:
         return True
     for manifest in snap.manifests(table.io):
@@ -113,9 +115,6 @@ def read_files(
     selected_fields: tuple[str, ...] = ("*",),
 ) -> Iterator[pa.RecordBatch]:
     """The rows of `tasks` (data files of `table`), in batches of at most `batch_rows`."""
-    from pyiceberg.expressions import AlwaysTrue
-    from pyiceberg.io.pyarrow import ArrowScan
-
     if not tasks:
         return
     scan = table.scan(selected_fields=selected_fields)

@@ -27,23 +27,13 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from spanda_assets.lib.arrow_types import parse_type_name
 from spanda_assets.lib.errors import ConfigError
+from spanda_assets.lib.naming import snake_case
 from spanda_assets.settings import ENV_SOURCES_FILE
 
 Mode = Literal["append", "upsert"]
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-
-
-def snake_case(name: str) -> str:
-    """`ForumPosts` -> `forum_posts`, `StudentID` -> `student_id`, `LastLoginIP` -> `last_login_ip`.
-
-    Lakehouse engines (Trino, Dremio, Spark) fold or quote mixed-case names
-    differently; snake_case reads the same in all of them.
-    """
-    s = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
-    s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s)
-    s = re.sub(r"[^0-9a-zA-Z]+", "_", s)
-    return s.strip("_").lower()
 
 
 @dataclass(frozen=True)
@@ -108,8 +98,6 @@ def _stringify_map(value: Any) -> Any:
 
 
 def _check_type_name(value: str) -> str:
-    from spanda_assets.lib.arrow_types import parse_type_name
-
     try:
         parse_type_name(value)
     except ValueError as exc:

@@ -13,12 +13,17 @@ observation on the asset concerned) until they go through.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
+from dagster._core.storage.asset_check_execution_record import (
+    AssetCheckExecutionRecordStatus,
+)
 
 from spanda_assets import settings
 from spanda_assets.lib import alerts as lib
@@ -80,10 +85,6 @@ def _plain(metadata: Any) -> dict[str, Any]:
 def check_alerts(
     instance: dg.DagsterInstance, check_keys: list[Any], state: AlertState
 ) -> list[lib.Alert]:
-    from dagster._core.storage.asset_check_execution_record import (
-        AssetCheckExecutionRecordStatus,
-    )
-
     out: list[lib.Alert] = []
     latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys)
     for key, record in latest.items():
@@ -136,8 +137,6 @@ def _failed_only_by_checks(instance: dg.DagsterInstance, run_id: str) -> bool:
 
 
 def run_alerts(instance: dg.DagsterInstance, state: AlertState, now: float) -> list[lib.Alert]:
-    import datetime as dt
-
     if state.runs_after is None:  # first tick: history is not news
         state.runs_after = now
         return []
@@ -234,8 +233,6 @@ def freshness_alerts(
 def spanda_alerts(
     context: dg.SensorEvaluationContext, alerts: AlertDestinationsResource
 ) -> dg.SensorResult:
-    import time
-
     state = AlertState.from_cursor(context.cursor)
     graph = context.repository_def.asset_graph  # type: ignore[union-attr]
     instance = context.instance

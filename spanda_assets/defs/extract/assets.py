@@ -4,6 +4,7 @@ The assets are generated from the YAML, so adding a source table adds an asset,
 and the schedule and sensor pick it up without code changes.
 """
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -39,8 +40,6 @@ def pool_name(source: SourceTable) -> str:
 
 def column_schema(table: "Table") -> dg.TableSchema:
     """Iceberg columns with the source column each one comes from."""
-    import json
-
     origin = json.loads(table.properties.get("spanda.column-map", "{}"))
     source = table.properties.get("spanda.source-table", "")
     return dg.TableSchema(

@@ -14,6 +14,7 @@ from typing import Any
 
 import dagster as dg
 
+from spanda_assets import settings
 from spanda_assets.defs.privacy.assets import silver_pool, silver_sources
 from spanda_assets.defs.validation.assets import GOLD_POOL
 from spanda_assets.resources import LakehouseResource
@@ -44,7 +45,6 @@ def _build_op(name: str, pool: str, tables: list[tuple[str, str]] | None) -> dg.
 
     @dg.op(name=name, pool=pool, tags={"spanda/maintenance": "expiry"})
     def _expire(context: dg.OpExecutionContext, lakehouse: LakehouseResource) -> dict[str, Any]:
-        from spanda_assets import settings
         from spanda_assets.lib.lakehouse import load_table_or_none
         from spanda_assets.lib.privacy.erasure import derived_tables
         from spanda_assets.lib.writes import expire

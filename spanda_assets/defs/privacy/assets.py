@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from spanda_assets.defs.automation.policies import SILVER_FRESHNESS, stage_automation
-from spanda_assets.defs.publishing import Audit, audit_spec, outcome_events, write_audit_publish
+from spanda_assets.defs.extract.assets import table_metadata
+from spanda_assets.defs.publishing import (
+    Audit,
+    AuditFn,
+    audit_spec,
+    outcome_events,
+    write_audit_publish,
+)
 from spanda_assets.lib.sources import SourceTable, load_sources
 from spanda_assets.resources import LakehouseResource
 
@@ -22,6 +29,7 @@ if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
 
     from spanda_assets.lib.privacy.policy import TablePolicy
+    from spanda_assets.lib.privacy.scrub import Roster
     from spanda_assets.lib.writes import Pending
 
 PRIVACY_GROUP = "privacy"
@@ -50,7 +58,7 @@ def silver_pool(name: str) -> str:
     return f"silver_{name}"
 
 
-def residual_audit(catalog: "Catalog", key: str) -> Any:
+def residual_audit(catalog: "Catalog", key: str) -> AuditFn:
     """The residual-PII scan as an audit of what a silver table has not published yet."""
 
     def audit(pending: "Pending") -> Audit:
@@ -192,7 +200,6 @@ def build_silver_asset(source: SourceTable) -> dg.AssetsDefinition:
         ),
     )
     def _silver(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> Iterator[Any]:
-        from spanda_assets.defs.extract.assets import table_metadata
         from spanda_assets.lib.privacy.consent import active_students, load_consent
         from spanda_assets.lib.privacy.identifiers import load_site_patterns
         from spanda_assets.lib.privacy.policy import policy_for
@@ -258,7 +265,7 @@ def build_silver_asset(source: SourceTable) -> dg.AssetsDefinition:
     return _silver
 
 
-def _roster(catalog: "Catalog") -> Any:
+def _roster(catalog: "Catalog") -> "Roster":
     """Names of students and instructors, for scrubbing free text (read in the restricted zone)."""
     from spanda_assets.lib.privacy.people import known_people
     from spanda_assets.lib.privacy.scrub import Roster

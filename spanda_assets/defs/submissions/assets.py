@@ -14,7 +14,7 @@ from typing import Any
 import dagster as dg
 
 from spanda_assets import settings
-from spanda_assets.defs.publishing import Audit, audit_spec, outcome_events
+from spanda_assets.defs.publishing import Audit, Outcome, audit_spec, outcome_events
 from spanda_assets.resources import LakehouseResource
 
 SUBMISSIONS = dg.DynamicPartitionsDefinition(name="submissions")
@@ -151,7 +151,6 @@ def ingested(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) ->
 
 def _publish_all(staged: list[Any], report: Any) -> Any:
     """Publish every staged table of the submission, or none (their audit is one)."""
-    from spanda_assets.defs.publishing import Outcome
     from spanda_assets.lib.writes import Published, publish
 
     audit = Audit(

@@ -7,16 +7,22 @@ main lacks, and main moves only when the blocking ones passed.
 """
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from spanda_assets import settings
 from spanda_assets.defs.automation.policies import GOLD_FRESHNESS, stage_automation
+from spanda_assets.defs.extract.assets import table_metadata
 from spanda_assets.defs.privacy.assets import CONSENT_RECORDS_KEY, silver_key
 from spanda_assets.defs.publishing import audit_spec, outcome_events, write_audit_publish
 from spanda_assets.defs.validation.checks import CHECK_DESCRIPTIONS, CHECK_NAMES, contract_audits
 from spanda_assets.resources import LakehouseResource
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+
+    from spanda_assets.lib.validation.publish import GoldConsent
 
 GOLD_GROUP = "gold"
 OWNERS = ["team:data-quality"]
@@ -28,7 +34,7 @@ def gold_key(name: str) -> dg.AssetKey:
     return dg.AssetKey(["gold", name])
 
 
-def gold_consent(catalog: Any, purpose: str, silver_purpose: str) -> Any:
+def gold_consent(catalog: "Catalog", purpose: str, silver_purpose: str) -> "GoldConsent":
     """Who may be in gold: consent for `purpose` and for the silver table's own purpose
     (a research withdrawal erases silver rows; gold follows)."""
     from spanda_assets.lib.privacy.consent import active_students, load_consent
@@ -94,7 +100,6 @@ def build_gold_asset(name: str) -> dg.AssetsDefinition:
         ),
     )
     def _gold(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> Iterator[Any]:
-        from spanda_assets.defs.extract.assets import table_metadata
         from spanda_assets.lib.privacy.policy import policy_for
         from spanda_assets.lib.sources import load_sources
         from spanda_assets.lib.validation import history

@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from spanda_assets import settings
-from spanda_assets.defs.publishing import Audit
+from spanda_assets.defs.publishing import Audit, AuditFn
 
 if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+
     from spanda_assets.lib.writes import Pending
 
 CHECK_NAMES = ("pandera_contract", "gx_gates", "gx_soft_signals")
@@ -35,7 +37,7 @@ CHECK_DESCRIPTIONS = {
 }
 
 
-def _history_metadata(catalog: Any, table: str, check: str) -> dict[str, Any]:
+def _history_metadata(catalog: "Catalog", table: str, check: str) -> dict[str, Any]:
     from spanda_assets.lib.validation import history
 
     rows = history.recent(catalog, table, check)
@@ -57,7 +59,7 @@ def _scope_metadata(scope: Any) -> dict[str, Any]:
     }
 
 
-def contract_audits(catalog: Any, name: str) -> list[Any]:
+def contract_audits(catalog: "Catalog", name: str) -> list[AuditFn]:
     """The audits of gold.<name>: Pandera, then one GX run for gates and soft signals."""
     from spanda_assets.lib.validation.gold import SPECS
 

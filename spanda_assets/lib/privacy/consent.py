@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from spanda_assets.lib.privacy.erasure import erased_students
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -118,10 +121,6 @@ def load_consent(
     student in the erasure register (bronze.erasure_requests) has no consent
     left, whatever their events say, and their events are not records any more.
     """
-    import pyarrow.compute as pc
-
-    from spanda_assets.lib.privacy.erasure import erased_students
-
     events = catalog.load_table(("bronze", "consent_events")).scan().to_arrow()
     erased = erased_students(catalog)
     if erased:

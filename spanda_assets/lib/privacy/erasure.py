@@ -27,11 +27,16 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+from pyiceberg.exceptions import CommitFailedException, NoSuchNamespaceError
 
+from spanda_assets.lib import writes
 from spanda_assets.lib.errors import SpandaError
+from spanda_assets.lib.lakehouse import ensure_namespace, load_table_or_none
+from spanda_assets.lib.privacy.subjects import did_of
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
+    from pyiceberg.expressions import BooleanExpression
     from pyiceberg.table import Table
 
     from spanda_assets.lib.privacy.pseudonym import Pseudonymizer
@@ -61,8 +66,6 @@ class Register:
 
 
 def read_register(catalog: Catalog) -> Register:
-    from spanda_assets.lib.lakehouse import load_table_or_none
-
     table = load_table_or_none(catalog, *REGISTER)
     if table is None or table.current_snapshot() is None:
         return Register()
@@ -81,8 +84,6 @@ def erased_students(catalog: Catalog) -> set[int]:
 
 def derived_tables(catalog: Catalog, namespaces: tuple[str, ...] = DERIVED) -> list[Table]:
     """Every table past bronze (the namespaces that exist)."""
-    from pyiceberg.exceptions import NoSuchNamespaceError
-
     out: list[Table] = []
     for ns in namespaces:
         try:
@@ -129,8 +130,6 @@ class Receipt:
 
 
 def _register(catalog: Catalog, student_id: int, subject_id: str, reason: str) -> Receipt:
-    from spanda_assets.lib.lakehouse import ensure_namespace
-
     ensure_namespace(catalog, "bronze")
     table = catalog.create_table_if_not_exists(REGISTER, schema=REGISTER_SCHEMA)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -159,9 +158,6 @@ def erase_student(
     orphan_grace: dt.timedelta = dt.timedelta(hours=1),
 ) -> Receipt:
     """Erase every silver and gold row of a student now, with the history that held them."""
-    from spanda_assets.lib import writes
-    from spanda_assets.lib.privacy.subjects import did_of
-
     subject = pseudonymizer.subject_id(did_of(catalog, student_id))
     receipt = _register(catalog, student_id, subject, reason)
     match = writes.in_filter("subject_id", [subject])
@@ -178,15 +174,15 @@ def erase_student(
 
 
 def _erase_table(
-    catalog: Catalog, table: Table, match: Any, receipt: Receipt, orphan_grace: dt.timedelta
+    catalog: Catalog,
+    table: Table,
+    match: BooleanExpression,
+    receipt: Receipt,
+    orphan_grace: dt.timedelta,
 ) -> None:
     """One table: rows off main (and the audit branch), history expired, files deleted.
     A commit refused because a pipeline run wrote the table at that moment is tried
     again on the table as that run left it (every step is idempotent)."""
-    from pyiceberg.exceptions import CommitFailedException
-
-    from spanda_assets.lib import writes
-
     name = ".".join(table.name()[-2:])
     for attempt in range(5):
         try:
@@ -210,7 +206,7 @@ def _erase_table(
     receipt.rows_remaining += _remaining(table, match)
 
 
-def _remaining(table: Table, match: Any) -> int:
+def _remaining(table: Table, match: BooleanExpression) -> int:
     """Rows of the subject that any snapshot still left in the table can read."""
     total = 0
     for snap in table.snapshots():
@@ -235,8 +231,6 @@ def expire_history(
 ) -> Maintenance:
     """Expire, on every table past bronze, the snapshots older than `retention` and delete
     the files nothing needs any more: an erased row leaves storage within the retention."""
-    from spanda_assets.lib import writes
-
     cutoff = dt.datetime.now(dt.UTC) - retention
     out = Maintenance()
     for table in derived_tables(catalog):

@@ -29,6 +29,7 @@ import re2
 import yaml
 
 from spanda_assets.lib.errors import ConfigError
+from spanda_assets.lib.privacy.scrub import PLACEHOLDERS
 
 ENV_IDENTIFIER_PATTERNS = "SPANDA_IDENTIFIER_PATTERNS"
 
@@ -60,8 +61,6 @@ class SitePatterns:
 
 
 def parse(text: str, origin: str) -> SitePatterns:
-    from spanda_assets.lib.privacy.scrub import PLACEHOLDERS
-
     doc = yaml.safe_load(text) or {}
     entries = doc.get("identifiers") if isinstance(doc, dict) else None
     if not isinstance(entries, list):

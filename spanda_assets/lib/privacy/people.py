@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from spanda_assets.lib.lakehouse import load_table_or_none
+
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
 
@@ -22,8 +24,6 @@ class KnownPeople:
 
 def known_people(catalog: Catalog) -> KnownPeople:
     """Students' and instructors' full names and emails (bronze tables that exist)."""
-    from spanda_assets.lib.lakehouse import load_table_or_none
-
     names: list[str] = []
     emails: list[str] = []
     students = load_table_or_none(catalog, "bronze", "students")

@@ -7,6 +7,7 @@ error naming the table and column. Silence would let a new source column (a
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -70,8 +71,6 @@ class TablePolicy:
 
     def fingerprint(self) -> str:
         """Identity of the table's column rules."""
-        import hashlib
-
         doc = [self.table, self.purpose, self.key]
         doc += [f"{r.name}:{r.category}:{r.action}" for r in self.columns.values()]
         return hashlib.sha256("|".join(doc).encode()).hexdigest()[:16]

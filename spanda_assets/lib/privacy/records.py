@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from spanda_assets.lib.privacy.consent import ConsentState, record
 from spanda_assets.lib.privacy.pseudonym import Pseudonymizer
+from spanda_assets.lib.writes import AUDIT, NO_RETRY, open_audit, replace_all
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -47,8 +48,6 @@ class StagedRecords:
 
 
 def _stage(catalog: Catalog, name: str, rows: pa.Table) -> Table:
-    from spanda_assets.lib.writes import AUDIT, NO_RETRY, open_audit, replace_all
-
     table = catalog.create_table_if_not_exists(
         ("silver", name), schema=rows.schema, properties={NO_RETRY: "0"}
     )

@@ -12,12 +12,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from spanda_assets.lib.incremental import read_files
+from spanda_assets.lib.privacy.identifiers import load_site_patterns
+from spanda_assets.lib.privacy.people import known_people
+from spanda_assets.lib.writes import unpublished_files
+
 if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+
     from spanda_assets.lib.writes import Pending
 
 # Column names that must never appear in a de-identified table.
@@ -131,13 +138,10 @@ class ResidualScanner:
                 )
 
 
-def scanner_for(catalog: Any) -> ResidualScanner:
+def scanner_for(catalog: Catalog) -> ResidualScanner:
     """A scanner that also knows every student's and instructor's full name and email,
     read in the restricted zone, for exact matching, and the institution's own
     identifier formats (SPANDA_IDENTIFIER_PATTERNS)."""
-    from spanda_assets.lib.privacy.identifiers import load_site_patterns
-    from spanda_assets.lib.privacy.people import known_people
-
     people = known_people(catalog)
     return ResidualScanner(
         full_names=people.full_names,
@@ -155,9 +159,6 @@ def scan_pending(
 ) -> ScanReport:
     """Scan every row the audit branch holds that main lacks (whole new files), and the
     schema for identifying columns: the cost follows the unpublished rows, not the table."""
-    from spanda_assets.lib.incremental import read_files
-    from spanda_assets.lib.writes import unpublished_files
-
     report = report if report is not None else ScanReport()
     tasks = unpublished_files(pending.view, pending.after_sequence)
     for batch in read_files(pending.view, tasks, batch_rows):

@@ -32,15 +32,19 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyiceberg.expressions import And, GreaterThan, LessThanOrEqual, Reference
 
-from spanda_assets.lib import faults
+from spanda_assets.lib import faults, writes
+from spanda_assets.lib.arrow_types import normalize, type_name
 from spanda_assets.lib.errors import SpandaError
 from spanda_assets.lib.incremental import new_files, read_files
+from spanda_assets.lib.lakehouse import ensure_namespace, load_table_or_none
 from spanda_assets.lib.privacy import generalize
 from spanda_assets.lib.privacy.erasure import read_register
 from spanda_assets.lib.privacy.policy import TablePolicy
 from spanda_assets.lib.privacy.pseudonym import Pseudonymizer
 from spanda_assets.lib.privacy.scrub import Roster, scrub
+from spanda_assets.lib.writes import AUDIT, MAIN, in_filter
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -146,7 +150,6 @@ def _needs_date(col: pa.Array | pa.ChunkedArray, table: str, name: str, action: 
     t = col.type
     if pa.types.is_date(t) or pa.types.is_timestamp(t) or pa.types.is_null(t):
         return
-    from spanda_assets.lib.arrow_types import type_name
 
     raise SpandaError(
         f"silver.{table}: column {name} of bronze.{table} is {type_name(t)}, but its policy action "
@@ -182,8 +185,6 @@ def _consented(batch: pa.Table, column: str | None, active: set[int] | None) -> 
 
 
 def _bronze_rows_of(bronze: Table, column: str, students: set[int]) -> pa.Table:
-    from spanda_assets.lib.writes import in_filter
-
     return bronze.scan(row_filter=in_filter(column, students)).to_arrow()
 
 
@@ -203,10 +204,6 @@ def stage_silver(
     """Bring silver.<table>'s audit branch up to date with bronze.<table>, and erase
     withdrawn students from main. Idempotent, crash-safe. Publishing is the caller's
     step, after the audit (lib/writes.publish)."""
-    from spanda_assets.lib import writes
-    from spanda_assets.lib.lakehouse import ensure_namespace, load_table_or_none
-    from spanda_assets.lib.writes import AUDIT, MAIN, in_filter
-
     policy = inputs.policy
     result = SilverResult(table=f"silver.{policy.table}")
     bronze_arrow = bronze.schema().as_arrow()
@@ -400,8 +397,6 @@ def _years_before(day: dt.date, years: int) -> dt.date:
 def _turned_90(bronze: Table, column: str, since: dt.date, on: dt.date) -> pa.Table:
     """Bronze rows of people over 89 on `on` who were not yet on `since` (a day's margin:
     the transform decides exactly, and an unchanged row merges as a no-op)."""
-    from pyiceberg.expressions import And, GreaterThan, LessThanOrEqual, Reference
-
     lo = _years_before(since, generalize.AGE_CAP + 1) - dt.timedelta(days=1)
     hi = _years_before(on, generalize.AGE_CAP + 1) + dt.timedelta(days=1)
     ref = Reference(column)
@@ -413,8 +408,6 @@ def _turned_90(bronze: Table, column: str, since: dt.date, on: dt.date) -> pa.Ta
 def _evolve(silver: Table, target: pa.Schema) -> bool:
     """Bring silver's schema to `target` in place (columns added or dropped); False if a
     column changed type, which Iceberg cannot evolve to every type."""
-    from spanda_assets.lib.arrow_types import normalize
-
     have = {f.name: normalize(f.type) for f in silver.schema().as_arrow()}
     want = {f.name: normalize(f.type) for f in target}
     if any(n in want and want[n] != t for n, t in have.items()):
@@ -431,8 +424,6 @@ def _evolve(silver: Table, target: pa.Schema) -> bool:
 
 
 def _schema_changed(silver: Table, target: pa.Schema) -> bool:
-    from spanda_assets.lib.arrow_types import normalize
-
     have = {f.name: normalize(f.type) for f in silver.schema().as_arrow()}
     want = {f.name: normalize(f.type) for f in target}
     return have != want

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from spanda_assets.lib.errors import SpandaError
+from spanda_assets.lib.lakehouse import load_table_or_none
 from spanda_assets.lib.privacy.did import Wallet
 from spanda_assets.lib.privacy.pseudonym import Pseudonymizer
+from spanda_assets.lib.writes import eq_filter
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -31,8 +33,6 @@ SCHEMA = pa.schema(
 
 def register_subjects(catalog: Catalog, wallet: Wallet) -> tuple[int, int]:
     """Give every student in bronze.students a DID; returns (new, total)."""
-    from spanda_assets.lib.lakehouse import load_table_or_none
-
     students = load_table_or_none(catalog, "bronze", "students")
     if students is None:
         raise SpandaError("bronze.students does not exist yet: materialize bronze/students first")
@@ -68,8 +68,6 @@ def register_subjects(catalog: Catalog, wallet: Wallet) -> tuple[int, int]:
 
 def subject_ids(catalog: Catalog, pseudonymizer: Pseudonymizer) -> dict[int, str]:
     """student_id -> subject_id (keyed pseudonym of the student's DID)."""
-    from spanda_assets.lib.lakehouse import load_table_or_none
-
     registry = load_table_or_none(catalog, *SUBJECTS)
     if registry is None:
         raise SpandaError(
@@ -83,9 +81,6 @@ def subject_ids(catalog: Catalog, pseudonymizer: Pseudonymizer) -> dict[int, str
 
 
 def did_of(catalog: Catalog, student_id: int) -> str:
-    from spanda_assets.lib.lakehouse import load_table_or_none
-    from spanda_assets.lib.writes import eq_filter
-
     registry = load_table_or_none(catalog, *SUBJECTS)
     if registry is None:
         raise SpandaError("bronze.data_subjects does not exist yet")

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import yaml  # here, not at the top: importing the seed package reads no YAML
+
 DATA_FILES = ("places", "school", "posts")
 
 Place = tuple[str, str, str]  # (city, state, ZIP3)
@@ -54,8 +56,6 @@ class Vocabulary:
 
 def read_data_file(name: str) -> dict[str, Any]:
     """One packaged vocabulary file as parsed YAML (a mapping of list name to list)."""
-    import yaml  # here, not at the top: importing the seed package reads no YAML
-
     path = resources.files("spanda_assets").joinpath(f"schemas/seed/{name}.yaml")
     data = yaml.safe_load(path.read_text("utf-8"))
     if not isinstance(data, dict):

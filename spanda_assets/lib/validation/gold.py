@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from spanda_assets.lib.arrow_types import type_name
+
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
@@ -195,7 +197,6 @@ def coerce(
             continue
         converted, bad = _convert(values, kind, target)
         rows = rows.set_column(rows.column_names.index(column), column, converted)
-        from spanda_assets.lib.arrow_types import type_name
 
         reasons = [
             f"{column} {v!r} is not {_KIND_WORDS[kind]} (found {type_name(values.type)}, "

@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from spanda_assets.lib.lakehouse import ensure_namespace, load_table_or_none
+from spanda_assets.lib.writes import eq_filter, row_count, sequence
+
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
@@ -51,8 +54,6 @@ class Scope:
 
 
 def _table(catalog: Catalog) -> Table:
-    from spanda_assets.lib.lakehouse import ensure_namespace
-
     ensure_namespace(catalog, "gold")
     t = catalog.create_table_if_not_exists(HISTORY, schema=SCHEMA)
     if "through_sequence" not in t.schema().column_names:  # written by an older version
@@ -64,8 +65,6 @@ def _table(catalog: Catalog) -> Table:
 def scope(pending: Pending) -> Scope:
     """Rows to validate: those on the audit branch that main lacks (everything since the
     last passing audit, as main moves only when the audit passes)."""
-    from spanda_assets.lib.writes import row_count, sequence
-
     view = pending.view
     return Scope(
         str(view.metadata.table_uuid),
@@ -110,9 +109,6 @@ def record(
 def recent(
     catalog: Catalog, table: str, check: str, last: int = 30, passed_only: bool = False
 ) -> pa.Table:
-    from spanda_assets.lib.lakehouse import load_table_or_none
-    from spanda_assets.lib.writes import eq_filter
-
     t = load_table_or_none(catalog, *HISTORY)
     if t is None or "through_sequence" not in t.schema().column_names:
         return SCHEMA.empty_table()

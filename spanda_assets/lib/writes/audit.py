@@ -6,6 +6,11 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pyiceberg.catalog.noop import NoopCatalog
+from pyiceberg.table import StaticTable
+from pyiceberg.table.refs import SnapshotRef, SnapshotRefType
+from pyiceberg.table.update.snapshot import ManageSnapshots
+
 from spanda_assets.lib import faults
 from spanda_assets.lib.writes.rows import AUDIT, MAIN, snapshot_rows, table_name
 from spanda_assets.lib.writes.state import state_property
@@ -75,8 +80,6 @@ def open_audit(table: Table) -> bool:
 def reset_audit(table: Table) -> bool:
     """Point the audit branch at main, dropping its unpublished commits (they are
     re-derived from main's position by the next run). False if main has no snapshot."""
-    from pyiceberg.table.update.snapshot import ManageSnapshots
-
     main = head(table, MAIN)
     if main is None:
         return False
@@ -98,10 +101,6 @@ def audit_view(table: Table) -> Table:
     Checks and scans written for "the table" read the staged data through it
     unchanged. Commits through it fail: it is a static table.
     """
-    from pyiceberg.catalog.noop import NoopCatalog
-    from pyiceberg.table import StaticTable
-    from pyiceberg.table.refs import SnapshotRef, SnapshotRefType
-
     audit = head(table, AUDIT)
     if audit is None:
         return table
@@ -192,8 +191,6 @@ def publish(table: Table, audited: int | None = None) -> Published:
     audit), nothing is published: publishing would undo the erasure or publish
     unaudited rows. The commit itself asserts that main is still where it was.
     """
-    from pyiceberg.table.update.snapshot import ManageSnapshots
-
     table.refresh()
     main, audit = head(table, MAIN), head(table, AUDIT)
     before = main.snapshot_id if main is not None else None

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+import pyarrow.fs as pafs
+from pyiceberg.io.pyarrow import PyArrowFileIO
+
 from spanda_assets.lib.writes.rows import table_name
 
 if TYPE_CHECKING:
@@ -49,16 +52,12 @@ def _strip(uri: str) -> str:
 
 def _filesystem(table: Table) -> tuple[Any, str]:
     """The pyarrow filesystem under the table's location, and the location as its path."""
-    from pyiceberg.io.pyarrow import PyArrowFileIO
-
     location = table.location()
     parsed = urlparse(location)
     io = table.io
     if isinstance(io, PyArrowFileIO):
         fs = io.fs_by_scheme(parsed.scheme or "file", parsed.netloc)
     else:  # pragma: no cover - pyiceberg picks PyArrowFileIO for file:// and s3://
-        import pyarrow.fs as pafs
-
         fs, _ = pafs.FileSystem.from_uri(location)
     return fs, _strip(location)
 
@@ -77,8 +76,6 @@ def expire(
     before its commit, or one still in flight) are deleted only when older than
     `orphan_grace`, so a concurrent writer's files are never taken from under it.
     """
-    import pyarrow.fs as pafs
-
     result = Expired(table=table_name(table))
     before = _reachable(table)
     protected = {ref.snapshot_id for ref in table.metadata.refs.values()}

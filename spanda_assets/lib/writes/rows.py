@@ -8,10 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyiceberg.expressions import And, EqualTo, In, Or, Reference
+from pyiceberg.table import DataScan
 
 if TYPE_CHECKING:
     from pyiceberg.expressions import BooleanExpression
+    from pyiceberg.io import FileIO
     from pyiceberg.table import Table, Transaction
+    from pyiceberg.table.metadata import TableMetadata
     from pyiceberg.table.snapshots import Snapshot
 
 
@@ -58,21 +62,15 @@ def _iceberg_literal(value: Any) -> Any:
 
 def in_filter(column: str, values: Iterable[Any]) -> BooleanExpression:
     """`column IN values` as an Iceberg predicate (pyiceberg's stubs are stricter than it is)."""
-    from pyiceberg.expressions import In, Reference
-
     return In(term=Reference(column), values={_iceberg_literal(v) for v in values})
 
 
 def eq_filter(column: str, value: Any) -> BooleanExpression:
-    from pyiceberg.expressions import EqualTo, Reference
-
     return EqualTo(term=Reference(column), value=_iceberg_literal(value))
 
 
 def key_filter(rows: pa.Table, pk: list[str]) -> BooleanExpression:
     """An Iceberg predicate selecting exactly these rows' keys."""
-    from pyiceberg.expressions import And, Or
-
     if len(pk) == 1:
         return in_filter(pk[0], rows.column(pk[0]).to_pylist())
     clauses: list[BooleanExpression] = []
@@ -82,11 +80,9 @@ def key_filter(rows: pa.Table, pk: list[str]) -> BooleanExpression:
     return Or(*clauses) if len(clauses) > 1 else clauses[0]
 
 
-def _scan_at(metadata: Any, io: Any, branch: str, **kwargs: Any) -> Any:
+def _scan_at(metadata: TableMetadata, io: FileIO, branch: str, **kwargs: Any) -> DataScan:
     """A scan of `branch` of `metadata`, projected with the table's current schema (a scan
     pinned to a snapshot id would read that snapshot's schema, without columns added since)."""
-    from pyiceberg.table import DataScan
-
     snap = metadata.snapshot_by_name(branch)
     if branch != MAIN and snap is not None:
         metadata = metadata.model_copy(update={"current_snapshot_id": snap.snapshot_id})
@@ -95,12 +91,12 @@ def _scan_at(metadata: Any, io: Any, branch: str, **kwargs: Any) -> Any:
     return DataScan(table_metadata=metadata, io=io, **kwargs)
 
 
-def scan(table: Table, branch: str = MAIN, **kwargs: Any) -> Any:
+def scan(table: Table, branch: str = MAIN, **kwargs: Any) -> DataScan:
     """A scan of `branch` as committed (empty when the branch does not exist)."""
     return _scan_at(table.metadata, table.io, branch, **kwargs)
 
 
-def staged_scan(tx: Transaction, table: Table, branch: str = MAIN, **kwargs: Any) -> Any:
+def staged_scan(tx: Transaction, table: Table, branch: str = MAIN, **kwargs: Any) -> DataScan:
     """A scan of `branch` as transaction `tx` has staged it (its uncommitted snapshots
     included: their files are written when they are staged)."""
     return _scan_at(tx.table_metadata, table.io, branch, **kwargs)
@@ -175,7 +171,7 @@ def row_count(table: Table, branch: str = MAIN) -> int:
     return snapshot_rows(table.snapshot_by_name(branch))
 
 
-def replace_all(tx: Any, table: Table, rows: Any, branch: str = MAIN) -> None:
+def replace_all(tx: Transaction, table: Table, rows: pa.Table, branch: str = MAIN) -> None:
     """Replace a branch's rows inside a transaction (append when it is empty: an overwrite
     of an empty table only adds a no-op delete and a warning)."""
     if row_count(table, branch) == 0:
