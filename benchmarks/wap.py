@@ -31,6 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,42 @@ def _median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else 0.0
 
 
+def _top_post_id(db: Path) -> int:
+    con = sqlite3.connect(db)
+    top = int(con.execute('SELECT MAX(PostID) FROM "ForumPosts"').fetchone()[0])
+    con.close()
+    return top
+
+
+@dataclass
+class _Timings:
+    """Per increment: the write (t0-t1), the audits and publish (t1-t2), and the same checks
+    run after the fact as before write-audit-publish (t2-t3). With WAP a run costs write +
+    audit_publish; without it, write + check_after."""
+
+    write: list[float] = field(default_factory=list)
+    audit_publish: list[float] = field(default_factory=list)
+    check_after: list[float] = field(default_factory=list)
+
+    def add(self, t0: float, t1: float, t2: float, t3: float) -> None:
+        self.write.append(t1 - t0)
+        self.audit_publish.append(t2 - t1)
+        self.check_after.append(t3 - t2)
+
+    def summary(self, full: float, rows: int) -> dict[str, Any]:
+        on = [w + a for w, a in zip(self.write, self.audit_publish, strict=True)]
+        off = [w + c for w, c in zip(self.write, self.check_after, strict=True)]
+        return {
+            "full_seconds": full,
+            "rows": rows,
+            "on": _median(on),
+            "off": _median(off),
+            "write": _median(self.write),
+            "audit_publish": _median(self.audit_publish),
+            "check_after": _median(self.check_after),
+        }
+
+
 def silver_part(db: Path, work: Path, increments: int, new_rows: int) -> dict[str, Any]:
     """silver.forum_posts: scrub + consent + write, then the residual-PII audit."""
     catalog = _catalog(work)
@@ -149,12 +186,8 @@ def silver_part(db: Path, work: Path, increments: int, new_rows: int) -> dict[st
     silver = catalog.load_table(("silver", "forum_posts"))
     write_audit_publish(silver, [residual_audit(catalog, "post_id")])
     full = time.perf_counter() - start
-    con = sqlite3.connect(db)
-    top = int(con.execute('SELECT MAX(PostID) FROM "ForumPosts"').fetchone()[0])
-    con.close()
-    on: list[float] = []
-    off: list[float] = []
-    parts: dict[str, list[float]] = {"write": [], "audit_publish": [], "check_after": []}
+    top = _top_post_id(db)
+    timings = _Timings()
     try:
         for i in range(increments):
             _add_posts(db, new_rows, offset=i * new_rows)
@@ -174,21 +207,10 @@ def silver_part(db: Path, work: Path, increments: int, new_rows: int) -> dict[st
             scanner = ResidualScanner()
             for batch in rows_added_after(silver, before, 100_000):
                 scanner.scan(pa.Table.from_batches([batch]), "post_id", report)
-            t3 = time.perf_counter()
-            on.append((t1 - t0) + (t2 - t1))
-            off.append((t1 - t0) + (t3 - t2))
-            parts["write"].append(t1 - t0)
-            parts["audit_publish"].append(t2 - t1)
-            parts["check_after"].append(t3 - t2)
+            timings.add(t0, t1, t2, time.perf_counter())
     finally:
         _restore(db, top)
-    return {
-        "full_seconds": full,
-        "rows": writes.row_count(catalog.load_table(("silver", "forum_posts"))),
-        "on": _median(on),
-        "off": _median(off),
-        **{k: _median(v) for k, v in parts.items()},
-    }
+    return timings.summary(full, writes.row_count(catalog.load_table(("silver", "forum_posts"))))
 
 
 def gold_part(db: Path, work: Path, increments: int, new_rows: int) -> dict[str, Any]:
@@ -215,13 +237,8 @@ def gold_part(db: Path, work: Path, increments: int, new_rows: int) -> dict[str,
     assert first.passed, [a.failing for a in first.audits if not a.passed]
     full = time.perf_counter() - start
     inputs = _silver_inputs(db)
-    con = sqlite3.connect(db)
-    top = int(con.execute('SELECT MAX(PostID) FROM "ForumPosts"').fetchone()[0])
-    con.close()
-    on: list[float] = []
-    off: list[float] = []
-    parts: dict[str, list[float]] = {"write": [], "audit_publish": [], "check_after": []}
-
+    top = _top_post_id(db)
+    timings = _Timings()
     try:
         for i in range(increments):
             _add_posts(db, new_rows, offset=10_000 + i * new_rows)
@@ -242,21 +259,10 @@ def gold_part(db: Path, work: Path, increments: int, new_rows: int) -> dict[str,
             run_pandera("validated_posts", gold, {"course_id": courses}, "post_id", before)
             frame = gx_frame(gold, load_suite("validated_posts")["columns"], before)
             run_gx("validated_posts", frame, work / "gx", "post_id")
-            t3 = time.perf_counter()
-            on.append((t1 - t0) + (t2 - t1))
-            off.append((t1 - t0) + (t3 - t2))
-            parts["write"].append(t1 - t0)
-            parts["audit_publish"].append(t2 - t1)
-            parts["check_after"].append(t3 - t2)
+            timings.add(t0, t1, t2, time.perf_counter())
     finally:
         _restore(db, top)
-    return {
-        "full_seconds": full,
-        "rows": writes.row_count(catalog.load_table(("gold", "validated_posts"))),
-        "on": _median(on),
-        "off": _median(off),
-        **{k: _median(v) for k, v in parts.items()},
-    }
+    return timings.summary(full, writes.row_count(catalog.load_table(("gold", "validated_posts"))))
 
 
 def daemon_part() -> float:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
 
     from spanda_assets.lib.privacy.policy import TablePolicy
+    from spanda_assets.lib.privacy.residual import ScanReport
     from spanda_assets.lib.privacy.scrub import Roster
     from spanda_assets.lib.writes import Pending
 
@@ -64,25 +65,30 @@ def residual_audit(catalog: "Catalog", key: str) -> AuditFn:
     def audit(pending: "Pending") -> Audit:
         from spanda_assets.lib.privacy.residual import scan_pending, scanner_for
 
-        report = scan_pending(scanner_for(catalog), pending, key)
-        found = {f"found_{c.lower()}": n for c, n in sorted(report.counts.items()) if n}
-        return Audit(
-            check_name="residual_pii",
-            passed=report.passed,
-            metadata={
-                "rows_scanned": report.rows_scanned,
-                **{f"found_{c.lower()}": n for c, n in sorted(report.counts.items())},
-                "example_keys": dg.MetadataValue.json(report.examples),
-                "identifying_columns": ", ".join(report.forbidden_columns) or "none",
-            },
-            failing={
-                **found,
-                "example_keys": report.examples,
-                "identifying_columns": report.forbidden_columns,
-            },
-        )
+        return residual_pii_audit(scan_pending(scanner_for(catalog), pending, key))
 
     return audit
+
+
+def residual_pii_audit(report: "ScanReport") -> Audit:
+    """A residual-PII scan report as the `residual_pii` audit: counts per category and
+    example keys in its metadata, and in what a failure reports."""
+    found = {f"found_{c.lower()}": n for c, n in sorted(report.counts.items()) if n}
+    return Audit(
+        check_name="residual_pii",
+        passed=report.passed,
+        metadata={
+            "rows_scanned": report.rows_scanned,
+            **{f"found_{c.lower()}": n for c, n in sorted(report.counts.items())},
+            "example_keys": dg.MetadataValue.json(report.examples),
+            "identifying_columns": ", ".join(report.forbidden_columns) or "none",
+        },
+        failing={
+            **found,
+            "example_keys": report.examples,
+            "identifying_columns": report.forbidden_columns,
+        },
+    )
 
 
 @dg.asset(

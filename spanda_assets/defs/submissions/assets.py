@@ -9,13 +9,19 @@ re-reads the report and refuses an invalid one on its own too.
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from spanda_assets import settings
-from spanda_assets.defs.publishing import Audit, Outcome, audit_spec, outcome_events
+from spanda_assets.defs.privacy.assets import residual_pii_audit
+from spanda_assets.defs.publishing import Outcome, audit_spec, outcome_events
 from spanda_assets.resources import LakehouseResource
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
+
+    from spanda_assets.lib.privacy.residual import ScanReport
 
 SUBMISSIONS = dg.DynamicPartitionsDefinition(name="submissions")
 GROUP = "submissions"
@@ -149,21 +155,11 @@ def ingested(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) ->
     )
 
 
-def _publish_all(staged: list[Any], report: Any) -> Any:
+def _publish_all(staged: list["Table"], report: "ScanReport") -> Outcome:
     """Publish every staged table of the submission, or none (their audit is one)."""
     from spanda_assets.lib.writes import Published, publish
 
-    audit = Audit(
-        check_name="residual_pii",
-        passed=report.passed,
-        metadata={
-            "rows_scanned": report.rows_scanned,
-            **{f"found_{c.lower()}": n for c, n in sorted(report.counts.items())},
-            "example_keys": dg.MetadataValue.json(report.examples),
-            "identifying_columns": ", ".join(report.forbidden_columns) or "none",
-        },
-        failing={"found": report.counts, "example_keys": report.examples},
-    )
+    audit = residual_pii_audit(report)
     name = "submissions." + ",".join(t.name()[-1] for t in staged)
     if not audit.passed:
         return Outcome([audit], None, name, None, None)
