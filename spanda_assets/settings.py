@@ -7,9 +7,11 @@ connection: it only resolves paths and URLs.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 ENV_HOME = "SPANDA_HOME"
@@ -30,6 +32,12 @@ ENV_COMMIT_ROWS = "SPANDA_COMMIT_ROWS"
 ENV_RETENTION_DAYS = "SPANDA_RETENTION_DAYS"
 ENV_SENSOR_INTERVAL = "SPANDA_SENSOR_INTERVAL_SECONDS"
 ENV_ORPHAN_GRACE_MINUTES = "SPANDA_ORPHAN_GRACE_MINUTES"
+ENV_DEMO = "SPANDA_DEMO"
+ENV_INSTITUTION_DID = "SPANDA_INSTITUTION_DID"
+ENV_INSTITUTION_KEY = "SPANDA_INSTITUTION_KEY"
+ENV_INSTITUTION_KEY_FILE = "SPANDA_INSTITUTION_KEY_FILE"
+ENV_SUBJECT_DIDS = "SPANDA_SUBJECT_DIDS"
+ENV_STATUS_LIST_URL = "SPANDA_STATUS_LIST_URL"
 
 DEFAULT_BATCH_ROWS = 100_000
 DEFAULT_COMMIT_ROWS = 500_000
@@ -74,19 +82,57 @@ def ground_truth_dir() -> Path:
     return spanda_home() / "ground_truth"
 
 
+def demo_mode() -> bool:
+    """SPANDA_DEMO=1 (set by `spanda demo`): the embedded demo, which may generate its own
+    secrets under SPANDA_HOME and derive the data subjects' keys. Production never does."""
+    return os.environ.get(ENV_DEMO, "").lower() in ("1", "true", "yes")
+
+
+def create_private_file(path: Path, data: bytes) -> bool:
+    """Create `path` holding `data`, readable by its owner only; False if it already exists.
+
+    The bytes go into a temporary file that `mkstemp` opens with O_CREAT|O_EXCL and
+    mode 0600, so no byte is ever readable by anyone else; the complete file is then
+    hard-linked to `path`, which fails if `path` exists. There is no moment at which
+    `path` exists half-written, and of several processes creating it at once exactly
+    one succeeds: the others get False and read the winner's file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
 def local_secret(path: Path) -> str:
     """A random 256-bit hex secret kept in `path` (mode 0600), created on first use.
 
-    Only for the embedded demo (pseudonym key, demo wallet): written to a
-    temporary file and renamed, so a crash never leaves a half-written secret.
+    Only for the embedded demo (pseudonym key, demo wallet, demo institution key).
+    Concurrent first uses agree on one secret (`create_private_file`).
     """
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(secrets.token_hex(32))
-        tmp.chmod(0o600)
-        tmp.replace(path)
+        create_private_file(path, secrets.token_hex(32).encode("ascii"))
     return path.read_text().strip()
+
+
+def status_list_url() -> str:
+    """Where the institution publishes its consent revocation list (a W3C Bitstring Status
+    List credential): the URL every receipt names. By default a JSON file under SPANDA_HOME,
+    which the platform keeps up to date; set an https URL where you serve the list."""
+    return (
+        os.environ.get(ENV_STATUS_LIST_URL)
+        or (spanda_home() / "status" / "consent-revocation.json").as_uri()
+    )
 
 
 def env_int(name: str, default: int) -> int:

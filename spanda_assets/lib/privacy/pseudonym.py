@@ -23,14 +23,13 @@ from spanda_assets.lib.errors import MissingSecretError
 
 log = logging.getLogger(__name__)
 ENV_PSEUDONYM_KEY = "SPANDA_PSEUDONYM_KEY"
-ENV_DEMO = "SPANDA_DEMO"
+ENV_DEMO = settings.ENV_DEMO
 MIN_KEY_BYTES = 16
 KEY_HEX_CHARS = 64  # the documented format: 256 random bits as hex, what token_hex(32) prints
 PREFIX = "ps_"
 
 
-def demo_mode() -> bool:
-    return os.environ.get(ENV_DEMO, "").lower() in ("1", "true", "yes")
+demo_mode = settings.demo_mode
 
 
 def _demo_key_path() -> Path:
