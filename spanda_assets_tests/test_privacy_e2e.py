@@ -9,10 +9,12 @@ from typing import Any
 import dagster as dg
 import pytest
 from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from spanda_assets.cli import main
 from spanda_assets.definitions import defs
 from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
+from spanda_assets.lib.privacy.did import did_from_public_key, public_key_bytes
 from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
 from spanda_assets.lib.privacy.residual import FORBIDDEN_COLUMNS
 from spanda_assets.lib.privacy.subjects import did_of
@@ -208,10 +210,25 @@ def test_unclassified_column_fails_closed(demo_env: str) -> None:
     assert "mother_maiden_name" in names  # bronze (restricted) took it; silver refused it
 
 
+def subject_dids_file(url: str, path: Path) -> Path:
+    """What production is given instead of a wallet: each student's DID (made here from fresh
+    keys, as the students' own wallets would), never a private key."""
+    con = sqlite3.connect(url.removeprefix("sqlite:///"))
+    sourced = [r[0] for r in con.execute('SELECT SourcedId FROM "Students"')]
+    con.close()
+    lines = ["sourced_id,did"]
+    for s in sourced:
+        public = public_key_bytes(Ed25519PrivateKey.generate().public_key())
+        lines.append(f"{s},{did_from_public_key(public)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def test_missing_pseudonym_key_refuses_to_run(
-    tiny_source: str, monkeypatch: pytest.MonkeyPatch
+    tiny_source: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.delenv("SPANDA_DEMO", raising=False)
+    monkeypatch.setenv("SPANDA_SUBJECT_DIDS", str(subject_dids_file(tiny_source, tmp_path / "d")))
     with dg.instance_for_test() as instance:
         result = run_all(instance, raise_on_error=False)
     failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +23,8 @@ from spanda_assets.lib.privacy.did import (
     b58decode,
     b58encode,
     did_document,
+    did_from_public_key,
+    public_key_bytes,
     public_key_from_did,
 )
 from spanda_assets.lib.privacy.policy import PolicyError, load_policy, parse_policy, policy_for
@@ -236,13 +239,17 @@ def test_base58_round_trip_with_leading_zeros() -> None:
     assert b58encode(b"\0\0\x01") == "112"
 
 
-def test_did_key_shape_and_resolution(tmp_path: Path) -> None:
-    wallet = Wallet(tmp_path / "wallet")
+@pytest.fixture
+def wallet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Wallet:
+    """The demo wallet, which only demo mode opens."""
+    monkeypatch.setenv("SPANDA_DEMO", "1")
+    return Wallet(tmp_path / "wallet")
+
+
+def test_did_key_shape_and_resolution(wallet: Wallet) -> None:
     alice = wallet.student("sourced-1")
     assert alice.did.startswith("did:key:z6Mk")
-    assert (
-        Wallet(tmp_path / "wallet").student("sourced-1").did == alice.did
-    )  # same wallet, same DID
+    assert Wallet(wallet.root).student("sourced-1").did == alice.did  # same wallet, same DID
     assert wallet.student("sourced-2").did != alice.did
     doc = did_document(alice.did)
     assert doc["id"] == alice.did and doc["assertionMethod"] == [f"{alice.did}#{alice.did[8:]}"]
@@ -256,19 +263,23 @@ def test_did_key_shape_and_resolution(tmp_path: Path) -> None:
         public_key_from_did("did:key:z0OIl")
 
 
+ISSUER = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+ISSUER_DID = did_from_public_key(public_key_bytes(ISSUER.public_key()))
+
+
 def _receipt(wallet: Wallet) -> dict[str, object]:
-    issuer, student = wallet.controller(), wallet.student("s-1")
+    student = wallet.student("s-1")
     doc = vc.consent_receipt(
-        issuer_did=issuer.did,
+        issuer_did=ISSUER_DID,
         subject_did=student.did,
         record={"purposes": ["research"], "event": {"state": "given"}},
         valid_from=dt.datetime(2026, 9, 1, tzinfo=dt.UTC),
     )
-    return vc.sign(doc, issuer.private_key, issuer.did)
+    return vc.sign(doc, ISSUER, ISSUER_DID)
 
 
-def test_receipt_verifies_and_is_canonical(tmp_path: Path) -> None:
-    signed = _receipt(Wallet(tmp_path))
+def test_receipt_verifies_and_is_canonical(wallet: Wallet) -> None:
+    signed = _receipt(wallet)
     assert signed["proof"]["cryptosuite"] == "eddsa-jcs-2022"  # type: ignore[index]
     assert vc.verify(signed).ok
     # JCS: key order and whitespace do not matter.
@@ -276,22 +287,21 @@ def test_receipt_verifies_and_is_canonical(tmp_path: Path) -> None:
     assert vc.verify(dict(reversed(list(reordered.items())))).ok
 
 
-def test_tampered_receipt_fails_with_reason(tmp_path: Path) -> None:
-    signed = json.loads(json.dumps(_receipt(Wallet(tmp_path))))
+def test_tampered_receipt_fails_with_reason(wallet: Wallet) -> None:
+    signed = json.loads(json.dumps(_receipt(wallet)))
     signed["credentialSubject"]["consentRecord"]["event"]["state"] = "withdrawn"
     result = vc.verify(signed)
     assert not result.ok and "changed after it was signed" in result.reason
 
 
-def test_receipt_signed_by_someone_else_fails(tmp_path: Path) -> None:
-    wallet = Wallet(tmp_path)
+def test_receipt_signed_by_someone_else_fails(wallet: Wallet) -> None:
     doc = {k: v for k, v in _receipt(wallet).items() if k != "proof"}
     intruder = wallet.student("intruder")
     forged = vc.sign(doc, intruder.private_key, intruder.did)
     result = vc.verify(forged)
     assert not result.ok and "not the issuer" in result.reason
     # claiming the issuer's key but signing with another one
-    forged["proof"]["verificationMethod"] = wallet.controller().did + "#x"  # type: ignore[index]
+    forged["proof"]["verificationMethod"] = ISSUER_DID + "#x"  # type: ignore[index]
     assert "signature does not match" in vc.verify(forged).reason
     assert "never signed" in vc.verify(doc).reason
 

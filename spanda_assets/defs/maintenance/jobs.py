@@ -31,6 +31,10 @@ def _groups() -> dict[str, tuple[str, list[tuple[str, str]] | None]]:
         silver_pool("consent_records"),
         [("silver", "consent_records"), ("silver", "consent_quarantine")],
     )
+    groups["expire_silver_consent_status_lists"] = (
+        silver_pool("consent_status_lists"),
+        [("silver", "consent_status_lists")],
+    )
     groups["expire_gold"] = (GOLD_POOL, None)
     groups["expire_submissions"] = ("submissions", None)
     return groups

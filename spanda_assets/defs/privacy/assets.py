@@ -38,6 +38,7 @@ SILVER_GROUP = "silver"
 OWNERS = ["team:privacy-engineering"]
 SUBJECTS_KEY = dg.AssetKey(["bronze", "data_subjects"])
 CONSENT_RECORDS_KEY = dg.AssetKey(["silver", "consent_records"])
+STATUS_LISTS_KEY = dg.AssetKey(["silver", "consent_status_lists"])
 CONSENT_SOURCE = "consent_events"
 
 
@@ -103,18 +104,30 @@ def residual_pii_audit(report: "ScanReport") -> Audit:
     freshness_policy=SILVER_FRESHNESS,
     description=(
         "Registry of data subjects: one did:key (Ed25519) per student, with its public key. "
-        "Private keys stay in the subjects' wallets (a demo wallet under SPANDA_HOME/wallet). "
-        "Restricted zone: maps student numbers to DIDs; silver only sees keyed pseudonyms of "
-        "the DIDs."
+        "The platform holds public keys only: the DIDs come from the students' own wallets "
+        "(the CSV file SPANDA_SUBJECT_DIDS names); only the embedded demo (SPANDA_DEMO=1) "
+        "derives them from a demo wallet under SPANDA_HOME/wallet. Restricted zone: maps "
+        "student numbers to DIDs; silver only sees keyed pseudonyms of the DIDs."
     ),
 )
-def data_subjects(lakehouse: LakehouseResource) -> dg.MaterializeResult:
-    from spanda_assets.lib.privacy.did import Wallet
-    from spanda_assets.lib.privacy.subjects import register_subjects
+def data_subjects(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource
+) -> dg.MaterializeResult:
+    from spanda_assets.lib.privacy.subjects import register_subjects, subject_keys
 
-    new, total = register_subjects(lakehouse.catalog(), Wallet())
+    new, total, missing = register_subjects(lakehouse.catalog(), subject_keys())
+    if missing:
+        context.log.warning(
+            f"{missing} student(s) have no DID yet and are not registered: their consent "
+            "events are quarantined until their wallet's DID is listed"
+        )
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": total, "subjects_registered": new, "did_method": "did:key"}
+        metadata={
+            "dagster/row_count": total,
+            "subjects_registered": new,
+            "students_without_did": missing,
+            "did_method": "did:key",
+        }
     )
 
 
@@ -163,6 +176,48 @@ def consent_records(
     if outcome.passed:
         publish(staged.quarantine)  # published with the records it explains
     yield from outcome_events(CONSENT_RECORDS_KEY, outcome, staged.summary)
+
+
+@dg.asset(
+    key=STATUS_LISTS_KEY,
+    deps=[dg.AssetKey(["bronze", CONSENT_SOURCE]), SUBJECTS_KEY],
+    group_name=SILVER_GROUP,
+    kinds={"iceberg", "python"},
+    owners=OWNERS,
+    tags={"spanda/layer": "silver", "spanda/pii": "none"},
+    pool=silver_pool("consent_status_lists"),
+    automation_condition=stage_automation(),
+    freshness_policy=SILVER_FRESHNESS,
+    description=(
+        "The institution's consent revocation lists (W3C Bitstring Status List credentials, "
+        "signed with the institution key): a receipt of given consent is revoked once the "
+        "consent is withdrawn or the student erased, and `spanda consent verify` says so. "
+        "Rebuilt from bronze.consent_receipts and the consent events on every consent change, "
+        "and written to main at once (no audit holds a revocation back): bits only, no row of "
+        "any subject. Nothing to do until a receipt has been issued."
+    ),
+)
+def consent_status_lists(lakehouse: LakehouseResource) -> dg.MaterializeResult:
+    from spanda_assets.lib.privacy.institution import load_signer
+    from spanda_assets.lib.privacy.receipts import issued, publish_status_lists
+
+    catalog = lakehouse.catalog()
+    receipts = issued(catalog)
+    if receipts is None:
+        return dg.MaterializeResult(
+            metadata={"dagster/row_count": 0, "receipts_issued": 0, "revoked": 0}
+        )
+    signer = load_signer()
+    revoked = publish_status_lists(catalog, signer)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(revoked),
+            "receipts_issued": receipts.num_rows,
+            "revoked": sum(revoked.values()),
+            "issuer": signer.did,
+            "status_lists": ", ".join(sorted(revoked)),
+        }
+    )
 
 
 def _policy_markdown(policy: "TablePolicy") -> str:
@@ -287,5 +342,10 @@ def silver_sources() -> list[SourceTable]:
 @dg.definitions
 def defs() -> dg.Definitions:
     return dg.Definitions(
-        assets=[data_subjects, consent_records, *[build_silver_asset(s) for s in silver_sources()]]
+        assets=[
+            data_subjects,
+            consent_records,
+            consent_status_lists,
+            *[build_silver_asset(s) for s in silver_sources()],
+        ]
     )

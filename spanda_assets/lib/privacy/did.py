@@ -5,9 +5,11 @@ starts with `did:key:z6Mk`. The DID *is* the public key: resolving it needs no
 registry and no network.
 
 The platform stores only DIDs and public keys. Private keys belong to the data
-subjects' wallets; for the demo, a local wallet under SPANDA_HOME/wallet derives
-each student's key from a master secret (HMAC), so no per-student key files
-are needed and the same student always gets the same DID.
+subjects' wallets. For the embedded demo only (SPANDA_DEMO=1), a local wallet
+under SPANDA_HOME/wallet derives each student's key from a master secret (HMAC),
+so no per-student key files are needed and the same student always gets the
+same DID. Outside demo mode the wallet refuses to open: whoever can derive a
+subject's private key can sign in the subject's name.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from spanda_assets import settings
+from spanda_assets.lib.errors import ConfigError
 
 # The multicodec code of an Ed25519 public key ("ed25519-pub", 0xed) as the unsigned
 # varint that prefixes the key bytes. It is a fixed entry of the multicodec table, and
@@ -34,6 +37,10 @@ DID_KEY_PREFIX = "did:key:"
 
 class DidError(ValueError):
     """A DID or multibase value that is not what it claims to be."""
+
+
+class DemoOnlyError(ConfigError):
+    """A demo-only feature was asked for outside demo mode."""
 
 
 def b58encode(data: bytes) -> str:
@@ -132,11 +139,25 @@ class Identity:
 
 
 class Wallet:
-    """The demo wallet: keys derived from one master secret under SPANDA_HOME/wallet."""
+    """The demo wallet: keys derived from one master secret under SPANDA_HOME/wallet.
+
+    Demo only. In production the students' keys are made in their own wallets and
+    the platform is given their DIDs (SPANDA_SUBJECT_DIDS), never a private key.
+    """
 
     def __init__(self, root: Path | None = None) -> None:
+        if not settings.demo_mode():
+            raise DemoOnlyError(
+                "the demo wallet derives every data subject's private key, so it runs only in "
+                f"the embedded demo ({settings.ENV_DEMO}=1). In production the platform holds "
+                "public keys only: list each student's did:key, made in their own wallet, in "
+                f"the CSV file (sourced_id,did) that {settings.ENV_SUBJECT_DIDS} names"
+            )
         self.root = root or settings.spanda_home() / "wallet"
         self._master = bytes.fromhex(settings.local_secret(self.root / "master.key"))
+
+    def __repr__(self) -> str:
+        return f"Wallet(root={self.root}, master=***)"
 
     def identity(self, label: str) -> Identity:
         seed = hmac.new(self._master, label.encode(), hashlib.sha256).digest()
@@ -147,6 +168,6 @@ class Wallet:
     def student(self, sourced_id: str) -> Identity:
         return self.identity(f"student:{sourced_id}")
 
-    def controller(self) -> Identity:
-        """The institution's own identity, which issues consent receipts."""
-        return self.identity("controller")
+    def did_for(self, sourced_id: str) -> str | None:
+        """The student's DID (the registry's view of a wallet: never the private key)."""
+        return self.student(sourced_id).did
