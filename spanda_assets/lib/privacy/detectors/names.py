@@ -18,7 +18,9 @@ import regex
 
 from spanda_assets.lib.privacy.detectors.base import Span
 from spanda_assets.lib.privacy.detectors.words import (
+    NAMENESS,
     common,
+    common_elsewhere,
     is_given_name,
     is_structure_word,
     nameness,
@@ -33,11 +35,13 @@ _PARTICLE = (
     r"(?:van|von|de|der|den|del|della|di|da|du|le|la|ten|ter|bin|binti|ibn|al|el|dos|das|do|"
     r"y|zu|af|st\.)"
 )
+_PARTICLES = frozenset(_PARTICLE.strip("(?:)").replace("\\.", ".").split("|"))
 _WORD = r"\p{Lu}[\p{Ll}\p{Lo}\p{M}]*(?:(?:-|['’](?!(?:s|t|m|re|ve|ll|d)\b))\p{L}[\p{Ll}\p{M}]*)*"
 _INITIAL = r"\p{Lu}\.?(?=\s+\p{Lu})"
 _RUN = regex.compile(
     rf"(?<![\p{{L}}\p{{N}}@._'’-])(?:(?i:{_TITLE})\.?\s+)?"
-    rf"{_WORD}(?:(?:\s+{_PARTICLE})*\s+(?:{_INITIAL}|{_WORD}))*(?![\p{{L}}\p{{N}}@])"
+    rf"{_WORD}(?:(?:\s+{_PARTICLE})*\s+(?:(?i:{_TITLE})\.\s+)?(?:{_INITIAL}|{_WORD}))*"
+    r"(?![\p{L}\p{N}@])"
 )
 _TITLE_AT = regex.compile(rf"(?i:{_TITLE})\.?\s+")
 _CUE_BEFORE = regex.compile(
@@ -57,7 +61,7 @@ _STRONG_CUE = regex.compile(
 )
 _CUE_AFTER = regex.compile(
     r"^(?:,?\s+(?:says|said|wrote|writes|asked|asks|told|replied|explained|added|who|"
-    r"lives|lived|works|worked|studies|studied|shouted|is from|was born|began|spent)\b|['’]s?\s)"
+    r"lives|lived|works|worked|studies|studied|shouted|is from|was born|began|spent)\b)"
 )
 _PLACE_BEFORE = regex.compile(r"(?i:\b(?:in|near|into|across|visit|visiting)\s+)$")
 RARE_ZIPF = 2.0
@@ -68,6 +72,7 @@ _ROLE_SUFFIX = regex.compile(r"(?:er|or|ist|ian|ese|ish|ism|ant|ent)$")
 _PLACE_BEFORE_ANY = regex.compile(
     r"(?i:\b(?:in|at|near|into|across|visit|visiting|from|to|of|on|via|for)\s+)$"
 )
+_POSSESSIVE = regex.compile(r"^['’]s?\s")
 # Names take no article: "the Packager", "a Cinematographer" are roles.
 _ARTICLE_BEFORE = regex.compile(r"(?i:\b(?:the|a|an)\s+)$")
 # Names listed with an accepted name ("Morrison, Rogers and Torres") are names too.
@@ -95,19 +100,19 @@ def _tokens(run: str) -> list[str]:
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     """Drop leading words that cannot start a name ("Hi", "Monday", "Great") and trailing
-    structure words ("Kevin Monday" -> "Kevin")."""
+    ones that cannot end one ("Kevin Monday" -> "Kevin"); a title stays."""
     run = text[start:end]
-    title = _TITLE_AT.match(run)
-    if title:
-        return start, end
     words = list(regex.finditer(r"\S+", run))
     for i, m in enumerate(words):
         word = m.group(0)
         following = words[i + 1].group(0) if i + 1 < len(words) else ""
-        if nameness(word) is not None and following and not common(following):
-            start += m.start()  # "Jan Jílek", "May Okafor": a name before a family name
+        score = nameness(word)
+        if _TITLE_AT.match(run, m.start()) or (
+            score is not None and score >= NAMENESS and following and not common(following)
+        ):
+            start += m.start()  # "Dr. Okafor"; "Jan Jílek", "May Okafor": a given name
             break
-        if is_structure_word(word) or (common(word) and not is_given_name(word)):
+        if is_structure_word(word) or not _name_word(word):
             continue
         start += m.start()
         break
@@ -115,11 +120,19 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
         return start, start
     while end > start:
         last = text[start:end].rsplit(maxsplit=1)[-1]
-        if not (is_structure_word(last) or (common(last) and not is_given_name(last))):
+        if not is_structure_word(last) and _name_word(last):
             break
-        end = start + text[start:end].rfind(last) - 1
-        end = start + len(text[start:end].rstrip())
+        end = start + len(text[start:end][: -len(last)].rstrip())
     return start, end
+
+
+def _name_word(word: str) -> bool:
+    """Rare as a word, a given name, or a family name that is also a given name somewhere
+    ("Zhang") or a particle ("De Luca")."""
+    if not common(word) or word.lower() in _PARTICLES:
+        return True
+    score = nameness(word)
+    return score is not None and score > -1.0 and not is_structure_word(word)
 
 
 def _accept(text: str, start: int, end: int, has_title: bool) -> bool:
@@ -132,10 +145,11 @@ def _accept(text: str, start: int, end: int, has_title: bool) -> bool:
     left = text[max(0, start - 30) : start]
     if _ARTICLE_BEFORE.search(left) and not any(is_given_name(w) for w in words):
         return False
-    rare = all(not common(w) or is_given_name(w) for w in words)
+    rare = all(_name_word(w) for w in words)
     if rare and (
         _STRONG_CUE.search(left)
         or _CUE_AFTER.match(text[end : end + 12])
+        or (_POSSESSIVE.match(text[end : end + 3]) and (len(words) > 1 or not common(words[0])))
         or (text[end : end + 1] == ":" and (start == 0 or text[start - 1] == "\n"))
         or (_SIGN_OFF_BEFORE.search(left) and text[end : end + 1] in ("", "\n") and len(words) <= 3)
     ):
@@ -144,7 +158,10 @@ def _accept(text: str, start: int, end: int, has_title: bool) -> bool:
         # A rare proper noun mid-sentence, not after a place preposition: more often a
         # person than a place in what students write ("Usamov and Bowers were ...").
         return (
-            all(zipf(w) < RARE_ZIPF and not _ROLE_SUFFIX.search(w) for w in words)
+            all(
+                zipf(w) < RARE_ZIPF and not _ROLE_SUFFIX.search(w) and not common_elsewhere(w)
+                for w in words
+            )
             and _MID_SENTENCE.search(left) is not None
             and _PLACE_BEFORE_ANY.search(left) is None
         )
@@ -157,8 +174,8 @@ def name_spans(text: str) -> list[Span]:
     found: list[Span] = []
     rejected: list[tuple[int, int]] = []
     for m in _RUN.finditer(text):
-        has_title = _TITLE_AT.match(m.group(0)) is not None
         start, end = _trim(text, m.start(), m.end())
+        has_title = _TITLE_AT.match(text, start, end) is not None
         if end <= start:
             continue
         if _accept(text, start, end, has_title):
@@ -166,7 +183,8 @@ def name_spans(text: str) -> list[Span]:
         else:
             rejected.append((start, end))
     found += _listed(text, found, rejected)
-    found += lowercase_names(text, found)
+    if _lower_case(text):
+        found += lowercase_names(text, found)
     return sorted(found, key=lambda s: s.start)
 
 
@@ -181,7 +199,7 @@ def _listed(text: str, found: list[Span], rejected: list[tuple[int, int]]) -> li
             if any(s.start == start for s in out):
                 continue
             words = _tokens(text[start:end])
-            if any(common(w) or is_structure_word(w) for w in words):
+            if not all(_name_word(w) and not is_structure_word(w) for w in words):
                 continue
             beside = any(
                 _LISTED.match(text[n.end : start]) or _LISTED.match(text[end : n.start])
@@ -203,6 +221,15 @@ _LOWER_WORD = regex.compile(
 _LOWER_CUE = regex.compile(r"(?i:(?:my name is|my name's|name is|name\s*[:?]|call me)[\s,:]*)$")
 # In lower-case text only a word that is a frequent given name and rare as a word counts.
 LOWER_NAMENESS = 1.5
+
+
+_UPPER = regex.compile(r"\p{Lu}\p{Ll}")
+_LOWER_CUE_ANYWHERE = regex.compile(r"(?i:name|call me)")
+
+
+def _lower_case(text: str) -> bool:
+    """Written in lower case (no capitalized word), or introducing someone by name."""
+    return _UPPER.search(text) is None or _LOWER_CUE_ANYWHERE.search(text) is not None
 
 
 def lowercase_names(text: str, taken: list[Span]) -> list[Span]:

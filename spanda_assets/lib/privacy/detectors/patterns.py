@@ -27,7 +27,7 @@ _MONTH = (
 )
 _DAY = r"(?:[12]\d|3[01]|0?[1-9])(?i:st|nd|rd|th|er)?"
 _YEAR = r"(?:1[89]\d\d|2\d\d\d)"
-_TIME = r"(?:[T ]\d{1,2}:\d{2}(?::\d{2})?)?"
+_TIME = r"(?:[T ]\d{1,2}:\d{2}(?::\d{2})?\b|\b)"
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _H = r"[0-9A-Fa-f]{1,4}"
 # A cue word before a day-and-month without a year ("due 3/14", "on the 14th").
@@ -51,13 +51,13 @@ PATTERNS: list[tuple[str, str]] = [
     ("SSN", r"\b\d{3}[- ]\d{2}[- ]\d{4}\b"),
     (
         "DATE",
-        rf"\b{_YEAR}[-/.]\d{{1,2}}[-/.]\d{{1,2}}\b{_TIME}"
-        rf"|\b\d{{1,2}}[/.-]\d{{1,2}}[/.-](?:{_YEAR}|\d{{2}})\b{_TIME}"
+        rf"\b{_YEAR}[-/.]\d{{1,2}}[-/.]\d{{1,2}}{_TIME}"
+        rf"|\b\d{{1,2}}[/.-]\d{{1,2}}[/.-](?:{_YEAR}|\d{{2}}){_TIME}"
         rf"|\b{_DAY}[-\s]{_MONTH}[-\s](?:{_YEAR}|\d{{2}})\b"
         rf"|\b{_MONTH}\.?[-\s]+{_DAY}\b(?:,?[-\s]+{_YEAR}\b)?"
         rf"|\b{_DAY}\.?\s+(?:of\s+|de\s+)?{_MONTH}\b\.?(?:,?\s+(?:de\s+)?{_YEAR}\b)?"
         rf"|\b{_MONTH}\.?,?\s+{_YEAR}\b"
-        rf"|{_CUE}(?:the\s+)?(?:[12]\d|3[01]|0?[1-9])(?i:st|nd|rd|th)\b"
+        rf"|{_CUE}(?:the\s+)?(?:[12]\d|3[01]|0?[1-9])(?i:st|nd|rd|th)\b(?:\s+of\s+{_MONTH}\b)?"
         rf"|{_CUE}\d{{1,2}}/\d{{1,2}}(?:/(?:{_YEAR}|\d{{2}}))?\b",
     ),
     (

@@ -45,6 +45,8 @@ STRUCTURE_WORDS = frozenset(
         # greetings, sign-offs and sentence openers
         "hi hello hey dear thanks thank cheers regards best greetings sorry please yes no ok "
         "okay anyone everyone guys folks all team "
+        "grüße gruß danke hallo merci bonjour salut cordialement gracias hola saludos grazie "
+        "ciao obrigado namaste "
         # form labels
         "name e-mail email website phone mobile fax desk address iban card zip"
     ).split()
@@ -75,6 +77,24 @@ def _given_names() -> dict[str, float]:
             name, count = line.rstrip("\n").split("\t")
             names[name] = math.log10(int(count) + 1)
     return names
+
+
+# Languages whose common words students also write in; their nouns are capitalized
+# (German) or look like rare English proper nouns ("Klausur", "Adresse").
+OTHER_LANGUAGES = ("de", "fr", "es", "it", "nl", "pt")
+
+
+@cache
+def _other_frequencies() -> tuple[dict[str, float], ...]:
+    return tuple(wordfreq.get_frequency_dict(lang, wordlist="small") for lang in OTHER_LANGUAGES)
+
+
+@lru_cache(maxsize=200_000)
+def common_elsewhere(word: str) -> bool:
+    """A common word in one of OTHER_LANGUAGES."""
+    lower = word.lower()
+    threshold = 10 ** (COMMON_ZIPF - 9)
+    return any(f.get(lower, 0.0) >= threshold for f in _other_frequencies())
 
 
 @lru_cache(maxsize=200_000)
