@@ -1,10 +1,12 @@
 """An independent scan for identifiers that survived de-identification.
 
-Deliberately not the scrubber's code path: other patterns, another regex engine
-(Arrow's vectorized RE2 kernels over whole columns), and exact matching of
-known full names and emails from the restricted zone. If the scrubber has a
-blind spot, this scan is unlikely to share it. It reports counts per category
-and the keys of example rows, never the values themselves.
+Deliberately not the scrubber's code path: it never calls lib/privacy/scrub or
+its detectors. Its own patterns (shapes only: no checksums, no libraries, no
+context cues), another regex engine (Arrow's vectorized RE2 kernels over whole
+columns), and exact matching of known full names and emails from the
+restricted zone. If the scrubber has a blind spot, this scan is unlikely to
+share it (docs/decisions/0024). It reports counts per category and the keys of
+example rows, never the values themselves.
 """
 
 from __future__ import annotations
@@ -50,6 +52,17 @@ FORBIDDEN_COLUMNS = frozenset(
     }
 )
 
+_MONTHS = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+    r"sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+)
+_DATES = (
+    rf"\b{_MONTHS}\.? \d{{1,2}}(?:st|nd|rd|th)?\b|\b\d{{1,2}}(?:st|nd|rd|th)?(?: of)? {_MONTHS}\b"
+    r"|\b\d{1,2}[/.]\d{1,2}[/.](?:\d{4}|\d{2})\b|\b\d{4}-\d{2}-\d{2}\b"
+)
+# Shapes only, written apart from the scrubber's detectors (lib/privacy/detectors): no
+# checksums, no libraries, no context. A survivor needs only to look like an identifier
+# to stop publication; docs/decisions/0024 says what each side uses.
 SCAN_PATTERNS: dict[str, str] = {
     "EMAIL": r"(?i)[a-z0-9._%+-]+@[a-z0-9-]+\.[a-z0-9.-]*[a-z]",
     "URL": r"(?i)(?:https?://|www\.)[^\s]+|[a-z0-9-]+\.(?:com|org|edu|net)/",
@@ -57,7 +70,21 @@ SCAN_PATTERNS: dict[str, str] = {
     "SSN": r"\b\d{3}-\d{2}-\d{4}\b",
     "PHONE": (
         r"\(\d{3}\)\s*\d{3}[-. ]\d{4}|\b\d{3}[-.]\d{3}[-.]\d{4}\b"
-        r"|\+\d{1,3}[ .-]\d{2,4}[ .-]\d{3,4}"
+        r"|\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}\b"
+        # national numbers with a trunk zero: 020 7946 0958, 030 12345678, 01 42 68 53 00
+        r"|\b0\d{1,4}[ .-]\d{2,4}[ .-]\d{2,4}(?:[ .-]\d{2,4})?\b|\b0\d{2,4} ?\d{6,8}\b"
+    ),
+    "IBAN": r"(?i)\b[a-z]{2}\d{2} ?[a-z0-9]{4}(?: ?[a-z0-9]{4}){2,6}(?: ?[a-z0-9]{1,3})?\b",
+    "CARD": r"\b\d{4}[ -]\d{4}[ -]\d{4}[ -]\d{1,4}\b|\b\d{4}[ -]\d{6}[ -]\d{5}\b",
+    # Inside free text only: a value that is a date and nothing else is a structured
+    # column (a term's start, an enrollment's begin date), which the column policy rules.
+    "DATE": rf"(?i)\S\s+(?:{_DATES})|(?:{_DATES})\s+\S",
+    "ADDRESS": (
+        r"\b\d{1,6} (?:[A-Z][a-z]+ ){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Lane|Ln|Drive|Dr|"
+        r"Boulevard|Blvd|Way|Court|Ct|Place)\b"
+        r"|(?i)\b(?:apt|apartment|suite|flat)\.? ?#?\d+\b|(?i)\bp\.? ?o\.? box \d+"
+        r"|(?i)\b[a-zäöüß]+(?:straße|strasse|weg|gasse|vej|gatan|katu|straat|laan) \d+\b"
+        r"|(?i)\b(?:rue|via|calle|rua|ul\.) (?:\S+ ){1,4}\d+\b"
     ),
     "ID": r"\b[A-Z]\d{7}\b|\b\d{7,}\b",
 }

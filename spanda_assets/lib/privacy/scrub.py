@@ -111,15 +111,36 @@ def find_spans(
         if not overlaps(spans, span.start, span.end):
             spans.append(span)
         elif span.category == "ADDRESS":
-            # An address grown over several lines keeps its part before a more specific
-            # identifier inside it (a phone number on the line after the postal code).
-            cut = min(s.start for s in spans if span.start < s.end and s.start < span.end)
-            if cut - span.start >= 6 and not overlaps(spans, span.start, cut):
-                spans.append(Span("ADDRESS", span.start, len(text[:cut].rstrip(" ,\n>"))))
+            # An address grown over several lines keeps its parts around a more specific
+            # identifier inside it (a phone number, a postal code taken by a cue).
+            spans += _address_pieces(text, span, spans)
     if roster is not None and roster.tokens:
         spans.extend(roster_spans(text, roster, spans))
     spans.sort(key=lambda s: s.start)
     return spans
+
+
+def _address_pieces(text: str, span: Span, taken: list[Span]) -> list[Span]:
+    """The parts of an address candidate around identifiers already taken, where a part
+    still holds a number and a word."""
+    bounds: list[tuple[int, int]] = []
+    start = span.start
+    for other in sorted(taken, key=lambda s: s.start):
+        if other.end <= start or other.start >= span.end:
+            continue
+        bounds.append((start, other.start))
+        start = max(start, other.end)
+    bounds.append((start, span.end))
+    pieces: list[Span] = []
+    for a, b in bounds:
+        part = text[a:b]
+        if not (any(c.isdigit() for c in part) and any(c.isalpha() for c in part)):
+            continue
+        first = a + len(part) - len(part.lstrip(" ,\n>"))
+        last = b - (len(part) - len(part.rstrip(" ,\n>")))
+        if last - first >= 6:
+            pieces.append(Span("ADDRESS", first, last))
+    return pieces
 
 
 def replace_spans(text: str, spans: list[Span]) -> str:

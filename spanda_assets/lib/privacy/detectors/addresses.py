@@ -49,7 +49,7 @@ _KIND_WORD = (
 )
 # What introduces an address in a sentence; the address is the words up to a number.
 _ADDRESS_CUE = (
-    r"(?:lives?\s+(?:on|at)|located\s+at|address(?:\s+is)?:?|(?:sent|send\s+\w+|return(?:ed)?|"
+    r"(?:lives?\s+(?:on|at)|located\s+at|address(?:\s+is|:)|(?:sent|send\s+\w+|return(?:ed)?|"
     r"mail(?:ed)?|ship(?:ped)?|deliver(?:ed)?|moved)\s+to|drops?\s+(?:you\s+|me\s+)?off\s+at|"
     r"corner\s+of|enter\s+on|meet\s+(?:me|us)\s+at|stop\s+at)"
 )
@@ -129,7 +129,8 @@ def _anchors(text: str) -> list[tuple[int, int]]:
     if not _DIGIT.search(text):
         return found  # every anchor but a ship's name has a number
     for m in _WORD_NUMBER.finditer(text):
-        if m.group("word").lower().endswith(_SUFFIXES):
+        word = m.group("word")
+        if len(word) > 4 and word.lower().endswith(_SUFFIXES) and not common(word):
             found.append((m.start(), m.end()))
     for m in _ANCHORS.finditer(text):
         if m.group("generic") is not None and not _generic_ok(m.group("words")):
