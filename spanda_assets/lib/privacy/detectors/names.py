@@ -94,15 +94,19 @@ _SIGN_OFF_BEFORE = regex.compile(
 )
 
 
+_NONSPACE = regex.compile(r"\S+")
+_LOWER_INITIAL = regex.compile(r" \p{Ll}\.? ")
+
+
 def _tokens(run: str) -> list[str]:
-    return [t for t in regex.split(r"\s+", run) if t]
+    return run.split()
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     """Drop leading words that cannot start a name ("Hi", "Monday", "Great") and trailing
     ones that cannot end one ("Kevin Monday" -> "Kevin"); a title stays."""
     run = text[start:end]
-    words = list(regex.finditer(r"\S+", run))
+    words = list(_NONSPACE.finditer(run))
     for i, m in enumerate(words):
         word = m.group(0)
         following = words[i + 1].group(0) if i + 1 < len(words) else ""
@@ -256,7 +260,7 @@ def lowercase_names(text: str, taken: list[Span]) -> list[Span]:
         while i + 1 < len(words):
             nxt = words[i + 1]
             gap = text[end : nxt.start()]
-            initial = regex.fullmatch(r" \p{Ll}\.? ", gap) is not None
+            initial = _LOWER_INITIAL.fullmatch(gap) is not None
             if not (gap == " " or initial) or zipf(nxt.group(0)) >= 2.5:
                 break
             if is_structure_word(nxt.group(0)):

@@ -90,6 +90,8 @@ def phone_spans(text: str) -> list[Span]:
                 found[key] = _valid(m.raw_string, m.number, region)
     spans: list[Span] = []
     for (start, end), valid in sorted(found.items()):
+        if (start and text[start - 1].isalnum()) or (end < len(text) and text[end].isalpha()):
+            continue  # digits inside a token: "S4000187" is a student number
         left = before(text, start, 15)
         if _POSTAL.match(text[start:end]) or _POSTAL_CUE.search(left) or _OTHER_CUE.search(left):
             continue
