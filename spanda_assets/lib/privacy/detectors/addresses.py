@@ -53,6 +53,7 @@ _ADDRESS_CUE = (
     r"mail(?:ed)?|ship(?:ped)?|deliver(?:ed)?|moved)\s+to|drops?\s+(?:you\s+|me\s+)?off\s+at|"
     r"corner\s+of|enter\s+on|meet\s+(?:me|us)\s+at|stop\s+at)"
 )
+_UNIT_WORD = r"(?i:apt|apartment|suite|ste|flat|unit|box)\b"
 _CAP = r"\p{Lu}[\p{L}'’.-]*"
 _NUM = r"\d{1,5}(?:\s?[A-Za-z](?![\p{L}]))?"
 
@@ -68,7 +69,7 @@ _ANCHORS = regex.compile(
     rf"|(?i:\b{_ADDRESS_CUE}\s+)(?P<cued>(?:the\s+corner\s+of\s+)?(?:\d{{1,6}}\s+)?"
     rf"(?:(?!(?i:on|in|at|by|for|and|the|to|from|before|after|since|until)\b)"
     rf"[\p{{L}}'’./-]+\s+){{1,5}}?\d{{1,5}}\b\.?)"
-    rf"|(?P<generic>\b\d{{1,6}}\s+(?P<words>{_CAP}(?:\s+{_CAP}){{0,3}})\s+\d{{1,5}}\b)"
+    rf"|(?P<generic>\b\d{{1,6}}\s+(?!{_UNIT_WORD})(?P<words>{_CAP}(?:\s+{_CAP}){{0,3}})\s+\d{{1,5}}\b)"
     r"|(?P<unit>(?i:\b(?:apt|apartment|suite|ste|flat)\b\.?\s*#?\s*\d+[A-Za-z]?\b))"
     r"|(?P<box>(?i:\bp\.?\s?o\.?\s*box\s+\d+|\b(?:psc|cmr|unit)\s+\d+,?\s+box\s+\d+"
     r"|\b(?:apo|fpo|dpo)\s+(?:aa|ae|ap)\s+\d{5}\b)|\bUSN?S\s+\p{Lu}\p{L}+)"
