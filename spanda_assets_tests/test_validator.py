@@ -685,3 +685,12 @@ def test_a_format_is_one_checker_behind_the_interface(tmp_path: Path) -> None:
     assert codes(validate(root)) == {"UNKNOWN_FILE": [("a.txt", None, None)]}
     report = Validator(root, checkers=(*CHECKERS, Notes())).run()
     assert report.issues == [] and report.formats == ["plain notes"] and report.rows_checked == 2
+
+
+def test_the_manifest_and_description_cannot_be_ignored(sub: Path) -> None:
+    """They define the submission: an ignore file naming them changes nothing."""
+    expected = codes(validate(sub))
+    (sub / ".spandaignore").write_text("manifest.csv\ndataset_description.json\n")
+    report = validate(sub)
+    assert report.valid and codes(report) == expected
+    assert "OneRoster" in " ".join(report.formats)

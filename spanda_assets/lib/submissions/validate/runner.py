@@ -56,7 +56,11 @@ class Validator:
             for p in self.root.rglob("*")
             if p.is_file()
             and p.name not in (CONFIG_FILE, IGNORE_FILE)
-            and not any(fnmatch.fnmatch(ctx.rel(p), g) for g in ctx.config.ignore_globs)
+            and (
+                # the description and the manifest define the submission: never ignored
+                ctx.rel(p) in (DESCRIPTION, MANIFEST)
+                or not any(fnmatch.fnmatch(ctx.rel(p), g) for g in ctx.config.ignore_globs)
+            )
         )
         ctx.files = files
         known: set[Path] = set()
