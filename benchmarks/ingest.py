@@ -29,23 +29,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import connectorx  # noqa: F401
-import connectorx as cx
-import dlt
-import pyarrow.parquet as pq
-import pyiceberg.io.pyarrow
-import pyiceberg.table  # noqa: F401
-from dlt.sources.sql_database import sql_table
-
-from spanda_assets.definitions import defs
-from spanda_assets.lib.extract import extract_table
-from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
-from spanda_assets.lib.readers import make_reader
-from spanda_assets.lib.seed import SeedSizes, seed
-from spanda_assets.lib.source_db import make_engine
-from spanda_assets.lib.sources import load_sources
-from spanda_assets.settings import DEFAULT_BATCH_ROWS, DEFAULT_COMMIT_ROWS
-
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("SPANDA_BENCH_DIR", tempfile.gettempdir())) / "spanda-bench"
 
@@ -71,11 +54,20 @@ def _warm_imports() -> None:
     Import time (about a second, once per process) is not per-row cost; the
     Dagster definitions load is measured separately below.
     """
+    import connectorx  # noqa: F401
+    import pyiceberg.io.pyarrow
+    import pyiceberg.table  # noqa: F401
 
 
 def _spanda_extract(db: Path, work: Path) -> tuple[object, float]:
     """One extract of forum_posts from `db` into the catalog under `work`, timed."""
     _warm_imports()
+    from spanda_assets.lib.extract import extract_table
+    from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
+    from spanda_assets.lib.readers import make_reader
+    from spanda_assets.lib.source_db import make_engine
+    from spanda_assets.lib.sources import load_sources
+    from spanda_assets.settings import DEFAULT_BATCH_ROWS, DEFAULT_COMMIT_ROWS
 
     url = f"sqlite:///{db}"
     catalog = open_catalog(
@@ -135,6 +127,9 @@ def child_spanda_incremental(db: Path, work: Path, new_rows: int = 1000) -> dict
 
 
 def child_raw(db: Path, work: Path) -> dict[str, float]:
+    import connectorx as cx
+    import pyarrow.parquet as pq
+
     start = time.perf_counter()
     reader = cx.read_sql(
         f"sqlite://{db}",
@@ -154,6 +149,8 @@ def child_dlt(db: Path, work: Path) -> dict[str, float]:
     os.environ["RUNTIME__LOG_LEVEL"] = "WARNING"
     os.environ["DLT_DATA_DIR"] = str(work / "dlt-data")
     os.environ["DLT_PROJECT_DIR"] = str(work)
+    import dlt
+    from dlt.sources.sql_database import sql_table
 
     start = time.perf_counter()
     pipeline = dlt.pipeline(
@@ -174,6 +171,7 @@ def child_dlt(db: Path, work: Path) -> dict[str, float]:
 
 def child_defs_load(db: Path, work: Path) -> dict[str, float]:
     start = time.perf_counter()
+    from spanda_assets.definitions import defs
 
     defs()
     return {"rows": 0, "seconds": time.perf_counter() - start}
@@ -195,6 +193,7 @@ def ensure_source(posts: int) -> Path:
     db = CACHE / f"posts-{posts}.db"
     if db.exists() and _count(db) == posts:
         return db
+    from spanda_assets.lib.seed import SeedSizes, seed
 
     CACHE.mkdir(parents=True, exist_ok=True)
     if db.exists():

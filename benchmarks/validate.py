@@ -26,20 +26,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import connectorx as cx
-import ingest
-import pandera.pandas  # noqa: F401
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from spanda_assets.lib.lakehouse import CatalogConfig, ensure_namespace, open_catalog
-from spanda_assets.lib.submissions.sample import write_oneroster
-from spanda_assets.lib.submissions.validator import validate
-from spanda_assets.lib.validation.contracts import gx_frame, load_suite, run_gx, run_pandera
-from spanda_assets.lib.validation.gold import SPECS
-from spanda_assets.lib.validation.publish import GoldConsent, stage_gold
-from spanda_assets.lib.writes import publish
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -49,6 +35,8 @@ def _rss() -> float:
 
 
 def child_extract(rows: int, new_rows: int, work: Path) -> dict[str, float]:
+    import ingest
+
     db = ingest.ensure_source(rows)
     result, seconds = ingest._spanda_extract(db, work)
     increment = ingest.child_spanda_incremental(db, work, new_rows)
@@ -62,6 +50,8 @@ def child_extract(rows: int, new_rows: int, work: Path) -> dict[str, float]:
 
 def _gold_posts(batch: Any, year: int = 2026) -> Any:
     """ForumPosts rows shaped like gold.validated_posts (pseudonym-like keys)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
     def pseudonym(ids: Any) -> Any:
         return pc.binary_join_element_wise(
@@ -83,6 +73,8 @@ def _gold_posts(batch: Any, year: int = 2026) -> Any:
 
 def _validate(table: Any, work: Path, after: int = 0) -> dict[str, float]:
     """Pandera, then GX gates + soft signals, as the asset checks run them."""
+    from spanda_assets.lib.validation.contracts import gx_frame, load_suite, run_gx, run_pandera
+
     courses = list(range(1, 401))
     start = time.perf_counter()
     pandera = run_pandera("validated_posts", table, {"course_id": courses}, "post_id", after)
@@ -103,6 +95,11 @@ def _validate(table: Any, work: Path, after: int = 0) -> dict[str, float]:
 
 def child_contracts(rows: int, new_rows: int, work: Path) -> dict[str, float]:
     """gold.validated_posts of `rows` rows: contracts on all of it, then on `new_rows` more."""
+    import connectorx as cx
+    import ingest
+
+    from spanda_assets.lib.lakehouse import CatalogConfig, ensure_namespace, open_catalog
+
     db = ingest.ensure_source(rows)
     catalog = open_catalog(
         CatalogConfig(uri=f"sqlite:///{work / 'cat.db'}", warehouse=(work / "wh").as_uri())
@@ -124,7 +121,8 @@ def child_contracts(rows: int, new_rows: int, work: Path) -> dict[str, float]:
 
     # Fixed cost per process: imports, then a first call on a 1,000-row table.
     start = time.perf_counter()
-    import great_expectations  # noqa: F401, PLC0415 (its import time is a figure here)
+    import great_expectations  # noqa: F401
+    import pandera.pandas  # noqa: F401
 
     t_import = time.perf_counter() - start
     warm = catalog.create_table(("gold", "warm_up"), schema=table.schema().as_arrow())
@@ -165,6 +163,15 @@ SILVER_RUN = {"spanda.bronze-sequence": "1"}
 def child_gold(rows: int, new_rows: int, work: Path) -> dict[str, float]:
     """silver.forum_posts -> gold.validated_posts (rules, quarantine, consent), full then
     incremental: the publish step that runs before the contracts."""
+    import connectorx as cx
+    import ingest
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from spanda_assets.lib.lakehouse import CatalogConfig, ensure_namespace, open_catalog
+    from spanda_assets.lib.validation.gold import SPECS
+    from spanda_assets.lib.validation.publish import GoldConsent, stage_gold
+    from spanda_assets.lib.writes import publish
 
     def publish_gold(*args: Any, **kwargs: Any) -> Any:
         """One gold run whose audit passed: staged, then published."""
@@ -227,6 +234,9 @@ def child_gold(rows: int, new_rows: int, work: Path) -> dict[str, float]:
 
 
 def child_validator(rows: int, new_rows: int, work: Path) -> dict[str, float]:
+    from spanda_assets.lib.submissions.sample import write_oneroster
+    from spanda_assets.lib.submissions.validator import validate
+
     root = write_oneroster(
         work / "submission", users=max(100, rows // 50), enrollments=rows, classes=500
     )

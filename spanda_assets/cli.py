@@ -15,15 +15,19 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import dagster as dg
 
 from spanda_assets import settings
-from spanda_assets.definitions import defs
-from spanda_assets.defs.submissions.assets import SUBMISSIONS
 from spanda_assets.lib.errors import SpandaError
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+# Dagster and the definitions load only in the commands that run the graph: `spanda
+# validate`, `seed`, `tables` and `--help` start in a fraction of a second
+# (test_cli.test_the_cli_starts_without_dagster).
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The instance template (copied into DAGSTER_HOME). Kept out of the project root, where
@@ -124,6 +128,8 @@ def seed(
 
 
 def _load_defs() -> dg.Definitions:
+    from spanda_assets.definitions import defs
+
     return defs()
 
 
@@ -131,6 +137,8 @@ def materialize(
     selection: list[str] | None = None, run_config: dict[str, Any] | None = None
 ) -> bool:
     """Materialize assets through the Dagster instance, so runs show in the UI."""
+    import dagster as dg
+
     prepare_dagster_home()
     definitions = _load_defs()
     job = definitions.resolve_job_def("materialize_platform")
@@ -171,6 +179,9 @@ def materialize(
 def materialize_submissions() -> bool:
     """Validate, and ingest if valid, every submission in the inbox: one partition each,
     as the inbox sensor does when the daemon runs. True if all were ingested."""
+    import dagster as dg
+
+    from spanda_assets.defs.submissions.assets import SUBMISSIONS
     from spanda_assets.lib.submissions.inbox import list_submissions
 
     prepare_dagster_home()

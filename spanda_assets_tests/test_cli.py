@@ -73,3 +73,15 @@ def test_demo_no_ui_end_to_end(spanda_home: Path) -> None:
             assert instance.get_latest_materialization_event(dg.AssetKey(["bronze", "forum_posts"]))
     finally:
         del os.environ["DAGSTER_HOME"]
+
+
+def test_the_cli_starts_without_dagster() -> None:
+    """`spanda --help`, `validate`, `seed` and `tables` must not pay for Dagster and the
+    definitions: only the commands that run the graph import them."""
+    code = (
+        "import sys, json; import spanda_assets.cli;"
+        "print(json.dumps([m for m in ('dagster', 'pyiceberg', 'pandera', 'great_expectations',"
+        " 'spanda_assets.definitions') if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

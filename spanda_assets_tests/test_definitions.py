@@ -69,8 +69,8 @@ def test_definitions_load_without_heavy_libraries() -> None:
     code = (
         "import json, sys, time; t = time.perf_counter();"
         "from spanda_assets.definitions import defs; defs();"
-        "heavy = ['pyiceberg', 'great_expectations', 'evidently', 'mlflow', 'connectorx', 'pandera',"
-        " 'faker', 'sklearn'];"
+        "heavy = ['pyiceberg', 'great_expectations', 'evidently', 'mlflow', 'connectorx',"
+        " 'pandera', 'faker', 'sklearn'];"
         "print(json.dumps({'seconds': time.perf_counter() - t,"
         " 'loaded': [m for m in heavy if m in sys.modules]}))"
     )

@@ -169,6 +169,16 @@ def _where(text: str, token: str) -> tuple[int, int]:
             r"tables 'ForumPosts' and 'Posts' both map to bronze\.forum_posts",
         ),
         ("  - just a string  # <-\n", "just", r"sources\[3\] must be a mapping"),
+        (
+            "  - table: 2024Posts  # <-\n    primary_key: Id\n    cursor: Id\n",
+            "table",
+            r"sources\[3\]: the table name '2024Posts' gives no usable bronze name",
+        ),
+        (
+            "  - table: Grades\n    primary_key: Id\n    cursor: Id\n    5: x  # <-\n",
+            "5",
+            r"source table 'Grades': unknown key '5'",
+        ),
     ],
     ids=[
         "bad-value",
@@ -180,6 +190,8 @@ def _where(text: str, token: str) -> tuple[int, int]:
         "no-table",
         "duplicate-name",
         "not-a-mapping",
+        "derived-name-unusable",
+        "key-not-text",
     ],
 )
 def test_error_names_file_line_column_and_field(

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pyarrow as pa
 import pytest
 
 from spanda_assets.definitions import defs
 from spanda_assets.defs.submissions.sensors import submission_inbox
 from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
+from spanda_assets.lib.submissions.csvio import CsvError, CsvFile, CsvProblem
 from spanda_assets.lib.submissions.inbox import fetch, list_submissions, partition_key
 from spanda_assets.lib.submissions.sample import write_oneroster
 
@@ -147,3 +149,49 @@ def test_inbox_on_s3(s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert sub.key == "north_district"
     copy = fetch("north_district", uri)
     assert (copy / "users.csv").read_bytes() == (local / "users.csv").read_bytes()
+
+
+TRICKY_CSV = (
+    b"\xef\xbb\xbfsourcedId,name,note\r\n"
+    b'u-1,"Doe, Jane","line one\r\nline two"\r\n'
+    b"\r\n"
+    b'u-2,O\'Brien,"said ""hi"""\r\n'
+    b"   \r\n"
+    b"u-3,,\r\n"
+)
+
+
+def test_ingest_parses_csv_as_the_validator_does(tmp_path: Path) -> None:
+    """One parser: ingest's batches hold exactly the rows the validator checked."""
+    path = tmp_path / "users.csv"
+    path.write_bytes(TRICKY_CSV)
+    batches = list(CsvFile(path, block_bytes=64).batches())  # tiny blocks: several batches
+    assert all(b.schema.names == ["sourcedId", "name", "note"] for b in batches)
+    assert all(t == pa.string() for b in batches for t in b.schema.types)
+    loaded = [tuple(r.values()) for b in batches for r in b.to_pylist()]
+    assert loaded == [
+        ("u-1", "Doe, Jane", "line one\r\nline two"),
+        ("u-2", "O'Brien", 'said "hi"'),
+        ("u-3", "", ""),
+    ]
+    problems: list[CsvProblem] = []
+    header, *records = CsvFile(path, problems.append).records()
+    checked = [tuple(v) for _, v in records if "".join(v).strip()]
+    assert header == (1, ["sourcedId", "name", "note"]) and checked == loaded
+    assert [line for line, v in records if "".join(v).strip()] == [2, 5, 7]
+    assert [p.kind for p in problems] == ["bom"]
+
+
+def test_ingest_refuses_what_validation_rejects(tmp_path: Path) -> None:
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_bytes(b"a,b\n1,2\n3\n")
+    with pytest.raises(CsvError, match=r"ragged\.csv: record 3 has 1 fields, the header has 2"):
+        list(CsvFile(ragged).batches())
+    encoding = tmp_path / "latin1.csv"
+    encoding.write_bytes(b"a,b\n1,2\nCaf\xe9,3\n")
+    with pytest.raises(CsvError, match=r"latin1\.csv, line 3: invalid continuation byte"):
+        list(CsvFile(encoding).batches())
+    unclosed = tmp_path / "unclosed.csv"
+    unclosed.write_bytes(b'a,b\n1,"' + b"x" * 300 + b"\n2,3\n" * 50)
+    with pytest.raises(CsvError, match=r"unclosed\.csv: a record .* longer than 128 bytes"):
+        list(CsvFile(unclosed, block_bytes=128).batches())

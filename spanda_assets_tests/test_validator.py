@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 import zipfile
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from jsonschema import Draft202012Validator
 
 from spanda_assets.cli import main
+from spanda_assets.lib.submissions.csvio import CsvFile, CsvProblem
 from spanda_assets.lib.submissions.sample import DESCRIPTION, write_oneroster
+from spanda_assets.lib.submissions.validate import CHECKERS, Context, Report, Validator
+from spanda_assets.lib.submissions.validate.xapi_schema import SCHEMA as XAPI_SCHEMA
 from spanda_assets.lib.submissions.validator import validate
 
 
@@ -213,3 +219,478 @@ def test_cli_text_json_and_exit_codes(sub: Path) -> None:
     assert set(issue) == {"code", "severity", "location", "line", "column", "message", "suggestion"}
     missing = runner.invoke(main, ["validate", str(sub / "nope")])
     assert missing.exit_code == 2 and "no such file or folder" in missing.output
+
+
+# ----------------------------------------------------------------------------- CSV parsing
+# CSV is parsed by pyarrow (lib/submissions/csvio.py), shared with ingest. These pin what
+# the validator reports for the inputs where pyarrow and a line-by-line reader differ.
+
+
+def survey(tmp_path: Path, files: dict[str, bytes]) -> Path:
+    """A generic-CSV submission: each CSV gets a sidecar describing school, n and comment."""
+    root = tmp_path / "survey"
+    root.mkdir(exist_ok=True)
+    (root / "dataset_description.json").write_text(json.dumps(DESCRIPTION))
+    sidecar = {
+        "columns": {
+            "school": {"description": "school code"},
+            "n": {"description": "students"},
+            "comment": {"description": "free text", "type": "text"},
+        },
+        "aggregate": {"count_columns": ["n"]},
+    }
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+        (root / name).with_suffix(".json").write_text(json.dumps(sidecar))
+    return root
+
+
+def test_csv_quotes_and_multiline_records_keep_line_numbers(tmp_path: Path) -> None:
+    root = survey(
+        tmp_path,
+        {
+            "c.csv": b"school,n,comment\r\n"  # line 1
+            b'A,125,"fine, thanks"\r\n'  # 2: a quoted comma is one field
+            b'B,4,"said ""hi""\r\nthen left"\r\n'  # 3-4: escaped quotes, CRLF inside quotes
+            b"C,7\r\n"  # 5: ragged
+            b"D,3,ok\r\n"  # 6
+        },
+    )
+    report = validate(root)
+    c = codes(report)
+    # An issue names the line its record starts on (the old reader gave 4, the last line).
+    assert c["SMALL_CELL"] == [("c.csv", 3, "n"), ("c.csv", 6, "n")]
+    (ragged,) = [i for i in report.issues if i.code == "CSV_RAGGED_ROW"]
+    assert (ragged.line, ragged.message) == (5, "row has 2 fields, the header has 3")
+    assert report.rows_checked == 4 and set(c) == {"SMALL_CELL", "CSV_RAGGED_ROW"}
+
+
+def test_csv_unclosed_quote_is_reported_not_swallowed(tmp_path: Path) -> None:
+    root = survey(
+        tmp_path,
+        {"u.csv": b'school,n\nA,125\nB,"4\nC,7\nD,8\n', "v.csv": b'school,"n\nA,125\n'},
+    )
+    report = validate(root)
+    found = [(i.code, i.location, i.line) for i in report.issues]
+    assert found == [("CSV_MALFORMED", "u.csv", 3), ("CSV_MALFORMED", "v.csv", 1)]
+    assert "closing quote" in report.issues[0].message and not report.valid
+    assert "the header never ends" in report.issues[1].message
+
+
+def test_csv_record_longer_than_a_block_stops_with_its_line(tmp_path: Path) -> None:
+    p = tmp_path / "long.csv"
+    p.write_bytes(b"a,b\n1,2\n" + b'3,"' + b"x" * 5000 + b'"\n4,5\n')
+    problems: list[CsvProblem] = []
+    rows = list(CsvFile(p, problems.append, block_bytes=1024).records())
+    assert rows == [(1, ["a", "b"]), (2, ["1", "2"])]
+    (problem,) = problems
+    assert (problem.kind, problem.line) == ("malformed", 3) and "1,024 bytes" in problem.detail
+
+
+def test_csv_blank_rows_are_skipped_but_keep_their_lines(tmp_path: Path) -> None:
+    root = survey(tmp_path, {"b.csv": b"school,n\n\nA,125\n   \n,\nB,4\n"})
+    report = validate(root)
+    assert codes(report) == {"SMALL_CELL": [("b.csv", 6, "n")]}
+    assert report.rows_checked == 2
+
+
+def test_csv_bom_and_bad_bytes_name_line_and_byte(tmp_path: Path) -> None:
+    root = survey(
+        tmp_path,
+        {
+            "e.csv": b"\xef\xbb\xbfschool,n,comment\n"  # the BOM is not part of 'school'
+            b"Caf\xe9,125,x\n"  # 2: byte 4 of the line
+            b'B,4,"multi\nline \xff here"\n'  # 3-4: the bad byte is on line 4
+            b"C,125,end\xe9"  # 5: cut short at the end of the file
+        },
+    )
+    report = validate(root)
+    c = codes(report)
+    assert c["BOM_PRESENT"] == [("e.csv", None, None)]
+    assert c["INVALID_ENCODING"] == [("e.csv", 2, 4), ("e.csv", 4, 6), ("e.csv", 5, 10)]
+    reasons = [i.message for i in report.issues if i.code == "INVALID_ENCODING"]
+    assert "invalid continuation byte" in reasons[0] and "invalid start byte" in reasons[1]
+    assert "unexpected end of data" in reasons[2]
+    # Rows with bad bytes are still checked (with U+FFFD), and no column is undescribed.
+    assert c["SMALL_CELL"] == [("e.csv", 3, "n")] and "SIDECAR_COLUMN_UNDESCRIBED" not in c
+
+
+def test_csv_without_records_is_empty(sub: Path, tmp_path: Path) -> None:
+    root = survey(tmp_path, {"bom.csv": b"\xef\xbb\xbf", "blank.csv": b"\r\n  \r\n"})
+    c = codes(validate(root))
+    assert c == {
+        "BOM_PRESENT": [("bom.csv", None, None)],
+        "EMPTY_FILE": [("blank.csv", None, None), ("bom.csv", None, None)],
+    }
+    (sub / "users.csv").write_text("\n\n")
+    c = codes(validate(sub))
+    assert c["EMPTY_FILE"] == [("users.csv", None, None)]
+    assert not [loc for loc, _, _ in c.get("CSV_COLUMN_MISSING", []) if loc == "users.csv"]
+
+
+def test_csv_header_only_and_header_after_blank_lines(sub: Path, tmp_path: Path) -> None:
+    root = survey(
+        tmp_path,
+        {
+            "h.csv": b"school,n",  # no line end at all
+            "lead.csv": b"\r\n\r\nschool,n,extra\r\nA,125,x\r\nB,4,y\r\n",
+        },
+    )
+    report = validate(root)
+    assert codes(report) == {
+        "SIDECAR_COLUMN_UNDESCRIBED": [("lead.csv", 3, "extra")],
+        "SMALL_CELL": [("lead.csv", 5, "n")],
+    }
+    assert report.rows_checked == 2
+    (sub / "academicSessions.csv").write_text("sourcedId,status,dateLastModified,title\r\n")
+    c = codes(validate(sub))
+    missing = [(line, col) for loc, line, col in c["CSV_COLUMN_MISSING"]]
+    assert missing == [(1, "type"), (1, "startDate"), (1, "endDate"), (1, "schoolYear")]
+
+
+def test_csv_lines_stay_right_across_blocks(tmp_path: Path) -> None:
+    rows = [f"S{i},125,{'x' * 40}".encode() for i in range(60_000)]  # ~3.4 MB, several blocks
+    rows[30_000] = b'S,125,"two\nlines"'  # every later record is one line further down
+    rows[45_000] = b"S,125"
+    rows[50_000] = b"Caf\xe9,125,x"
+    rows[59_990] = b"S,4,x"
+    root = survey(tmp_path, {"big.csv": b"school,n,comment\n" + b"\n".join(rows) + b"\n"})
+    report = validate(root)
+    assert codes(report) == {
+        "CSV_RAGGED_ROW": [("big.csv", 45_003, None)],
+        "INVALID_ENCODING": [("big.csv", 50_003, 4)],
+        "SMALL_CELL": [("big.csv", 59_993, "n")],
+    }
+    assert report.rows_checked == 60_000
+
+
+def test_manifest_rows_are_read_as_before(sub: Path) -> None:
+    """The manifest is read field by field: a trailing comma is no error (as before)."""
+    edit_csv(sub / "manifest.csv", "file.users,bulk", "file.users,bulk,")
+    report = validate(sub)
+    assert report.valid and report.issues == []
+
+
+# ----------------------------------------------------------------------------- xAPI schema
+
+AGENT: dict[str, Any] = {"account": {"homePage": "https://lms.example.edu", "name": "a1"}}
+GOOD: dict[str, Any] = {
+    "actor": AGENT,
+    "verb": {"id": "http://adlnet.gov/expapi/verbs/completed"},
+    "object": {"id": "https://lms.example.edu/q1"},
+}
+UUID = "0d5c9f8e-4b2a-4e61-9c3d-7a1f2e3b4c5d"
+
+
+def xapi(tmp_path: Path, lines: list[str]) -> Report:
+    root = tmp_path / "xapi"
+    root.mkdir(exist_ok=True)
+    (root / "dataset_description.json").write_text(json.dumps(DESCRIPTION))
+    (root / "statements.jsonl").write_text("\n".join(lines) + "\n")
+    return validate(root)
+
+
+def test_xapi_schema_accepts_the_spec_s_variety(tmp_path: Path) -> None:
+    full = {
+        "id": UUID,
+        "actor": {"objectType": "Group", "mbox_sha1sum": "a" * 40, "member": [AGENT]},
+        "verb": {"id": "urn:example:verb:answered", "display": {"en-US": "answered"}},
+        "object": {
+            "objectType": "Activity",
+            "id": "https://lms.example.edu/q1",
+            "definition": {
+                "name": {"en": "Question 1"},
+                "type": "http://adlnet.gov/expapi/activities/cmi.interaction",
+                "interactionType": "choice",
+                "correctResponsesPattern": ["a"],
+                "choices": [{"id": "a", "description": {"en": "A"}}],
+                "extensions": {"https://example.org/x/difficulty": None},
+            },
+        },
+        "result": {
+            "score": {"scaled": -0.5, "raw": 2, "min": 0, "max": 10},
+            "success": False,
+            "completion": True,
+            "duration": "PT1M30.5S",
+        },
+        "context": {
+            "registration": UUID,
+            "instructor": {"objectType": "Agent", "openid": "https://id.example.edu/t1"},
+            "contextActivities": {"parent": {"id": "https://x.org/c"}, "other": []},
+            "revision": "2",
+            "language": "es-419",
+            "statement": {"objectType": "StatementRef", "id": UUID},
+        },
+        "timestamp": "2026-03-01T09:30:00.123+01:00",
+        "version": "1.0.3",
+        "attachments": [
+            {
+                "usageType": "http://adlnet.gov/expapi/attachments/signature",
+                "display": {"en": "signature"},
+                "contentType": "application/octet-stream",
+                "length": 12,
+                "sha2": "b" * 64,
+            }
+        ],
+    }
+    sub_statement = {
+        **GOOD,
+        "object": {"objectType": "SubStatement", **GOOD, "timestamp": "2027-01-01T00:00:00Z"},
+    }
+    agent_object = {**GOOD, "object": {"objectType": "Agent", **AGENT}}
+    report = xapi(tmp_path, [json.dumps(s) for s in (full, sub_statement, agent_object)])
+    assert report.valid and report.errors == [] and report.rows_checked == 3
+
+
+XAPI_ERRORS = [
+    pytest.param(
+        {**GOOD, "verb": {"id": "completed"}},
+        "$.verb.id",
+        'verb.id is not an IRI (got "completed")',
+        "absolute IRI",
+        id="verb-not-iri",
+    ),
+    pytest.param(
+        {"verb": GOOD["verb"]},
+        "$",
+        "missing actor, object",
+        "actor, verb (with id) and object",
+        id="required",
+    ),
+    pytest.param(
+        {**GOOD, "actor": {"name": "X"}},
+        "$.actor",
+        "identifier (account, mbox_sha1sum, openid or mbox); found none",
+        "exactly one",
+        id="no-identifier",
+    ),
+    pytest.param(
+        {**GOOD, "actor": {"mbox_sha1sum": "a" * 40, "openid": "https://id.example/1"}},
+        "$.actor",
+        "found mbox_sha1sum, openid",
+        "exactly one",
+        id="two-identifiers",
+    ),
+    pytest.param(
+        {**GOOD, "actor": {"mbox": "a@example.edu"}},
+        "$.actor.mbox",
+        "actor.mbox is not a mailto IRI",
+        "mailto:",
+        id="mbox-not-mailto",
+    ),
+    pytest.param(
+        {**GOOD, "timestamp": "03/01/2026 09:30"},
+        "$.timestamp",
+        "is not an ISO 8601 timestamp",
+        "ISO 8601",
+        id="timestamp",
+    ),
+    pytest.param(
+        {**GOOD, "result": {"score": {"scaled": 1.5}}},
+        "$.result.score.scaled",
+        "must be at most 1 (got 1.5)",
+        "-1 to 1",
+        id="scaled-range",
+    ),
+    pytest.param(
+        {**GOOD, "result": {"score": {"raw": "5"}}},
+        "$.result.score.raw",
+        "result.score.raw must be a number",
+        "wrong type",
+        id="string-number",
+    ),
+    pytest.param(
+        {**GOOD, "result": {"score": {"raw": 11, "min": 0, "max": 10}}},
+        "$.result.score.raw",
+        "between min and max",
+        "from min to max",
+        id="raw-outside-min-max",
+    ),
+    pytest.param(
+        {**GOOD, "result": {"response": None}},
+        "$.result.response",
+        "must be a string",
+        "rejects null",
+        id="null",
+    ),
+    pytest.param(
+        {**GOOD, "version": "2.0.0"},
+        "$.version",
+        'not a 1.0.x version (got "2.0.0")',
+        "1.0.0",
+        id="version",
+    ),
+    pytest.param({**GOOD, "id": "42"}, "$.id", "id is not a UUID", "UUID", id="uuid"),
+    pytest.param(
+        {**GOOD, "grade": "A"},
+        "$",
+        "grade not defined by xAPI 1.0.3",
+        "extensions",
+        id="undefined-property",
+    ),
+    pytest.param(
+        {**GOOD, "result": {"duration": "01:30:00"}},
+        "$.result.duration",
+        "not an ISO 8601 duration",
+        "PT1H30M",
+        id="duration",
+    ),
+    pytest.param(
+        {**GOOD, "verb": {**GOOD["verb"], "display": {"en US": "x"}}},
+        "$.verb.display",
+        'key "en US", which is not an RFC 5646 language tag',
+        "en-US",
+        id="language-tag",
+    ),
+    pytest.param(
+        {**GOOD, "context": {"extensions": {"difficulty": 3}}},
+        "$.context.extensions",
+        'key "difficulty", which is not an IRI',
+        "absolute IRI",
+        id="extension-key",
+    ),
+    pytest.param(
+        {
+            **GOOD,
+            "object": {"objectType": "StatementRef", "id": UUID},
+            "context": {"platform": "web"},
+        },
+        "$.context.platform",
+        "only allowed when the statement's object is an Activity",
+        "unless the object is an Activity",
+        id="platform-needs-activity",
+    ),
+    pytest.param(
+        {
+            **GOOD,
+            "object": {
+                "objectType": "SubStatement",
+                **GOOD,
+                "object": {"objectType": "SubStatement"},
+            },
+        },
+        "$.object.object.objectType",
+        'must be one of Activity, Agent, Group, StatementRef (got "SubStatement")',
+        "top level only",
+        id="nested-substatement",
+    ),
+    pytest.param(
+        {**GOOD, "object": {"objectType": "SubStatement", "id": UUID, **GOOD}},
+        "$.object",
+        "object.id not defined by xAPI 1.0.3",
+        "no id, stored, version or authority",
+        id="substatement-id",
+    ),
+    pytest.param(
+        {**GOOD, "actor": {"objectType": "Group"}},
+        "$.actor.member",
+        "missing actor.member",
+        "anonymous Group",
+        id="anonymous-group",
+    ),
+    pytest.param(
+        {**GOOD, "actor": {"objectType": "Group", "member": [{"objectType": "Group", **AGENT}]}},
+        "$.actor.member[0].objectType",
+        'must be "Agent" (got "Group")',
+        "cannot be Groups",
+        id="group-in-group",
+    ),
+    pytest.param(
+        {**GOOD, "authority": {"objectType": "Group", "member": [AGENT]}},
+        "$.authority.member",
+        "must have at least 2 item(s)",
+        "exactly two Agents",
+        id="oauth-authority",
+    ),
+    pytest.param(
+        {**GOOD, "context": {"instructor": {"mbox": "mailto:t@example.edu"}}},
+        "$.context.instructor.mbox",
+        "context.instructor.mbox is an email address",
+        "opaque account",
+        id="mbox-anywhere",
+    ),
+]
+
+
+@pytest.mark.parametrize(("statement", "column", "detail", "hint"), XAPI_ERRORS)
+def test_xapi_schema_errors_name_path_line_and_hint(
+    tmp_path: Path, statement: dict[str, object], column: str, detail: str, hint: str
+) -> None:
+    report = xapi(tmp_path, [json.dumps(GOOD), "", json.dumps(statement)])
+    (issue,) = report.errors
+    assert (issue.code, issue.location, issue.line, issue.column) == (
+        "XAPI_STATEMENT_INVALID",
+        "statements.jsonl",
+        3,  # the file's line: a blank line does not shift it
+        column,
+    )
+    assert issue.message.startswith("xAPI statement: ") and detail in issue.message
+    assert hint in issue.suggestion
+
+
+def test_xapi_reports_never_echo_identifying_values(tmp_path: Path) -> None:
+    bad = [
+        {**GOOD, "actor": {"mbox": "jane.doe@example.edu"}},
+        {**GOOD, "actor": {"account": {"homePage": "lms", "name": "jane.doe"}}},
+        {**GOOD, "authority": {"objectType": "Group", "member": [{"mbox_sha1sum": "jane.doe"}]}},
+    ]
+    report = xapi(tmp_path, [json.dumps(s) for s in bad])
+    assert len(report.errors) == 3 and "jane.doe" not in report.to_json()
+
+
+def test_xapi_json_that_python_would_accept_anyway(tmp_path: Path) -> None:
+    """A property given twice and NaN parse in Python but are not one valid statement."""
+    twice = '{"actor": {"account": {"homePage": "https://l.example", "name": "a"}}, '
+    twice += '"verb": {"id": "http://a.example/v"}, "verb": {"id": "http://a.example/w"}, '
+    twice += '"object": {"id": "http://a.example/o"}}'
+    nan = json.dumps({**GOOD, "result": {"score": {"scaled": float("nan")}}})
+    report = xapi(tmp_path, [twice, nan])
+    found = [(i.code, i.line) for i in report.errors]
+    assert found == [("XAPI_STATEMENT_INVALID", 1), ("JSON_INVALID", 2)]
+    assert "'verb' appears more than once" in report.errors[0].message
+    assert "NaN" in report.errors[1].message
+
+
+def test_xapi_schema_is_packaged_and_valid() -> None:
+    text = resources.files("spanda_assets").joinpath(XAPI_SCHEMA).read_text(encoding="utf-8")
+    schema = json.loads(text)
+    Draft202012Validator.check_schema(schema)
+    assert "1.0.3" in schema["title"] and schema["$defs"]["statement"]["required"] == [
+        "actor",
+        "verb",
+        "object",
+    ]
+
+
+# ----------------------------------------------------------------------------- formats
+
+
+def test_a_format_is_one_checker_behind_the_interface(tmp_path: Path) -> None:
+    """A new format plugs in as a FormatChecker; what it accounts for is not unknown."""
+
+    class Notes:
+        name = "plain notes"
+
+        def claims(self, path: Path, ctx: Context) -> bool:
+            return path.suffix == ".txt"
+
+        def check(self, path: Path, ctx: Context) -> set[Path]:
+            ctx.report.rows_checked += len(path.read_text().splitlines())
+            return {path}
+
+    root = tmp_path / "notes"
+    root.mkdir()
+    (root / "dataset_description.json").write_text(json.dumps(DESCRIPTION))
+    (root / "a.txt").write_text("one\ntwo\n")
+    assert codes(validate(root)) == {"UNKNOWN_FILE": [("a.txt", None, None)]}
+    report = Validator(root, checkers=(*CHECKERS, Notes())).run()
+    assert report.issues == [] and report.formats == ["plain notes"] and report.rows_checked == 2
+
+
+def test_the_manifest_and_description_cannot_be_ignored(sub: Path) -> None:
+    """They define the submission: an ignore file naming them changes nothing."""
+    expected = codes(validate(sub))
+    (sub / ".spandaignore").write_text("manifest.csv\ndataset_description.json\n")
+    report = validate(sub)
+    assert report.valid and codes(report) == expected
+    assert "OneRoster" in " ".join(report.formats)

@@ -24,6 +24,7 @@ from pydantic import (
     StrictStr,
     StringConstraints,
     ValidationError,
+    model_validator,
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
@@ -132,6 +133,17 @@ class _Entry(BaseModel):
         BeforeValidator(_stringify_map),
     ] = None
 
+    @model_validator(mode="after")
+    def _derived_name(self) -> _Entry:
+        """A name left out is the table's snake_case, which must be a usable name too."""
+        if self.name is None and not _NAME.match(snake_case(self.table)):
+            raise PydanticCustomError(
+                "derived_name",
+                "the table name {table} gives no usable bronze name ({name})",
+                {"table": repr(self.table), "name": repr(snake_case(self.table))},
+            )
+        return self
+
     def source_table(self, default_schema: str | None) -> SourceTable:
         return SourceTable(
             table=self.table,
@@ -219,6 +231,11 @@ def _problem(error: ErrorDetails, doc: Any) -> tuple[Loc, str]:
     if len(loc) < 2:  # the document is not a mapping, or `sources` is missing or no list
         return loc, _NO_SOURCES
     index = int(loc[1])
+    if kind == "derived_name":
+        return (*loc, "table"), (
+            f"sources[{index}]: {error['msg']}; add a 'name:' in snake_case (letters, "
+            "digits, _; starting with a letter)"
+        )
     if len(loc) == 2:
         return loc, (
             f"sources[{index}] must be a mapping with table, primary_key, cursor and mode, "
@@ -226,7 +243,7 @@ def _problem(error: ErrorDetails, doc: Any) -> tuple[Loc, str]:
         )
     field = str(loc[2]).removesuffix("_")
     subject = _subject(doc, index)
-    if kind == "extra_forbidden":
+    if kind in ("extra_forbidden", "invalid_key"):
         close = difflib.get_close_matches(field, _ENTRY_KEYS, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         return loc, f"{subject}: unknown key {field!r}; {hint}allowed keys: {_ENTRY_KEYS}"
@@ -238,8 +255,8 @@ def _problem(error: ErrorDetails, doc: Any) -> tuple[Loc, str]:
         return loc, f"{subject}: column_types.{loc[3]}: {error['msg']}"
     blank = value is None or (isinstance(value, str) and not value.strip())
     if kind == "missing" or (len(loc) == 3 and blank):
-        return loc, f"{subject}: {field!r} is required: {_FIELD_HELP[field]}"
-    return loc, f"{subject}: {field!r} must be {_FIELD_HELP[field]}, got {value!r}"
+        return loc, f"{subject}: {field!r} is required: {_FIELD_HELP.get(field, '')}"
+    return loc, f"{subject}: {field!r} must be {_FIELD_HELP.get(field, '')}, got {value!r}"
 
 
 def _config_error(exc: ValidationError, doc: Any, root: yaml.Node | None, origin: str) -> str:

@@ -21,9 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
-from dagster._core.storage.asset_check_execution_record import (
-    AssetCheckExecutionRecordStatus,
-)
 
 from spanda_assets import settings
 from spanda_assets.lib import alerts as lib
@@ -85,6 +82,12 @@ def _plain(metadata: Any) -> dict[str, Any]:
 def check_alerts(
     instance: dg.DagsterInstance, check_keys: list[Any], state: AlertState
 ) -> list[lib.Alert]:
+    # Dagster's own module, not public API: imported at the tick, so a move in an upgrade
+    # fails this sensor's ticks (and alerts on them), not the whole code location's load.
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus,
+    )
+
     out: list[lib.Alert] = []
     latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys)
     for key, record in latest.items():

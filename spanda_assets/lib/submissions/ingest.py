@@ -11,7 +11,7 @@ them passed (write-audit-publish).
 
 from __future__ import annotations
 
-import csv
+import html
 import json
 import tempfile
 from collections.abc import Iterator
@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
+from spanda_assets.lib.lakehouse import ensure_namespace, load_table_or_none
+from spanda_assets.lib.naming import snake_case
 from spanda_assets.lib.privacy.pseudonym import Pseudonymizer
 from spanda_assets.lib.privacy.scrub import scrub
-from spanda_assets.lib.sources import snake_case
-from spanda_assets.lib.submissions.validator import DESCRIPTION, MANIFEST, rules, safe_extract
+from spanda_assets.lib.submissions.csvio import CsvFile
+from spanda_assets.lib.submissions.validate.archive import safe_extract
+from spanda_assets.lib.submissions.validate.rules import DESCRIPTION, MANIFEST, rules
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -46,19 +48,8 @@ def pseudonym_columns(names: list[str]) -> list[str]:
 
 
 def _csv_batches(path: Path) -> Iterator[pa.RecordBatch]:
-    with path.open("r", encoding="utf-8-sig", newline="") as f:
-        header: list[str] = next(iter(csv.reader(f)), [])
-    reader = pacsv.open_csv(
-        path,
-        read_options=pacsv.ReadOptions(block_size=BATCH_BYTES, encoding="utf-8"),
-        convert_options=pacsv.ConvertOptions(
-            column_types={h.lstrip("\ufeff"): pa.string() for h in header},
-            strings_can_be_null=False,
-        ),
-    )
-    for batch in reader:
-        names = [n.lstrip("\ufeff") for n in batch.schema.names]
-        yield batch.rename_columns(names)
+    """String columns named by the header (BOM dropped), parsed as the validator parsed them."""
+    return CsvFile(path, block_bytes=BATCH_BYTES).batches()
 
 
 def _deidentify(
@@ -122,8 +113,8 @@ def _xapi_rows(path: Path, dataset: str, pseudonymizer: Pseudonymizer) -> pa.Tab
 
 
 def _write(catalog: Catalog, name: str, parts: Iterator[pa.Table], description: str) -> int:
-    from spanda_assets.lib.lakehouse import ensure_namespace, load_table_or_none
-    from spanda_assets.lib.writes import AUDIT, NO_RETRY, open_audit, replace_all
+    # pyiceberg: only once a table is written (this module is also imported for reports)
+    from spanda_assets.lib.writes import AUDIT, NO_RETRY, open_audit, replace_all  # noqa: PLC0415
 
     ensure_namespace(catalog, "submissions")
     tx = None
@@ -190,8 +181,6 @@ def ingest(
 
 def html_report(report_json: str) -> str:
     """A self-contained HTML page of a validation report (all values escaped)."""
-    import html
-
     doc = json.loads(report_json)
     rows = "".join(
         "<tr>"

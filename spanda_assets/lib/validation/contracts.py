@@ -21,10 +21,8 @@ import pyarrow.compute as pc
 import yaml
 
 from spanda_assets.lib.incremental import rows_added_after
-from spanda_assets.schemas.pandera_models import MODELS
 
 if TYPE_CHECKING:
-    import pandas as pd
     from pyiceberg.table import Table
 
 SAMPLE = 10
@@ -119,6 +117,8 @@ def run_pandera(
     and key uniqueness across the whole table."""
     import pandera.pandas as pda
     from pandera.errors import SchemaErrors
+
+    from spanda_assets.schemas.pandera_models import MODELS  # imports pandera
 
     schema = MODELS[name].to_schema()
     for column, allowed in references.items():

@@ -1,0 +1,110 @@
+"""One validation run: list the files, offer each to the format checkers, report the rest.
+
+Order matters for a stable report: the description first, then files too
+empty or too large to read, then the OneRoster manifest (it accounts for the
+roster files it names), then the remaining files in name order.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import tempfile
+from pathlib import Path
+
+from spanda_assets.lib.submissions.validate.archive import safe_extract
+from spanda_assets.lib.submissions.validate.base import FormatChecker
+from spanda_assets.lib.submissions.validate.config import Config
+from spanda_assets.lib.submissions.validate.context import Context
+from spanda_assets.lib.submissions.validate.description import check_description
+from spanda_assets.lib.submissions.validate.oneroster import OneRosterChecker
+from spanda_assets.lib.submissions.validate.report import Report
+from spanda_assets.lib.submissions.validate.rules import (
+    CONFIG_FILE,
+    DESCRIPTION,
+    IGNORE_FILE,
+    MANIFEST,
+)
+from spanda_assets.lib.submissions.validate.sidecar_csv import SidecarCsvChecker
+from spanda_assets.lib.submissions.validate.xapi import XapiChecker
+
+# First claim wins; a file no checker claims is UNKNOWN_FILE (unless it is a CSV's sidecar).
+CHECKERS: tuple[FormatChecker, ...] = (OneRosterChecker(), XapiChecker(), SidecarCsvChecker())
+
+
+class Validator:
+    """Checks one submission folder; `run()` returns its report."""
+
+    def __init__(
+        self,
+        root: Path,
+        config: Config | None = None,
+        checkers: tuple[FormatChecker, ...] = CHECKERS,
+    ) -> None:
+        self.ctx = Context(root, config)
+        self.root = root
+        self.checkers = checkers
+
+    @property
+    def report(self) -> Report:
+        return self.ctx.report
+
+    def run(self) -> Report:
+        """Check every file not ignored; the report lists issues in the order files are met."""
+        ctx = self.ctx
+        files = sorted(
+            p
+            for p in self.root.rglob("*")
+            if p.is_file()
+            and p.name not in (CONFIG_FILE, IGNORE_FILE)
+            and (
+                # the description and the manifest define the submission: never ignored
+                ctx.rel(p) in (DESCRIPTION, MANIFEST)
+                or not any(fnmatch.fnmatch(ctx.rel(p), g) for g in ctx.config.ignore_globs)
+            )
+        )
+        ctx.files = files
+        known: set[Path] = set()
+        description = self.root / DESCRIPTION
+        if description.is_file():
+            known.add(description)
+            check_description(description, ctx)
+        else:
+            ctx.add("MISSING_DATASET_DESCRIPTION", DESCRIPTION)
+        for p in files:
+            size = p.stat().st_size
+            if size == 0:
+                ctx.add("EMPTY_FILE", ctx.rel(p))
+                known.add(p)
+            elif size > ctx.limits["max_file_bytes"]:
+                ctx.add("FILE_TOO_LARGE", ctx.rel(p), size=size, limit=ctx.limits["max_file_bytes"])
+                known.add(p)
+        manifest = self.root / MANIFEST
+        for p in sorted(files, key=lambda p: p != manifest):  # the manifest first
+            if p in known:
+                continue
+            for checker in self.checkers:
+                if checker.claims(p, ctx):
+                    ctx.add_format(checker.name)
+                    known |= checker.check(p, ctx)
+                    break
+        for p in files:
+            if p not in known and not (p.suffix == ".json" and p.with_suffix(".csv").is_file()):
+                ctx.add("UNKNOWN_FILE", ctx.rel(p))
+        ctx.report.files_checked = len(files)
+        return ctx.report
+
+
+def validate(path: Path, config_path: Path | None = None) -> Report:
+    """Validate a submission folder or .zip archive."""
+    if path.is_file() and path.suffix == ".zip":
+        tmp = Path(tempfile.mkdtemp(prefix="spanda-submission-"))
+        probe = Context(tmp)
+        if not safe_extract(path, tmp, probe.limits, probe.add):
+            probe.report.root = str(path)
+            return probe.report
+        entries = list(tmp.iterdir())
+        root = entries[0] if len(entries) == 1 and entries[0].is_dir() else tmp
+        report = Validator(root, Config.load(root, config_path)).run()
+        report.root = str(path)
+        return report
+    return Validator(path, Config.load(path, config_path)).run()
