@@ -261,7 +261,11 @@ def tables() -> None:
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Reclassify or ignore issues (default: .spanda-validator.yaml in the submission).",
+    help=(
+        "The steward's config: reclassify or ignore issues, change limits (default: "
+        "SPANDA_VALIDATOR_CONFIG). A submission's own .spanda-validator.yaml may only make "
+        "the rules stricter."
+    ),
 )
 def validate_cmd(path: Path, as_json: bool, config_path: Path | None) -> None:
     """Validate a dataset submission (folder or .zip); exit 1 on any error."""

@@ -13,10 +13,12 @@ import pyarrow as pa
 import pytest
 
 from spanda_assets.definitions import defs
+from spanda_assets.defs.submissions.assets import INGESTED_KEY, REPORT_KEY
 from spanda_assets.defs.submissions.sensors import submission_inbox
 from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
 from spanda_assets.lib.submissions.csvio import CsvError, CsvFile, CsvProblem
 from spanda_assets.lib.submissions.inbox import fetch, list_submissions, partition_key
+from spanda_assets.lib.submissions.ingest import table_names
 from spanda_assets.lib.submissions.sample import write_oneroster
 
 
@@ -35,10 +37,17 @@ def inbox(spanda_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return box
 
 
-def process(instance: dg.DagsterInstance, key: str) -> dg.ExecuteInProcessResult:
+def process(
+    instance: dg.DagsterInstance, key: str, only: dg.AssetKey | None = None
+) -> dg.ExecuteInProcessResult:
     instance.add_dynamic_partitions("submissions", [key])
     job = defs().resolve_job_def("process_submission")
-    return job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
+    return job.execute_in_process(
+        instance=instance,
+        partition_key=key,
+        raise_on_error=False,
+        asset_selection=[only] if only else None,
+    )
 
 
 def catalog() -> Any:
@@ -120,6 +129,72 @@ def test_rejected_submission_gets_a_report_and_is_never_ingested(
     )
     html = (spanda_home / "reports" / "bad_export" / "report.html").read_text()
     assert "IDENTIFIER_NOT_DEIDENTIFIED" in html and "users.csv" in html and "Ada" not in html
+
+
+def test_files_the_submission_ignores_are_never_ingested(inbox: Path) -> None:
+    folder = inbox / "District 2026"
+    (folder / "scratch").mkdir()
+    (folder / "scratch" / "scores.csv").write_text("id,score\r\nx-1,3\r\n")
+    (folder / ".spandaignore").write_text("scratch/*\n")
+    with dg.instance_for_test() as instance:
+        assert process(instance, "district_2026").success
+    tables = {t[1] for t in catalog().list_tables("submissions")}
+    assert "district_2026_users" in tables
+    assert not [t for t in tables if "scores" in t]
+
+
+def test_content_changed_after_validation_is_refused(inbox: Path) -> None:
+    """Ingest loads exactly the bytes validation checked, or nothing."""
+    folder = inbox / "District 2026"
+    with dg.instance_for_test() as instance:
+        assert process(instance, "district_2026", only=REPORT_KEY).success
+        users = (folder / "users.csv").read_bytes()
+        (folder / "users.csv").write_bytes(users.replace(b",student,,,,", b",student,,,Ada,", 1))
+        (folder / "late.csv").write_text("id\r\n1\r\n")
+        result = process(instance, "district_2026", only=INGESTED_KEY)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    message = str(failure.event_specific_data.error)  # type: ignore[union-attr]
+    assert "users.csv changed" in message and "late.csv was added" in message
+    assert "Ada" not in message
+    namespaces = [n[0] for n in catalog().list_namespaces()]
+    assert "submissions" not in namespaces or not catalog().list_tables("submissions")
+
+
+def test_two_entries_that_would_meet_get_their_own_partitions(inbox: Path) -> None:
+    source = inbox / "District 2026"
+    shutil.copytree(source, inbox / "a-b")
+    shutil.copytree(source, inbox / "a_b")
+    with zipfile.ZipFile(inbox / "A b.zip", "w") as z:
+        for p in source.rglob("*"):
+            z.write(p, p.relative_to(source))
+    keys = {s.name: s.key for s in list_submissions()}
+    assert keys["a_b"] == "a_b"  # the entry already named like its key keeps it
+    assert keys["a-b"].startswith("a_b_") and keys["A b.zip"].startswith("a_b_")
+    assert len(set(keys.values())) == len(keys)
+    assert keys["District 2026"] == "district_2026"  # met no other name: unchanged
+    assert fetch(keys["a-b"]).name == "a-b" and fetch(keys["A b.zip"]).name == "A b.zip"
+
+
+def test_two_files_that_would_meet_get_their_own_tables(inbox: Path) -> None:
+    names = table_names("d", ["users.csv", "x/users.csv", "y/users.csv", "Users.jsonl", "a.csv"])
+    assert names["users.csv"] == "d_users" and names["a.csv"] == "d_a"
+    assert len(set(names.values())) == len(names)
+    assert all(names[p].startswith("d_users_") for p in ("x/users.csv", "y/users.csv"))
+    folder = inbox / "District 2026"
+    sidecar = {"columns": {"school": {"description": "school code"}, "n": {"description": "n"}}}
+    for sub, n in (("x", 12), ("y", 15)):
+        (folder / sub).mkdir()
+        (folder / sub / "counts.csv").write_text(f"school,n\r\norg-1,{n}\r\n")
+        (folder / sub / "counts.json").write_text(json.dumps(sidecar))
+    with dg.instance_for_test() as instance:
+        assert process(instance, "district_2026").success
+    counts = [t[1] for t in catalog().list_tables("submissions") if "counts" in t[1]]
+    assert len(counts) == 2
+    values = {
+        catalog().load_table(("submissions", t)).scan().to_arrow()["n"][0].as_py() for t in counts
+    }
+    assert values == {"12", "15"}
 
 
 def test_zip_submission(inbox: Path) -> None:

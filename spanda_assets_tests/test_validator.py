@@ -173,19 +173,75 @@ def test_generic_csv_sidecar_small_cells_and_free_text(tmp_path: Path) -> None:
     assert codes(validate(root))["UNKNOWN_FILE"] == [("notes.txt", None, None)]
 
 
-def test_config_reclassifies_and_ignores(sub: Path) -> None:
+def test_steward_config_reclassifies_and_ignores(sub: Path, tmp_path: Path) -> None:
     (sub / "notes.txt").write_text("hello")
     (sub / "scratch").mkdir()
     (sub / "scratch" / "tmp.bin").write_bytes(b"\0")
     edit_csv(sub / "enrollments.csv", "user-8,student", "user-8,headmaster")
     (sub / ".spandaignore").write_text("# local scratch\nscratch/*\n")
-    (sub / ".spanda-validator.yaml").write_text(
+    steward = tmp_path / "steward.yaml"
+    steward.write_text(
         "rules:\n  UNKNOWN_FILE: error\n"
         "ignore:\n  - {code: CSV_VALUE_NOT_ALLOWED, location: enrollments.csv}\n"
     )
-    c = {i.code: i.severity for i in validate(sub).issues}
-    assert c == {"UNKNOWN_FILE": "error"}
-    assert [i.location for i in validate(sub).issues] == ["notes.txt"]
+    report = validate(sub, steward)
+    assert {i.code: i.severity for i in report.issues} == {"UNKNOWN_FILE": "error"}
+    assert [i.location for i in report.issues] == ["notes.txt"]
+    # the files .spandaignore names are not part of what was validated
+    assert not any(f.startswith("scratch/") for f in report.files)
+
+
+def test_steward_config_comes_from_the_environment(
+    sub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (sub / "notes.txt").write_text("hello")
+    steward = tmp_path / "steward.yaml"
+    steward.write_text("rules:\n  UNKNOWN_FILE: ignore\n")
+    assert "UNKNOWN_FILE" in codes(validate(sub))
+    monkeypatch.setenv("SPANDA_VALIDATOR_CONFIG", str(steward))
+    assert "UNKNOWN_FILE" not in codes(validate(sub))
+
+
+def test_a_submission_cannot_lower_its_own_gate(sub: Path) -> None:
+    """Its own config may raise a severity or tighten a limit, never lower the gate;
+    the report names each refused request."""
+    (sub / "notes.txt").write_text("hello")
+    edit_csv(sub / "enrollments.csv", "user-8,student", "user-8,headmaster")
+    (sub / ".spanda-validator.yaml").write_text(
+        "rules:\n  UNKNOWN_FILE: error\n  CSV_VALUE_NOT_ALLOWED: ignore\n"
+        "  CONFIG_LOWERING_REFUSED: ignore\n"
+        "ignore:\n  - {code: CSV_VALUE_NOT_ALLOWED, location: enrollments.csv}\n  - {}\n"
+        "limits:\n  max_file_bytes: 100000000000\n"
+    )
+    report = validate(sub)
+    severities = {i.code: i.severity for i in report.issues}
+    assert severities["UNKNOWN_FILE"] == "error"  # raised: allowed
+    assert severities["CSV_VALUE_NOT_ALLOWED"] == "error"  # lowering refused
+    assert not report.valid
+    refused = [i.message for i in report.issues if i.code == "CONFIG_LOWERING_REFUSED"]
+    assert [i.location for i in report.issues if i.code == "CONFIG_LOWERING_REFUSED"] == [
+        ".spanda-validator.yaml"
+    ] * 5
+    assert any("set CSV_VALUE_NOT_ALLOWED to ignore" in m for m in refused)
+    assert any("set CONFIG_LOWERING_REFUSED to ignore" in m for m in refused)
+    assert any("ignore CSV_VALUE_NOT_ALLOWED in enrollments.csv" in m for m in refused)
+    assert any("ignore every issue in *" in m for m in refused)
+    assert any("raise limit max_file_bytes" in m for m in refused)
+
+
+def test_a_submission_may_tighten_a_limit(sub: Path) -> None:
+    (sub / ".spanda-validator.yaml").write_text("limits:\n  max_file_bytes: 100\n")
+    assert "FILE_TOO_LARGE" in codes(validate(sub))
+
+
+def test_the_report_records_a_digest_of_every_validated_file(sub: Path) -> None:
+    report = validate(sub)
+    assert set(report.files) == {p.relative_to(sub).as_posix() for p in sub.rglob("*.*")}
+    before = report.digest
+    (sub / "users.csv").write_bytes((sub / "users.csv").read_bytes())  # same bytes, new mtime
+    assert validate(sub).digest == before
+    (sub / "users.csv").write_bytes((sub / "users.csv").read_bytes() + b"\r\n")
+    assert validate(sub).digest != before
 
 
 def test_archives_traversal_and_bombs(sub: Path, tmp_path: Path) -> None:

@@ -126,17 +126,29 @@ def ingested(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) ->
     from spanda_assets.lib.privacy.residual import ResidualScanner, ScanReport, scan_pending
     from spanda_assets.lib.submissions.inbox import fetch
     from spanda_assets.lib.submissions.ingest import ingest, pseudonym_columns
+    from spanda_assets.lib.submissions.validate.digest import SubmissionChanged
     from spanda_assets.lib.writes import pending
 
     key = context.partition_key
     report = report_dir(key) / "report.json"
-    if not report.is_file() or not json.loads(report.read_text())["valid"]:
+    doc = json.loads(report.read_text()) if report.is_file() else {}
+    if not doc.get("valid"):
         raise dg.Failure(
             description=f"submission {key} was rejected by validation and is not ingested",
             metadata={"report": dg.MetadataValue.path(str(report_dir(key) / "report.html"))},
         )
+    if not doc.get("files"):
+        raise dg.Failure(
+            description=f"submission {key}: its report lists no validated files (written by "
+            "an older version); validate it again before ingest"
+        )
     catalog = lakehouse.namespace("submissions")
-    tables = ingest(catalog, key, fetch(key), Pseudonymizer(load_key()))
+    try:
+        tables = ingest(catalog, key, fetch(key), Pseudonymizer(load_key()), doc["files"])
+    except SubmissionChanged as exc:
+        raise dg.Failure(
+            description=str(exc), metadata={"validated_digest": doc.get("digest", "")}
+        ) from exc
     staged = [catalog.load_table(("submissions", t)) for t in tables]
     scan = ScanReport()
     for table in staged:

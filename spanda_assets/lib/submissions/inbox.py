@@ -1,8 +1,10 @@
 """The submissions inbox: a local folder or an object-store prefix, read through pyarrow.fs.
 
 Each entry directly under the inbox (a folder or a .zip) is one submission.
-Its partition key is the entry name made safe for table names; its fingerprint
-(sizes and modification times of its files) tells the sensor when it changed.
+Its partition key is the entry name made safe for table names; where two
+entries would get one key ("A b.zip" and "a-b/"), each gets a short digest of
+its own name, except one whose name already is the key. Its fingerprint (sizes
+and modification times of its files) tells the sensor when it changed.
 """
 
 from __future__ import annotations
@@ -66,7 +68,24 @@ def list_submissions(uri: str | None = None) -> list[Submission]:
             if f.type == pafs.FileType.File:
                 h.update(f"{f.path}|{f.size}|{f.mtime_ns}".encode())
         out.append(Submission(partition_key(name), name, h.hexdigest()[:16]))
-    return sorted(out, key=lambda s: s.key)
+    return sorted(_apart(out), key=lambda s: s.key)
+
+
+def _apart(entries: list[Submission]) -> list[Submission]:
+    """Entries whose keys meet get a digest of their own name (the one whose name is
+    the key keeps it), so two submissions never share a partition or its tables."""
+    groups: dict[str, list[Submission]] = {}
+    for s in entries:
+        groups.setdefault(s.key, []).append(s)
+    out = []
+    for key, members in groups.items():
+        for s in members:
+            if len(members) == 1 or s.name == key:
+                out.append(s)
+            else:
+                digest = hashlib.sha256(s.name.encode()).hexdigest()[:6]
+                out.append(Submission(f"{key}_{digest}", s.name, s.fingerprint))
+    return out
 
 
 def fetch(key: str, uri: str | None = None) -> Path:

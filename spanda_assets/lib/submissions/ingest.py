@@ -11,11 +11,13 @@ them passed (write-audit-publish).
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
+import shutil
 import tempfile
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -26,6 +28,8 @@ from spanda_assets.lib.privacy.pseudonym import Pseudonymizer
 from spanda_assets.lib.privacy.scrub import scrub
 from spanda_assets.lib.submissions.csvio import CsvFile
 from spanda_assets.lib.submissions.validate.archive import safe_extract
+from spanda_assets.lib.submissions.validate.config import Config
+from spanda_assets.lib.submissions.validate.digest import stage_validated
 from spanda_assets.lib.submissions.validate.rules import DESCRIPTION, MANIFEST, rules
 
 if TYPE_CHECKING:
@@ -143,26 +147,88 @@ def _write(catalog: Catalog, name: str, parts: Iterator[pa.Table], description: 
     return rows
 
 
+def table_names(dataset: str, paths: Iterable[str]) -> dict[str, str]:
+    """The table of each data file: `<dataset>_<file stem>`, unless two files would meet.
+
+    `x/users.csv` and `y/users.csv` (or `Users.csv` beside `users.jsonl`) would
+    both be `<dataset>_users`. Where names meet, each file gets a short digest of
+    its path, except a top-level CSV whose stem is already the table's name, which
+    keeps it; a name no other file shares never changes.
+    """
+    base = {p: f"{dataset}_{snake_case(PurePosixPath(p).stem)}" for p in paths}
+    groups: dict[str, list[str]] = {}
+    for p, name in base.items():
+        groups.setdefault(name, []).append(p)
+    out: dict[str, str] = {}
+    for name, members in groups.items():
+        for p in members:
+            plain = f"{dataset}_{p.removesuffix('.csv')}" == name and "/" not in p
+            keep = len(members) == 1 or plain
+            out[p] = name if keep else f"{name}_{hashlib.sha256(p.encode()).hexdigest()[:6]}"
+    return out
+
+
+def _data_files(root: Path, validated: Mapping[str, str]) -> list[str]:
+    """The validated files that become tables (the description and manifest do not)."""
+    return [
+        rel
+        for rel in sorted(validated)
+        if PurePosixPath(rel).name not in (DESCRIPTION, MANIFEST)
+        and PurePosixPath(rel).suffix in (".csv", ".jsonl")
+        and (root / rel).stat().st_size > 0
+    ]
+
+
 def ingest(
-    catalog: Catalog, dataset: str, source: Path, pseudonymizer: Pseudonymizer
+    catalog: Catalog,
+    dataset: str,
+    source: Path,
+    pseudonymizer: Pseudonymizer,
+    validated: Mapping[str, str],
 ) -> dict[str, int]:
-    """Stage every data file of a (validated) submission on its table's audit branch;
-    returns rows per table."""
+    """Stage the validated data files of a submission on their tables' audit branches;
+    returns rows per table.
+
+    `validated` is the report's file list (path -> sha256): exactly those files
+    are loaded, from a private copy checked against it (validate/digest.py);
+    anything else refuses the submission with SubmissionChanged.
+    """
     root = source
+    tmp: Path | None = None
     if source.is_file():
         tmp = Path(tempfile.mkdtemp(prefix="spanda-ingest-"))
         if not safe_extract(source, tmp, rules()["limits"], lambda *a, **k: None):
             raise ValueError(f"{source.name}: the archive cannot be extracted safely")
         entries = list(tmp.iterdir())
         root = entries[0] if len(entries) == 1 and entries[0].is_dir() else tmp
+    try:
+        ignore = Config.load(root).ignore_globs
+        staged = stage_validated(root, validated, ignore, dataset)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        return _ingest_staged(catalog, dataset, staged, pseudonymizer, validated)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
+def _ingest_staged(
+    catalog: Catalog,
+    dataset: str,
+    root: Path,
+    pseudonymizer: Pseudonymizer,
+    validated: Mapping[str, str],
+) -> dict[str, int]:
     description = (root / DESCRIPTION).read_text(encoding="utf-8-sig")
     spec = rules()
     generic_ids = set(spec["identifier_columns"]["generic"])
+    files = _data_files(root, validated)
+    names = table_names(dataset, files)
     out: dict[str, int] = {}
-    for path in sorted(root.rglob("*")):
-        if not path.is_file() or path.name in (DESCRIPTION, MANIFEST) or path.stat().st_size == 0:
-            continue
-        table = f"{dataset}_{snake_case(path.stem)}"
+    for rel in files:
+        path = root / rel
+        table = names[rel]
         if path.suffix == ".csv":
             drop = generic_ids | set(spec["identifier_columns"]["oneroster"].get(path.stem, []))
             text: set[str] = set()

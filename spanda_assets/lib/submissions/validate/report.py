@@ -30,6 +30,8 @@ class Report:
     rows_checked: int = 0
     formats: list[str] = field(default_factory=list)
     rules_version: str = ""
+    files: dict[str, str] = field(default_factory=dict)  # path -> sha256 of what was checked
+    digest: str = ""  # of the whole submission: names and contents (validate/digest.py)
 
     @property
     def errors(self) -> list[Issue]:
@@ -51,6 +53,8 @@ class Report:
                 "rules_version": self.rules_version,
                 "formats": self.formats,
                 "files_checked": self.files_checked,
+                "digest": self.digest,
+                "files": self.files,
                 "rows_checked": self.rows_checked,
                 "summary": {"errors": len(self.errors), "warnings": len(self.warnings)},
                 "suppressed": self.suppressed,

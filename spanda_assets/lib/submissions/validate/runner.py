@@ -7,7 +7,6 @@ roster files it names), then the remaining files in name order.
 
 from __future__ import annotations
 
-import fnmatch
 import tempfile
 from pathlib import Path
 
@@ -16,12 +15,16 @@ from spanda_assets.lib.submissions.validate.base import FormatChecker
 from spanda_assets.lib.submissions.validate.config import Config
 from spanda_assets.lib.submissions.validate.context import Context
 from spanda_assets.lib.submissions.validate.description import check_description
+from spanda_assets.lib.submissions.validate.digest import (
+    checked_files,
+    file_digest,
+    submission_digest,
+)
 from spanda_assets.lib.submissions.validate.oneroster import OneRosterChecker
 from spanda_assets.lib.submissions.validate.report import Report
 from spanda_assets.lib.submissions.validate.rules import (
     CONFIG_FILE,
     DESCRIPTION,
-    IGNORE_FILE,
     MANIFEST,
 )
 from spanda_assets.lib.submissions.validate.sidecar_csv import SidecarCsvChecker
@@ -51,17 +54,11 @@ class Validator:
     def run(self) -> Report:
         """Check every file not ignored; the report lists issues in the order files are met."""
         ctx = self.ctx
-        files = sorted(
-            p
-            for p in self.root.rglob("*")
-            if p.is_file()
-            and p.name not in (CONFIG_FILE, IGNORE_FILE)
-            and (
-                # the description and the manifest define the submission: never ignored
-                ctx.rel(p) in (DESCRIPTION, MANIFEST)
-                or not any(fnmatch.fnmatch(ctx.rel(p), g) for g in ctx.config.ignore_globs)
+        for refusal in ctx.config.refused:
+            ctx.add(
+                "CONFIG_LOWERING_REFUSED", CONFIG_FILE, request=refusal.request, kept=refusal.kept
             )
-        )
+        files = checked_files(self.root, ctx.config.ignore_globs)
         ctx.files = files
         known: set[Path] = set()
         description = self.root / DESCRIPTION
@@ -91,11 +88,14 @@ class Validator:
             if p not in known and not (p.suffix == ".json" and p.with_suffix(".csv").is_file()):
                 ctx.add("UNKNOWN_FILE", ctx.rel(p))
         ctx.report.files_checked = len(files)
+        ctx.report.files = {ctx.rel(p): file_digest(p) for p in files}
+        ctx.report.digest = submission_digest(ctx.report.files)
         return ctx.report
 
 
 def validate(path: Path, config_path: Path | None = None) -> Report:
-    """Validate a submission folder or .zip archive."""
+    """Validate a submission folder or .zip archive; `config_path` is the steward's config
+    (lib/submissions/validate/config.py says what a submission's own config may change)."""
     if path.is_file() and path.suffix == ".zip":
         tmp = Path(tempfile.mkdtemp(prefix="spanda-submission-"))
         probe = Context(tmp)

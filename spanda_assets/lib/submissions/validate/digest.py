@@ -1,0 +1,111 @@
+"""What was validated is what is ingested: content digests of a submission's files.
+
+The validation report records the SHA-256 of every file it checked (the files
+`.spandaignore` leaves in). Ingest copies exactly those files into a private
+staging folder, hashing each byte as it copies, and refuses the submission if
+any digest differs, a file is gone, or a file appeared that validation never
+saw: a submission changed between its validation and its ingest is validated
+again, never loaded unchecked. Ingest then reads only the private copy, so a
+later change in the inbox cannot reach the tables either.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from spanda_assets.lib.errors import SpandaError
+from spanda_assets.lib.submissions.validate.rules import (
+    CONFIG_FILE,
+    DESCRIPTION,
+    IGNORE_FILE,
+    MANIFEST,
+)
+
+CHUNK = 1 << 20
+
+
+class SubmissionChanged(SpandaError):
+    """The submission's files are not the ones its validation report checked."""
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def submission_digest(files: Mapping[str, str]) -> str:
+    """One digest for the whole submission: its file names and their digests."""
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(f"{rel}\0{files[rel]}\n".encode())
+    return h.hexdigest()
+
+
+def checked_files(root: Path, ignore_globs: Iterable[str]) -> list[Path]:
+    """The files of a submission that validation checks and ingest may load, sorted.
+
+    The description and the manifest define the submission: an ignore file cannot
+    take them out.
+    """
+    globs = list(ignore_globs)
+
+    def kept(rel: str) -> bool:
+        return rel in (DESCRIPTION, MANIFEST) or not any(fnmatch.fnmatch(rel, g) for g in globs)
+
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.name not in (CONFIG_FILE, IGNORE_FILE)
+        and kept(p.relative_to(root).as_posix())
+    )
+
+
+def stage_validated(
+    root: Path, validated: Mapping[str, str], ignore_globs: Iterable[str], name: str
+) -> Path:
+    """A private copy of exactly the validated files, each checked against its digest.
+
+    Raises SubmissionChanged naming every file that changed, vanished or appeared.
+    """
+    present = {p.relative_to(root).as_posix(): p for p in checked_files(root, ignore_globs)}
+    staged = Path(tempfile.mkdtemp(prefix="spanda-validated-"))
+    changed: list[str] = []
+    try:
+        for rel, expected in sorted(validated.items()):
+            source = present.get(rel)
+            if source is None:
+                changed.append(f"{rel} is gone")
+                continue
+            target = staged / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            h = hashlib.sha256()
+            with source.open("rb") as src, target.open("wb") as dst:
+                while chunk := src.read(CHUNK):
+                    h.update(chunk)
+                    dst.write(chunk)
+            if h.hexdigest() != expected:
+                changed.append(
+                    f"{rel} changed (sha256 {h.hexdigest()[:12]}, validated {expected[:12]})"
+                )
+        changed += [f"{rel} was added" for rel in sorted(set(present) - set(validated))]
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    if changed:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise SubmissionChanged(
+            f"submission {name}: its files are not the ones validation checked: "
+            + "; ".join(changed)
+            + ". Nothing was ingested. Validate it again (the inbox sensor does when "
+            "the files change) and ingest the new report."
+        )
+    return staged
