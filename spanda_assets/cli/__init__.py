@@ -1,0 +1,13 @@
+"""The `spanda` command: seed the demo database, run the graph, serve the UI.
+
+Each command is a thin layer over `lib/` and the Dagster definitions, so what
+the CLI does is what a scheduled run does.
+"""
+
+from spanda_assets.cli import consent, data  # the commands register themselves on `main`
+from spanda_assets.cli.base import main
+
+__all__ = ["consent", "data", "main"]
+
+if __name__ == "__main__":
+    main()
