@@ -91,6 +91,9 @@ _POSTAL = regex.compile(
     r"(?P<pcode2>\d{3,5}(?:[ -]\d{2,4})?)\b)",
     regex.MULTILINE,
 )
+# What every postal code above needs: a digit, or a cue word (same engine, same case
+# folding); a post with neither, two in five, skips the automaton.
+_POSTAL_NEED = regex.compile(r"\d|(?i:zip|post|plz|cp)")
 _TAIL_LABELS = frozenset(
     {
         "OccupancyType",
@@ -201,6 +204,8 @@ def _localities(text: str, end: int, lines: int = 4) -> int:
 
 def postal_spans(text: str) -> list[Span]:
     found: list[Span] = []
+    if not _POSTAL_NEED.search(text):
+        return found
     for m in _POSTAL.finditer(text):
         if m.group("cue") is not None:
             found.append(Span("ZIP", m.start("code"), m.end("code")))
