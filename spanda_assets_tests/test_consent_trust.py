@@ -313,6 +313,17 @@ def test_a_bad_subject_did_listing_names_the_line(
         subject_keys()
 
 
+def test_one_did_cannot_belong_to_two_students(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    did = did_from_public_key(bytes(range(32)))
+    listing = tmp_path / "dids.csv"
+    listing.write_text(f"sourced_id,did\na,{did}\nb,{did}\n")
+    monkeypatch.setenv("SPANDA_SUBJECT_DIDS", str(listing))
+    with pytest.raises(ConfigError, match=r"line 3: .* already the DID of sourced_id 'a'"):
+        subject_keys()
+
+
 def test_the_institution_key_comes_from_a_secret_and_is_never_shown(
     spanda_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -20,6 +21,10 @@ from spanda_assets.lib.submissions.csvio import CsvError, CsvFile, CsvProblem
 from spanda_assets.lib.submissions.inbox import fetch, list_submissions, partition_key
 from spanda_assets.lib.submissions.ingest import table_names
 from spanda_assets.lib.submissions.sample import write_oneroster
+from spanda_assets.lib.submissions.validator import validate
+
+DISTRICT = partition_key("District 2026")
+BAD = partition_key("bad-export")
 
 
 @pytest.fixture
@@ -55,21 +60,20 @@ def catalog() -> Any:
 
 
 def test_partition_keys_are_table_safe() -> None:
-    assert partition_key("District 2026.zip") == "district_2026"
-    assert partition_key("bad-export") == "bad_export"
-    assert partition_key("...") == "submission"
+    assert partition_key("district_2026") == "district_2026"  # a safe name is its own key
+    assert re.fullmatch(r"district_2026__[0-9a-f]{8}", partition_key("District 2026.zip"))
+    assert partition_key("District 2026.zip") != partition_key("District 2026")
+    assert re.fullmatch(r"bad_export__[0-9a-f]{8}", partition_key("bad-export"))
+    assert re.fullmatch(r"submission__[0-9a-f]{8}", partition_key("..."))
 
 
 def test_sensor_registers_new_and_changed_submissions(inbox: Path) -> None:
     with dg.instance_for_test() as instance:
         first = submission_inbox(dg.build_sensor_context(instance=instance))
         assert isinstance(first, dg.SensorResult)
-        assert sorted(r.partition_key for r in first.run_requests) == [
-            "bad_export",
-            "district_2026",
-        ]
+        assert sorted(r.partition_key for r in first.run_requests) == sorted([BAD, DISTRICT])
         (add,) = first.dynamic_partitions_requests
-        assert sorted(add.partition_keys) == ["bad_export", "district_2026"]
+        assert sorted(add.partition_keys) == sorted([BAD, DISTRICT])
         idle = submission_inbox(dg.build_sensor_context(instance=instance, cursor=first.cursor))
         assert isinstance(idle, dg.SkipReason)
         (inbox / "District 2026" / "orgs.csv").write_text(
@@ -77,12 +81,12 @@ def test_sensor_registers_new_and_changed_submissions(inbox: Path) -> None:
         )
         again = submission_inbox(dg.build_sensor_context(instance=instance, cursor=first.cursor))
         assert isinstance(again, dg.SensorResult)
-        assert [r.partition_key for r in again.run_requests] == ["district_2026"]
+        assert [r.partition_key for r in again.run_requests] == [DISTRICT]
 
 
 def test_valid_submission_is_ingested_deidentified(inbox: Path, spanda_home: Path) -> None:
     with dg.instance_for_test() as instance:
-        result = process(instance, "district_2026")
+        result = process(instance, DISTRICT)
     assert result.success
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert set(checks) == {"submission_valid", "residual_pii"}
@@ -90,26 +94,25 @@ def test_valid_submission_is_ingested_deidentified(inbox: Path, spanda_home: Pat
     # The staged tables were audited before publication: every row was scanned.
     assert checks["residual_pii"].metadata["rows_scanned"].value > 0
     tables = {t[1] for t in catalog().list_tables("submissions")}
-    assert {"district_2026_users", "district_2026_enrollments", "district_2026_classes"} <= tables
-    users = catalog().load_table(("submissions", "district_2026_users")).scan().to_arrow()
+    assert {f"{DISTRICT}__users", f"{DISTRICT}__enrollments", f"{DISTRICT}__classes"} <= tables
+    users = catalog().load_table(("submissions", f"{DISTRICT}__users")).scan().to_arrow()
     assert not {"given_name", "family_name", "email", "username", "password"} & set(
         users.column_names
     )
     assert all(v.startswith("ps_") for v in users.column("sourced_id").to_pylist())
     enrollments = (
-        catalog().load_table(("submissions", "district_2026_enrollments")).scan().to_arrow()
+        catalog().load_table(("submissions", f"{DISTRICT}__enrollments")).scan().to_arrow()
     )
     assert set(enrollments.column("user_sourced_id").to_pylist()) <= set(
         users.column("sourced_id").to_pylist()
     )
-    report = json.loads((spanda_home / "reports" / "district_2026" / "report.json").read_text())
-    assert report["valid"] and (spanda_home / "reports" / "district_2026" / "report.html").is_file()
+    report = json.loads((spanda_home / "reports" / DISTRICT / "report.json").read_text())
+    assert report["valid"] and (spanda_home / "reports" / DISTRICT / "report.html").is_file()
     # Re-ingesting (a retry) replaces, never duplicates.
     with dg.instance_for_test() as instance:
-        assert process(instance, "district_2026").success
+        assert process(instance, DISTRICT).success
     assert (
-        catalog().load_table(("submissions", "district_2026_users")).scan().to_arrow().num_rows
-        == 20
+        catalog().load_table(("submissions", f"{DISTRICT}__users")).scan().to_arrow().num_rows == 20
     )
 
 
@@ -117,17 +120,17 @@ def test_rejected_submission_gets_a_report_and_is_never_ingested(
     inbox: Path, spanda_home: Path
 ) -> None:
     with dg.instance_for_test() as instance:
-        result = process(instance, "bad_export")
+        result = process(instance, BAD)
     assert not result.success
     (check,) = result.get_asset_check_evaluations()
     assert not check.passed and check.metadata["errors"].value == 1
     assert not result.asset_materializations_for_node("submissions__ingested")
     assert (
-        not [t for t in catalog().list_tables("submissions") if t[1].startswith("bad_export")]
+        not [t for t in catalog().list_tables("submissions") if t[1].startswith(BAD)]
         if "submissions" in [n[0] for n in catalog().list_namespaces()]
         else True
     )
-    html = (spanda_home / "reports" / "bad_export" / "report.html").read_text()
+    html = (spanda_home / "reports" / BAD / "report.html").read_text()
     assert "IDENTIFIER_NOT_DEIDENTIFIED" in html and "users.csv" in html and "Ada" not in html
 
 
@@ -137,9 +140,9 @@ def test_files_the_submission_ignores_are_never_ingested(inbox: Path) -> None:
     (folder / "scratch" / "scores.csv").write_text("id,score\r\nx-1,3\r\n")
     (folder / ".spandaignore").write_text("scratch/*\n")
     with dg.instance_for_test() as instance:
-        assert process(instance, "district_2026").success
+        assert process(instance, DISTRICT).success
     tables = {t[1] for t in catalog().list_tables("submissions")}
-    assert "district_2026_users" in tables
+    assert f"{DISTRICT}__users" in tables
     assert not [t for t in tables if "scores" in t]
 
 
@@ -147,11 +150,11 @@ def test_content_changed_after_validation_is_refused(inbox: Path) -> None:
     """Ingest loads exactly the bytes validation checked, or nothing."""
     folder = inbox / "District 2026"
     with dg.instance_for_test() as instance:
-        assert process(instance, "district_2026", only=REPORT_KEY).success
+        assert process(instance, DISTRICT, only=REPORT_KEY).success
         users = (folder / "users.csv").read_bytes()
         (folder / "users.csv").write_bytes(users.replace(b",student,,,,", b",student,,,Ada,", 1))
         (folder / "late.csv").write_text("id\r\n1\r\n")
-        result = process(instance, "district_2026", only=INGESTED_KEY)
+        result = process(instance, DISTRICT, only=INGESTED_KEY)
     assert not result.success
     (failure,) = [e for e in result.all_events if e.is_step_failure]
     message = str(failure.event_specific_data.error)  # type: ignore[union-attr]
@@ -164,23 +167,28 @@ def test_content_changed_after_validation_is_refused(inbox: Path) -> None:
 def test_two_entries_that_would_meet_get_their_own_partitions(inbox: Path) -> None:
     source = inbox / "District 2026"
     shutil.copytree(source, inbox / "a-b")
-    shutil.copytree(source, inbox / "a_b")
     with zipfile.ZipFile(inbox / "A b.zip", "w") as z:
         for p in source.rglob("*"):
             z.write(p, p.relative_to(source))
+    before = {s.name: s.key for s in list_submissions()}
+    assert before["a-b"] != before["A b.zip"]
+    # a later entry neither moves the others' keys nor can take one of them
+    shutil.copytree(source, inbox / "a_b")
+    shutil.copytree(source, inbox / before["a-b"])  # named exactly like another's key
     keys = {s.name: s.key for s in list_submissions()}
-    assert keys["a_b"] == "a_b"  # the entry already named like its key keeps it
-    assert keys["a-b"].startswith("a_b_") and keys["A b.zip"].startswith("a_b_")
+    assert {n: keys[n] for n in before} == before
+    assert keys["a_b"] == "a_b"
     assert len(set(keys.values())) == len(keys)
-    assert keys["District 2026"] == "district_2026"  # met no other name: unchanged
     assert fetch(keys["a-b"]).name == "a-b" and fetch(keys["A b.zip"]).name == "A b.zip"
 
 
 def test_two_files_that_would_meet_get_their_own_tables(inbox: Path) -> None:
     names = table_names("d", ["users.csv", "x/users.csv", "y/users.csv", "Users.jsonl", "a.csv"])
-    assert names["users.csv"] == "d_users" and names["a.csv"] == "d_a"
+    assert names["users.csv"] == "d__users" and names["a.csv"] == "d__a"
     assert len(set(names.values())) == len(names)
-    assert all(names[p].startswith("d_users_") for p in ("x/users.csv", "y/users.csv"))
+    assert all(names[p].startswith("d__users_") for p in ("x/users.csv", "y/users.csv"))
+    # two submissions: dataset `a` with b_users.csv, dataset `a_b` with users.csv
+    assert table_names("a", ["b_users.csv"]) != table_names("a_b", ["users.csv"])
     folder = inbox / "District 2026"
     sidecar = {"columns": {"school": {"description": "school code"}, "n": {"description": "n"}}}
     for sub, n in (("x", 12), ("y", 15)):
@@ -188,7 +196,7 @@ def test_two_files_that_would_meet_get_their_own_tables(inbox: Path) -> None:
         (folder / sub / "counts.csv").write_text(f"school,n\r\norg-1,{n}\r\n")
         (folder / sub / "counts.json").write_text(json.dumps(sidecar))
     with dg.instance_for_test() as instance:
-        assert process(instance, "district_2026").success
+        assert process(instance, DISTRICT).success
     counts = [t[1] for t in catalog().list_tables("submissions") if "counts" in t[1]]
     assert len(counts) == 2
     values = {
@@ -197,16 +205,43 @@ def test_two_files_that_would_meet_get_their_own_tables(inbox: Path) -> None:
     assert values == {"12", "15"}
 
 
+def test_links_in_a_submission_are_never_followed(inbox: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.csv").write_text("school,n\r\nsecret-school,99\r\n")
+    folder = inbox / "District 2026"
+    (folder / "extra.csv").symlink_to(outside / "secret.csv")
+    report = validate(folder)
+    assert not report.valid
+    assert [(i.code, i.location) for i in report.errors] == [("NOT_A_REGULAR_FILE", "extra.csv")]
+    assert "extra.csv" not in report.files
+
+
+def test_an_ignored_sidecar_is_not_used(inbox: Path) -> None:
+    """Validation sees only what ingest will load: a sidecar the submission ignores
+    cannot describe its CSV (or mark which columns hold free text)."""
+    folder = inbox / "District 2026"
+    sidecar = {"columns": {"school": {"description": "school code"}, "n": {"description": "n"}}}
+    (folder / "counts.csv").write_text("school,n\r\norg-1,12\r\n")
+    (folder / "counts.json").write_text(json.dumps(sidecar))
+    assert validate(folder).valid
+    (folder / ".spandaignore").write_text("counts.json\n")
+    report = validate(folder)
+    assert "counts.json" not in report.files
+    assert ("SIDECAR_MISSING", "counts.csv") in [(i.code, i.location) for i in report.issues]
+
+
 def test_zip_submission(inbox: Path) -> None:
     folder = inbox / "District 2026"
     with zipfile.ZipFile(inbox / "Zipped 2026.zip", "w") as z:
         for p in folder.rglob("*"):
             z.write(p, Path("zipped") / p.relative_to(folder))
     shutil.rmtree(inbox / "bad-export")
-    assert [s.key for s in list_submissions()] == ["district_2026", "zipped_2026"]
+    zipped = partition_key("Zipped 2026.zip")
+    assert [s.key for s in list_submissions()] == sorted([DISTRICT, zipped])
     with dg.instance_for_test() as instance:
-        assert process(instance, "zipped_2026").success
-    assert ("submissions", "zipped_2026_users") in catalog().list_tables("submissions")
+        assert process(instance, zipped).success
+    assert ("submissions", f"{zipped}__users") in catalog().list_tables("submissions")
 
 
 @pytest.mark.integration
@@ -221,8 +256,8 @@ def test_inbox_on_s3(s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     host = s3.endpoint.removeprefix("http://")
     uri = f"s3://partner-drop/inbox?endpoint_override={host}&scheme=http&region={s3.region}"
     (sub,) = list_submissions(uri)
-    assert sub.key == "north_district"
-    copy = fetch("north_district", uri)
+    assert sub.key == partition_key("north-district")
+    copy = fetch(sub.key, uri)
     assert (copy / "users.csv").read_bytes() == (local / "users.csv").read_bytes()
 
 

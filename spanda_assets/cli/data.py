@@ -255,7 +255,7 @@ def demo(ctx: click.Context, no_ui: bool, size: str, reseed: bool, host: str, po
     if not inbox.exists():
         from spanda_assets.lib.submissions.sample import write_oneroster
 
-        write_oneroster(inbox / "example-district-2026")
+        write_oneroster(inbox / "example_district_2026")
         click.echo(f"sample submission placed in {inbox}")
     click.echo("processing the submissions inbox ...")
     if not materialize_submissions():

@@ -117,7 +117,7 @@ def submission_valid(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckRes
     description=(
         "A validated submission de-identified by the privacy layer (identifier columns dropped, "
         "ids pseudonymized per dataset, free text scrubbed) and ingested as Iceberg tables "
-        "submissions.<dataset>_<file>. Write-audit-publish: the tables are staged on their "
+        "submissions.<dataset>__<file>. Write-audit-publish: the tables are staged on their "
         "audit branches, and published only when the residual-PII scan of all of them passed."
     ),
 )

@@ -89,14 +89,9 @@ def load_signer() -> Signer:
             reason = exc.strerror if isinstance(exc, OSError) else "not text"
             raise ConfigError(f"{where}: cannot read the key file ({reason})") from None
         signer = _signer(parse_key(text, where))
-    elif settings.demo_mode() or demo_key_path().is_file():
-        if not settings.demo_mode():
-            log.warning(
-                "%s is not set: signing with the demo institution key of this SPANDA_HOME "
-                "(%s); set it from your secret store for anything but the demo",
-                settings.ENV_INSTITUTION_KEY,
-                demo_key_path(),
-            )
+    elif settings.demo_mode():
+        # Only in demo mode: outside it, a key file lying in SPANDA_HOME would let whoever
+        # can write there choose the trust anchor.
         signer = _signer(parse_key(settings.local_secret(demo_key_path()), str(demo_key_path())))
     else:
         raise MissingSecretError(

@@ -67,6 +67,7 @@ class DidDirectory:
         if not path.is_file():
             raise ConfigError(f"{where}: no such file")
         dids: dict[str, str] = {}
+        owners: dict[str, str] = {}  # did -> sourced_id
         problems: list[str] = []
         with path.open(newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
@@ -87,6 +88,11 @@ class DidDirectory:
                     continue
                 if dids.setdefault(sourced, did) != did:
                     problems.append(f"line {line}: sourced_id {sourced!r} has two DIDs")
+                elif owners.setdefault(did, sourced) != sourced:
+                    # one DID, two students: their data would merge under one pseudonym
+                    problems.append(
+                        f"line {line}: {did} is already the DID of sourced_id {owners[did]!r}"
+                    )
         if problems:
             raise ConfigError(f"{where}: " + "; ".join(problems))
         return cls(dids)
@@ -130,7 +136,17 @@ def register_subjects(catalog: Catalog, keys: SubjectKeys) -> tuple[int, int, in
         )
         with registry.update_schema() as upd:
             upd.set_identifier_fields("student_id")
-    known = set(registry.scan(selected_fields=("student_id",)).to_arrow().column(0).to_pylist())
+    registered = registry.scan(selected_fields=("student_id", "did")).to_arrow()
+    known = set(registered.column("student_id").to_pylist())
+    # One DID is one person: a DID already registered for another student is refused, or
+    # their rows would merge under one pseudonym and erasing one would erase both.
+    owner = dict(
+        zip(
+            registered.column("did").to_pylist(),
+            registered.column("student_id").to_pylist(),
+            strict=True,
+        )
+    )
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     rows: dict[str, list[object]] = {n: [] for n in SCHEMA.names}
     missing = 0
@@ -145,6 +161,12 @@ def register_subjects(catalog: Catalog, keys: SubjectKeys) -> tuple[int, int, in
         if did is None:
             missing += 1
             continue
+        if owner.setdefault(did, sid) != sid:
+            raise SpandaError(
+                f"student {sid} (sourced_id {sourced!r}) was given {did}, which is already the "
+                f"DID of student {owner[did]}: each student needs their own DID; fix "
+                f"{settings.ENV_SUBJECT_DIDS} and run again (nothing was registered)"
+            )
         rows["student_id"].append(sid)
         rows["did"].append(did)
         rows["public_key_multibase"].append(did[len(DID_KEY_PREFIX) :])

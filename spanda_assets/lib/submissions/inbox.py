@@ -1,10 +1,13 @@
 """The submissions inbox: a local folder or an object-store prefix, read through pyarrow.fs.
 
 Each entry directly under the inbox (a folder or a .zip) is one submission.
-Its partition key is the entry name made safe for table names; where two
-entries would get one key ("A b.zip" and "a-b/"), each gets a short digest of
-its own name, except one whose name already is the key. Its fingerprint (sizes
-and modification times of its files) tells the sensor when it changed.
+Its partition key is the entry name itself when that is already a safe name
+(lower-case letters, digits, single underscores); any other name is folded to
+one and gets `__` and a digest of the full name, so keys never meet ("A b.zip"
+and "a-b/" and "a_b/" are three keys) and never change when other entries come
+or go. A safe name never contains `__`, so no entry can take another's key.
+Its fingerprint (sizes and modification times of its files) tells the sensor
+when it changed.
 """
 
 from __future__ import annotations
@@ -29,10 +32,16 @@ def inbox_uri() -> str:
 
 
 def partition_key(name: str) -> str:
-    """`District 2026.zip` -> `district_2026`: usable in partition keys and table names."""
+    """`district_2026` stays; `District 2026.zip` -> `district_2026__<digest of the name>`.
+
+    Usable in partition keys and table names, one key per name, the same whatever
+    else the inbox holds (docs/decisions/0026).
+    """
     stem = name[:-4] if name.lower().endswith(".zip") else name
-    key = re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_")
-    return key or "submission"
+    key = re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_") or "submission"
+    if key == name:
+        return key
+    return f"{key}__{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 @dataclass(frozen=True)
@@ -68,24 +77,7 @@ def list_submissions(uri: str | None = None) -> list[Submission]:
             if f.type == pafs.FileType.File:
                 h.update(f"{f.path}|{f.size}|{f.mtime_ns}".encode())
         out.append(Submission(partition_key(name), name, h.hexdigest()[:16]))
-    return sorted(_apart(out), key=lambda s: s.key)
-
-
-def _apart(entries: list[Submission]) -> list[Submission]:
-    """Entries whose keys meet get a digest of their own name (the one whose name is
-    the key keeps it), so two submissions never share a partition or its tables."""
-    groups: dict[str, list[Submission]] = {}
-    for s in entries:
-        groups.setdefault(s.key, []).append(s)
-    out = []
-    for key, members in groups.items():
-        for s in members:
-            if len(members) == 1 or s.name == key:
-                out.append(s)
-            else:
-                digest = hashlib.sha256(s.name.encode()).hexdigest()[:6]
-                out.append(Submission(f"{key}_{digest}", s.name, s.fingerprint))
-    return out
+    return sorted(out, key=lambda s: s.key)
 
 
 def fetch(key: str, uri: str | None = None) -> Path:

@@ -1,4 +1,4 @@
-"""Ingest a validated submission as de-identified Iceberg tables `submissions.<dataset>_<file>`.
+"""Ingest a validated submission as de-identified Iceberg tables `submissions.<dataset>__<file>`.
 
 The same privacy layer as silver: identifier columns are dropped, ids are
 replaced by keyed pseudonyms (namespaced per dataset, so two submissions
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from spanda_assets.lib.errors import SpandaError
 from spanda_assets.lib.lakehouse import ensure_namespace, load_table_or_none
 from spanda_assets.lib.naming import snake_case
 from spanda_assets.lib.privacy.pseudonym import Pseudonymizer
@@ -148,23 +149,28 @@ def _write(catalog: Catalog, name: str, parts: Iterator[pa.Table], description: 
 
 
 def table_names(dataset: str, paths: Iterable[str]) -> dict[str, str]:
-    """The table of each data file: `<dataset>_<file stem>`, unless two files would meet.
+    """The table of each data file: `<dataset>__<file>`, never shared with another file.
 
-    `x/users.csv` and `y/users.csv` (or `Users.csv` beside `users.jsonl`) would
-    both be `<dataset>_users`. Where names meet, each file gets a short digest of
-    its path, except a top-level CSV whose stem is already the table's name, which
-    keeps it; a name no other file shares never changes.
+    A top-level CSV already named as a table (`users.csv`) gives `<dataset>__users`;
+    any other file (nested, renamed by folding, JSON Lines) adds a digest of its
+    path (`x/users.csv` -> `<dataset>__users_1a2b3c`). File parts never contain
+    `__`, so `a__b_users` (dataset `a`) and `a_b__users` (dataset `a_b`) cannot
+    meet; two files of one submission that still would are refused.
     """
-    base = {p: f"{dataset}_{snake_case(PurePosixPath(p).stem)}" for p in paths}
-    groups: dict[str, list[str]] = {}
-    for p, name in base.items():
-        groups.setdefault(name, []).append(p)
     out: dict[str, str] = {}
-    for name, members in groups.items():
-        for p in members:
-            plain = f"{dataset}_{p.removesuffix('.csv')}" == name and "/" not in p
-            keep = len(members) == 1 or plain
-            out[p] = name if keep else f"{name}_{hashlib.sha256(p.encode()).hexdigest()[:6]}"
+    for p in paths:
+        part = snake_case(PurePosixPath(p).stem) or "file"
+        if p != f"{part}.csv":
+            part = f"{part}_{hashlib.sha256(p.encode()).hexdigest()[:6]}"
+        out[p] = f"{dataset}__{part}"
+    seen: dict[str, str] = {}
+    for p, name in sorted(out.items()):
+        if name in seen:
+            raise SpandaError(
+                f"submission {dataset}: {seen[name]!r} and {p!r} would both load into "
+                f"submissions.{name}; rename one of them and submit again"
+            )
+        seen[name] = p
     return out
 
 

@@ -108,7 +108,7 @@ _TAIL_LABELS = frozenset(
         "USPSBoxID",
     }
 )
-_TAIL = regex.compile(r"[^\n]*(?:\n[^\n]+){0,4}")  # the rest of the line and four more
+_TAIL = regex.compile(r"[^\n]{0,160}(?:\n[^\n]{1,160}){0,4}")  # the line and four more, capped
 _GAP = regex.compile(r"[\s,>;]*")
 _LEAD_NUMBER = regex.compile(r"(?<![\p{L}\p{N}])\d{1,6}[ \t]+$")
 # A line (or comma-separated part) of an address block after the street: a locality,

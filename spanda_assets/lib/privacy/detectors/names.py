@@ -14,6 +14,8 @@ Weekdays, months, course words and common nouns never start a name.
 
 from __future__ import annotations
 
+import bisect
+
 import regex
 
 from spanda_assets.lib.privacy.detectors.base import Span
@@ -193,28 +195,42 @@ def name_spans(text: str) -> list[Span]:
 
 
 def _listed(text: str, found: list[Span], rejected: list[tuple[int, int]]) -> list[Span]:
-    """Rare capitalized runs listed beside an accepted name, in both directions."""
+    """Rare capitalized runs listed beside an accepted name, in both directions.
+
+    Sweeps left to right and right to left, each run looking only at its nearest
+    accepted neighbour, so a long pasted list costs n log n, not n cubed.
+    """
+    candidates = sorted(
+        (start, end)
+        for start, end in rejected
+        if all(_name_word(w) and not is_structure_word(w) for w in _tokens(text[start:end]))
+    )
+    taken = sorted((n.start, n.end) for n in found)
     out: list[Span] = []
-    names = list(found)
+    added = set()
+
+    def beside(start: int, end: int) -> bool:
+        i = bisect.bisect_right(taken, (start, end))
+        before = taken[i - 1] if i else None
+        after = taken[i] if i < len(taken) else None
+        return bool(
+            (before and 0 <= start - before[1] <= _GAP and _LISTED.match(text[before[1] : start]))
+            or (after and 0 <= after[0] - end <= _GAP and _LISTED.match(text[end : after[0]]))
+        )
+
     changed = True
     while changed:
         changed = False
-        for start, end in rejected:
-            if any(s.start == start for s in out):
-                continue
-            words = _tokens(text[start:end])
-            if not all(_name_word(w) and not is_structure_word(w) for w in words):
-                continue
-            beside = any(
-                _LISTED.match(text[n.end : start]) or _LISTED.match(text[end : n.start])
-                for n in names
-            )
-            if beside:
-                span = Span("NAME", start, end)
-                out.append(span)
-                names.append(span)
+        for run in (*candidates, *reversed(candidates)):
+            if run not in added and beside(*run):
+                added.add(run)
+                bisect.insort(taken, run)
+                out.append(Span("NAME", *run))
                 changed = True
-    return out
+    return sorted(out, key=lambda s: s.start)
+
+
+_GAP = 12  # the longest separator a list of names uses (", ", " and ", " or ")
 
 
 _LOWER_WORD = regex.compile(

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -49,24 +51,71 @@ def submission_digest(files: Mapping[str, str]) -> str:
     return h.hexdigest()
 
 
+def _kept(rel: str, globs: list[str]) -> bool:
+    # the description and the manifest define the submission: an ignore file cannot drop them
+    return rel in (DESCRIPTION, MANIFEST) or not any(fnmatch.fnmatch(rel, g) for g in globs)
+
+
+def _walk(root: Path) -> tuple[dict[str, Path], list[str]]:
+    """Regular files below `root` by relative path, and what is not one (symbolic links,
+    devices, pipes): never followed, so nothing outside the submission is read."""
+    files: dict[str, Path] = {}
+    odd: list[str] = []
+    for folder, dirs, names in os.walk(root, followlinks=False):
+        base = Path(folder)
+        for d in list(dirs):
+            if (base / d).is_symlink():
+                odd.append((base / d).relative_to(root).as_posix())
+                dirs.remove(d)
+        for name in names:
+            p = base / name
+            rel = p.relative_to(root).as_posix()
+            if stat.S_ISREG(p.lstat().st_mode):
+                files[rel] = p
+            else:
+                odd.append(rel)
+    return files, sorted(odd)
+
+
 def checked_files(root: Path, ignore_globs: Iterable[str]) -> list[Path]:
-    """The files of a submission that validation checks and ingest may load, sorted.
-
-    The description and the manifest define the submission: an ignore file cannot
-    take them out.
-    """
+    """The regular files of a submission that validation checks and ingest may load, sorted."""
     globs = list(ignore_globs)
-
-    def kept(rel: str) -> bool:
-        return rel in (DESCRIPTION, MANIFEST) or not any(fnmatch.fnmatch(rel, g) for g in globs)
-
+    files, _ = _walk(root)
     return sorted(
         p
-        for p in root.rglob("*")
-        if p.is_file()
-        and p.name not in (CONFIG_FILE, IGNORE_FILE)
-        and kept(p.relative_to(root).as_posix())
+        for rel, p in files.items()
+        if p.name not in (CONFIG_FILE, IGNORE_FILE) and _kept(rel, globs)
     )
+
+
+def _copy(source: Path, target: Path) -> str:
+    """Copy one file without following a link, returning the SHA-256 of what was copied."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    h = hashlib.sha256()
+    fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as src, target.open("wb") as dst:
+        while chunk := src.read(CHUNK):
+            h.update(chunk)
+            dst.write(chunk)
+    return h.hexdigest()
+
+
+def private_copy(root: Path, ignore_globs: Iterable[str]) -> tuple[Path, list[str]]:
+    """What validation checks: a private copy of the submission's kept regular files
+    (plus its own config files), so the bytes checked are the bytes hashed and nothing
+    changed in the inbox meanwhile, or ignored, or linked from elsewhere is ever read.
+    Returns the copy and the paths that are not regular files."""
+    globs = list(ignore_globs)
+    files, odd = _walk(root)
+    copy = Path(tempfile.mkdtemp(prefix="spanda-checked-"))
+    try:
+        for rel, p in files.items():
+            if p.name in (CONFIG_FILE, IGNORE_FILE) or _kept(rel, globs):
+                _copy(p, copy / rel)
+    except BaseException:
+        shutil.rmtree(copy, ignore_errors=True)
+        raise
+    return copy, odd
 
 
 def stage_validated(
@@ -77,6 +126,7 @@ def stage_validated(
     Raises SubmissionChanged naming every file that changed, vanished or appeared.
     """
     present = {p.relative_to(root).as_posix(): p for p in checked_files(root, ignore_globs)}
+    _, odd = _walk(root)
     staged = Path(tempfile.mkdtemp(prefix="spanda-validated-"))
     changed: list[str] = []
     try:
@@ -97,6 +147,7 @@ def stage_validated(
                     f"{rel} changed (sha256 {h.hexdigest()[:12]}, validated {expected[:12]})"
                 )
         changed += [f"{rel} was added" for rel in sorted(set(present) - set(validated))]
+        changed += [f"{rel} is not a regular file" for rel in odd]
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise

@@ -7,6 +7,7 @@ roster files it names), then the remaining files in name order.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from spanda_assets.lib.submissions.validate.description import check_description
 from spanda_assets.lib.submissions.validate.digest import (
     checked_files,
     file_digest,
+    private_copy,
     submission_digest,
 )
 from spanda_assets.lib.submissions.validate.oneroster import OneRosterChecker
@@ -96,15 +98,29 @@ class Validator:
 def validate(path: Path, config_path: Path | None = None) -> Report:
     """Validate a submission folder or .zip archive; `config_path` is the steward's config
     (lib/submissions/validate/config.py says what a submission's own config may change)."""
+    tmp: Path | None = None
+    root = path
     if path.is_file() and path.suffix == ".zip":
         tmp = Path(tempfile.mkdtemp(prefix="spanda-submission-"))
         probe = Context(tmp)
         if not safe_extract(path, tmp, probe.limits, probe.add):
+            shutil.rmtree(tmp, ignore_errors=True)
             probe.report.root = str(path)
             return probe.report
         entries = list(tmp.iterdir())
         root = entries[0] if len(entries) == 1 and entries[0].is_dir() else tmp
-        report = Validator(root, Config.load(root, config_path)).run()
-        report.root = str(path)
-        return report
-    return Validator(path, Config.load(path, config_path)).run()
+    try:
+        config = Config.load(root, config_path)
+        copy, odd = private_copy(root, config.ignore_globs)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        validator = Validator(copy, config)
+        for rel in odd:
+            validator.ctx.add("NOT_A_REGULAR_FILE", rel)
+        report = validator.run()
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+    report.root = str(path)
+    return report
