@@ -125,11 +125,25 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     else:
         return start, start
     while end > start:
-        last = text[start:end].rsplit(maxsplit=1)[-1]
-        if not is_structure_word(last) and _name_word(last):
+        parts = text[start:end].rsplit(maxsplit=1)
+        last = parts[-1]
+        before = parts[0].split()[-1] if len(parts) > 1 else ""
+        if not is_structure_word(last) and (_name_word(last) or _family_name_after(before)):
             break
         end = start + len(text[start:end][: -len(last)].rstrip())
     return start, end
+
+
+_TITLES = frozenset(t.lower() for t in _TITLE.strip("(?:)").split("|"))
+
+
+def _family_name_after(word: str) -> bool:
+    """A capitalized word after a title or a given name is a family name, even one that
+    is also a common word: "Dr. Brown", "Emily Brown", "Mohammed Khan"."""
+    if word.rstrip(".").lower() in _TITLES:
+        return True
+    score = nameness(word)
+    return score is not None and score >= NAMENESS
 
 
 def _name_word(word: str) -> bool:
@@ -151,7 +165,9 @@ def _accept(text: str, start: int, end: int, has_title: bool) -> bool:
     left = text[max(0, start - 30) : start]
     if _ARTICLE_BEFORE.search(left) and not any(is_given_name(w) for w in words):
         return False
-    rare = all(_name_word(w) for w in words)
+    rare = all(
+        _name_word(w) or (i > 0 and _family_name_after(words[i - 1])) for i, w in enumerate(words)
+    )
     if rare and (
         _STRONG_CUE.search(left)
         or _CUE_AFTER.match(text[end : end + 12])
