@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 
 from spanda_assets.lib.lakehouse import CatalogConfig, load_table_or_none, open_catalog
@@ -88,6 +89,32 @@ def _sql(db: Path, statement: str, *args: Any) -> Any:
         return rows
     finally:
         con.close()
+
+
+def _settled(log: Path, quiet_s: float = 20.0) -> None:
+    """Wait until no run is in flight and none starts for `quiet_s` (over a sensor tick):
+    a table's main read before that may still move with a run that is finishing."""
+    with dg.DagsterInstance.get() as instance:
+        active = dg.RunsFilter(
+            statuses=[
+                dg.DagsterRunStatus.QUEUED,
+                dg.DagsterRunStatus.NOT_STARTED,
+                dg.DagsterRunStatus.STARTING,
+                dg.DagsterRunStatus.STARTED,
+            ]
+        )
+
+        def quiet() -> bool:
+            runs = len(instance.get_run_records())
+            if instance.get_run_records(filters=active):
+                return False
+            time.sleep(quiet_s)
+            return (
+                not instance.get_run_records(filters=active)
+                and len(instance.get_run_records()) == runs
+            )
+
+        wait_until("the platform to settle", quiet, DEADLINE_S, log)
 
 
 def _subject(student_id: int) -> str:
@@ -176,6 +203,7 @@ def test_the_chain_runs_itself_erases_on_withdrawal_and_gates_a_leak(
             assert erased_after < DEADLINE_S
 
             # 3. a leak the scrubber does not know: the audit holds it back
+            _settled(log)  # the runs the withdrawal started have published what they will
             author = next(
                 s
                 for (s,) in _sql(db, 'SELECT DISTINCT StudentID FROM "ForumPosts" ORDER BY 1')
