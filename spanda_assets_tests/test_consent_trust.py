@@ -42,8 +42,8 @@ from spanda_assets.lib.privacy.did import (
 )
 from spanda_assets.lib.privacy.institution import institution_did, keygen, load_signer
 from spanda_assets.lib.privacy.receipts import status_list
-from spanda_assets.lib.privacy.subjects import SUBJECTS, subject_keys
-from spanda_assets.lib.privacy.trust import Verdict
+from spanda_assets.lib.privacy.subjects import SUBJECTS, is_registered, subject_keys
+from spanda_assets.lib.privacy.trust import Verdict, check_receipt
 from spanda_assets.lib.seed import SeedSizes, seed
 
 PLATFORM = [
@@ -246,6 +246,36 @@ def test_a_receipt_whose_status_cannot_be_checked_is_not_valid(demo: Path, tmp_p
     elsewhere = {**unsigned(genuine), "credentialStatus": status.entry("https://x.invalid/l", 1)}
     out = verify(vc.sign(elsewhere, signer.key, signer.did), tmp_path / "elsewhere.json")
     assert out.exit_code == Verdict.STATUS_UNKNOWN and "no status list" in out.output
+
+
+def test_a_receipt_outside_its_validity_period_is_not_in_force(demo: Path, tmp_path: Path) -> None:
+    genuine = issue(consenting(demo)[7], tmp_path / "r.json")
+    signer = load_signer()
+    lapsed = {**unsigned(genuine), "validUntil": "2020-01-01T00:00:00Z"}
+    out = verify(vc.sign(lapsed, signer.key, signer.did), tmp_path / "lapsed.json")
+    assert out.exit_code == Verdict.NOT_IN_FORCE == 7
+    assert "validUntil is 2020-01-01T00:00:00Z" in out.output
+    early = {**unsigned(genuine), "validFrom": "2999-01-01T00:00:00Z"}
+    out = verify(vc.sign(early, signer.key, signer.did), tmp_path / "early.json")
+    assert out.exit_code == Verdict.NOT_IN_FORCE and "validFrom" in out.output
+
+
+def test_an_erasure_revokes_before_the_list_is_republished(demo: Path, tmp_path: Path) -> None:
+    """The erasure register answers at once, whatever the published list still says."""
+    receipt = issue(consenting(demo)[8], tmp_path / "r.json")
+    catalog = open_catalog(CatalogConfig.from_env())
+
+    def check(erased: bool) -> Verdict:
+        return check_receipt(
+            receipt,
+            institution_did=institution_did(),
+            is_registered=lambda did: is_registered(catalog, did),
+            find_list=lambda url: status_list(catalog, url),
+            is_erased=lambda did: erased and did == receipt["credentialSubject"]["id"],
+        ).verdict
+
+    assert check(erased=False) is Verdict.VALID
+    assert check(erased=True) is Verdict.REVOKED
 
 
 def test_verify_documents_its_exit_codes() -> None:

@@ -125,8 +125,10 @@ def consent_verify(path: Path) -> None:
       4  unknown subject: not a registered data subject
       5  revoked: the consent it states was withdrawn (or the student erased) since
       6  status unknown: no revocation entry, or no valid published list to check it
+      7  not in force: before its validFrom or after its validUntil
     """
     from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
+    from spanda_assets.lib.privacy.erasure import is_erased
     from spanda_assets.lib.privacy.institution import institution_did
     from spanda_assets.lib.privacy.receipts import status_list
     from spanda_assets.lib.privacy.subjects import is_registered
@@ -150,6 +152,7 @@ def consent_verify(path: Path) -> None:
             institution_did=anchor,
             is_registered=lambda did: is_registered(catalog, did),
             find_list=lambda url: status_list(catalog, url),
+            is_erased=lambda did: is_erased(catalog, did),
         )
     except SpandaError as exc:
         fail(exc)

@@ -32,7 +32,7 @@ from pyiceberg.exceptions import CommitFailedException, NoSuchNamespaceError
 from spanda_assets.lib import writes
 from spanda_assets.lib.errors import SpandaError
 from spanda_assets.lib.lakehouse import ensure_namespace, load_table_or_none
-from spanda_assets.lib.privacy.subjects import did_of
+from spanda_assets.lib.privacy.subjects import SUBJECTS, did_of
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -242,3 +242,13 @@ def expire_history(
         out.orphans_kept_in_grace += done.orphans_kept_in_grace
         out.per_table[done.table] = done.snapshots_expired
     return out
+
+
+def is_erased(catalog: Catalog, did: str) -> bool:
+    """Whether the data subject with this DID asked for erasure (bronze.erasure_requests)."""
+    registry = load_table_or_none(catalog, *SUBJECTS)
+    if registry is None:
+        return False
+    rows = registry.scan(row_filter=writes.eq_filter("did", did), selected_fields=("student_id",))
+    students = {int(s) for s in rows.to_arrow().column("student_id").to_pylist()}
+    return bool(students & read_register(catalog).students)

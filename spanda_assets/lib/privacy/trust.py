@@ -4,9 +4,12 @@
 2. Issuer: that issuer is the institution, the trust anchor (SPANDA_INSTITUTION_DID).
    Anyone can make a did:key and sign a well-formed receipt with it: integrity
    alone proves nothing about who issued it.
-3. Subject: `credentialSubject.id` is a registered data subject (bronze.data_subjects).
-4. Status: the receipt's bit in the revocation list the institution published
-   (W3C Bitstring Status List) is 0. The list must itself pass 1 and 2.
+3. Validity period: now lies between `validFrom` and `validUntil` (when given).
+4. Subject: `credentialSubject.id` is a registered data subject (bronze.data_subjects).
+5. Status: the subject's data was not erased (the erasure register answers at once,
+   whether or not the list was republished since), and the receipt's bit in the
+   revocation list the institution published (W3C Bitstring Status List) is 0. The
+   list must itself pass 1 and 2.
 
 Each answer has its own verdict, which is also the command's exit code. The
 lookups (registry, published lists) are passed in, so the rules are tested
@@ -15,6 +18,7 @@ without a lakehouse.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +37,7 @@ class Verdict(enum.IntEnum):
     UNKNOWN_SUBJECT = 4
     REVOKED = 5
     STATUS_UNKNOWN = 6
+    NOT_IN_FORCE = 7
 
     @property
     def label(self) -> str:
@@ -58,6 +63,8 @@ def check_receipt(
     institution_did: str,
     is_registered: Callable[[str], bool],
     find_list: Callable[[str], Any],
+    is_erased: Callable[[str], bool] = lambda _: False,
+    now: dt.datetime | None = None,
 ) -> Finding:
     """Check a receipt against the institution's DID, the subject registry and its status
     list (`find_list(url)`: the list the platform published under `url`, or None)."""
@@ -76,12 +83,24 @@ def check_receipt(
             issuer,
             subject,
         )
+    period = _outside_period(document, now or dt.datetime.now(dt.UTC))
+    if period:
+        return Finding(Verdict.NOT_IN_FORCE, period, issuer, subject)
     if not is_registered(subject):
         return Finding(
             Verdict.UNKNOWN_SUBJECT,
             f"the subject {subject} is not a registered data subject (bronze.data_subjects)",
             issuer,
             subject,
+        )
+    if is_erased(subject):
+        return Finding(
+            Verdict.REVOKED,
+            "revoked: the student's data was erased (erasure register), so no consent they "
+            "gave holds any more",
+            issuer,
+            subject,
+            "erased",
         )
     try:
         url, index = status.read_entry(document)
@@ -128,3 +147,21 @@ def check_receipt(
         subject,
         f"not revoked ({where})",
     )
+
+
+def _outside_period(document: Any, now: dt.datetime) -> str:
+    """Why the receipt is not in force now (empty when it is): before `validFrom` or
+    after `validUntil`, both signed with the rest of the receipt."""
+    for key, too_early in (("validFrom", True), ("validUntil", False)):
+        raw = document.get(key) if isinstance(document, dict) else None
+        if raw is None:
+            continue
+        try:
+            when = dt.datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+        except ValueError:
+            return f"{key} {raw!r} is not an XML Schema dateTime"
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        if (now < when) if too_early else (now > when):
+            return f"not in force: {key} is {raw}, and it is {now:%Y-%m-%dT%H:%M:%SZ}"
+    return ""
