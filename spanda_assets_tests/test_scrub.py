@@ -243,6 +243,34 @@ def test_a_family_name_that_is_also_a_word_is_still_a_name(text: str) -> None:
     assert "[NAME]" in out
 
 
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("Thanks to priya for the notes.", ["priya"]),
+        ("I worked with kevin and sarah on Problem Set 3.", ["kevin", "sarah"]),
+        ("Shoutout to anika for the help! See you Monday.", ["anika"]),
+        ("My brother jake said the exam was hard.", ["jake"]),
+    ],
+)
+def test_lower_case_names_in_a_capitalized_post(text: str, names: list[str]) -> None:
+    out = scrub(text)
+    assert not any(n in out for n in names), out
+    assert out.count("[NAME]") == len(names)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I went to paris with my family.",
+        "Thanks to everyone for the help in Calculus.",
+        "Meet me at the library with grace period questions.",
+        "I will ask will about it.",
+    ],
+)
+def test_lower_case_words_after_a_cue_are_not_names(text: str) -> None:
+    assert "[NAME]" not in scrub(text)
+
+
 def test_every_name_of_a_long_pasted_list_is_found() -> None:
     """A pasted list of 800 rare names is found whole (the search was cubic: 108 s)."""
     names = ", ".join(f"Zorvath{chr(97 + i % 26)}{chr(97 + i // 26 % 26)}" for i in range(800))

@@ -207,6 +207,8 @@ def name_spans(text: str) -> list[Span]:
     found += _listed(text, found, rejected)
     if _lower_case(text):
         found += lowercase_names(text, found)
+    else:
+        found += cued_lowercase_names(text, found)
     return sorted(found, key=lambda s: s.start)
 
 
@@ -302,4 +304,34 @@ def lowercase_names(text: str, taken: list[Span]) -> list[Span]:
         if not any(s.start < end and m.start() < s.end for s in taken):
             out.append(Span("NAME", m.start(), end))
         i += 1
+    return out
+
+
+# After a strong cue a less certain given name is enough ("thanks to priya", "my brother
+# jake"); after a weak one ("with", "ask") only a clear one ("kevin", not "grace").
+CUED_LOWER_NAMENESS = 1.0
+_THANKS_TO = regex.compile(r"(?i:(?:thanks|thank you|thx|shout\s*out|props|kudos)\s+to\s+)$")
+
+
+def cued_lowercase_names(text: str, taken: list[Span]) -> list[Span]:
+    """Given names typed in lower case inside an otherwise capitalized post ("worked with
+    kevin and sarah", "thanks to priya"): only a frequent given name that is rarely a
+    word, and only after a person cue or listed after one just found."""
+    out: list[Span] = []
+    last_end = -1
+    for m in _LOWER_WORD.finditer(text):
+        word = m.group(0)
+        score = nameness(word)
+        if score is None or score < CUED_LOWER_NAMENESS or is_structure_word(word):
+            continue
+        left = text[max(0, m.start() - 30) : m.start()]
+        strong = _STRONG_CUE.search(left) or _THANKS_TO.search(left)
+        listed = last_end >= 0 and _LISTED.match(text[last_end : m.start()]) is not None
+        weak = listed or _CUE_BEFORE.search(left)
+        if not (strong or (weak and score >= LOWER_NAMENESS)):
+            continue
+        if any(s.start < m.end() and m.start() < s.end for s in taken):
+            continue
+        out.append(Span("NAME", m.start(), m.end()))
+        last_end = m.end()
     return out
