@@ -190,10 +190,26 @@ def test_dates_in_many_formats(text: str, date: str) -> None:
         "Python 3.11 or 3.12 for the project?",
         "The March exam is hard.",  # a month alone is no date
         "In 2019 the course moved online.",  # a year alone is kept (Safe Harbor)
+        "The deadline moved to 2.5 hours.",
+        "The version moved to 14.3.5 today.",
     ],
 )
 def test_not_dates(text: str) -> None:
     assert found(text, "DATE") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "date"),
+    [
+        ("my bday is 14/03, party time", "14/03"),
+        ("DOB 14 03 2004", "14 03 2004"),
+        ("meet me 3/14 at noon", "3/14"),
+        ("Exam moved to 14.3. sadly", "14.3."),
+        ("Birthday: 14/03", "14/03"),
+    ],
+)
+def test_dates_without_a_year_after_a_cue(text: str, date: str) -> None:
+    assert found(text, "DATE") == [date]
 
 
 # ----------------------------------------------------------------------------- names

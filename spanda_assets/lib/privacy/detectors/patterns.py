@@ -31,7 +31,11 @@ _TIME = r"(?:[T ]\d{1,2}:\d{2}(?::\d{2})?\b|\b)"
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _H = r"[0-9A-Fa-f]{1,4}"
 # A cue word before a day-and-month without a year ("due 3/14", "on the 14th").
-_CUE = r"(?i:\b(?:on|by|due|until|till|before|after|from|since|born)\s+)"
+_CUE_WORDS = (
+    r"on|by|due|until|till|before|after|from|since|born|moved\s+to|meet\s+me(?:\s+on)?|"
+    r"(?:bday|b-day|birthday|dob|d\.o\.b\.?)(?:\s+is)?:?"
+)
+_CUE = rf"(?i:\b(?:{_CUE_WORDS})\s+)"
 
 # Order matters where patterns could overlap: the first alternative that matches
 # at a position wins, so the more specific shapes come first.
@@ -58,7 +62,10 @@ PATTERNS: list[tuple[str, str]] = [
         rf"|\b{_DAY}\.?\s+(?:of\s+|de\s+)?{_MONTH}\b\.?(?:,?\s+(?:de\s+)?{_YEAR}\b)?"
         rf"|\b{_MONTH}\.?,?\s+{_YEAR}\b"
         rf"|{_CUE}(?:the\s+)?(?:[12]\d|3[01]|0?[1-9])(?i:st|nd|rd|th)\b(?:\s+of\s+{_MONTH}\b)?"
-        rf"|{_CUE}\d{{1,2}}/\d{{1,2}}(?:/(?:{_YEAR}|\d{{2}}))?\b",
+        rf"|{_CUE}\d{{1,2}}/\d{{1,2}}(?:/(?:{_YEAR}|\d{{2}}))?\b"
+        # "moved to 14.3.", "DOB 14 03 2004": a day and month with dots, or spaced with a year
+        rf"|{_CUE}\d{{1,2}}\.\d{{1,2}}\.\B"
+        rf"|{_CUE}\d{{1,2}} \d{{1,2}} {_YEAR}\b",
     ),
     (
         "SERIAL",
@@ -83,7 +90,7 @@ _COMBINED = re2.compile("|".join(f"(?P<{cat}{i}>{pat})" for i, (cat, pat) in enu
 _GROUP_CATEGORY = {f"{cat}{i}": cat for i, (cat, _) in enumerate(PATTERNS)}
 _PLATE_SHAPE = re.compile(r"^[A-Z0-9]{2,4}-[A-Z0-9]{3,4}$")
 _NUMERIC_DATE = re.compile(r"^(\d{1,4})[-/.](\d{1,2})(?:[-/.](\d{1,4}))?")
-_CUED = re.compile(r"^(?:on|by|due|until|till|before|after|from|since|born)\s+", re.IGNORECASE)
+_CUED = re.compile(rf"^(?:{_CUE_WORDS})\s+", re.IGNORECASE)
 
 
 def _valid_ssn(text: str) -> bool:
