@@ -235,7 +235,7 @@ def child_gold(rows: int, new_rows: int, work: Path) -> dict[str, float]:
 
 def child_validator(rows: int, new_rows: int, work: Path) -> dict[str, float]:
     from spanda_assets.lib.submissions.sample import write_oneroster
-    from spanda_assets.lib.submissions.validator import validate
+    from spanda_assets.lib.submissions.validate import validate
 
     root = write_oneroster(
         work / "submission", users=max(100, rows // 50), enrollments=rows, classes=500

@@ -21,7 +21,7 @@ from spanda_assets.lib.submissions.csvio import CsvError, CsvFile, CsvProblem
 from spanda_assets.lib.submissions.inbox import fetch, list_submissions, partition_key
 from spanda_assets.lib.submissions.ingest import table_names
 from spanda_assets.lib.submissions.sample import write_oneroster
-from spanda_assets.lib.submissions.validator import validate
+from spanda_assets.lib.submissions.validate import validate
 
 DISTRICT = partition_key("District 2026")
 BAD = partition_key("bad-export")

@@ -15,9 +15,8 @@ from jsonschema import Draft202012Validator
 from spanda_assets.cli import main
 from spanda_assets.lib.submissions.csvio import CsvFile, CsvProblem
 from spanda_assets.lib.submissions.sample import DESCRIPTION, write_oneroster
-from spanda_assets.lib.submissions.validate import CHECKERS, Context, Report, Validator
+from spanda_assets.lib.submissions.validate import CHECKERS, Context, Report, Validator, validate
 from spanda_assets.lib.submissions.validate.xapi_schema import SCHEMA as XAPI_SCHEMA
-from spanda_assets.lib.submissions.validator import validate
 
 
 @pytest.fixture

@@ -168,7 +168,7 @@ def tables() -> None:
 )
 def validate_cmd(path: Path, as_json: bool, config_path: Path | None) -> None:
     """Validate a dataset submission (folder or .zip); exit 1 on any error."""
-    from spanda_assets.lib.submissions.validator import validate
+    from spanda_assets.lib.submissions.validate import validate
 
     if not path.exists():
         fail(SpandaError(f"{path}: no such file or folder"))

@@ -54,7 +54,7 @@ def report_dir(key: str) -> Path:
 def validation_report(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     from spanda_assets.lib.submissions.inbox import fetch
     from spanda_assets.lib.submissions.ingest import html_report
-    from spanda_assets.lib.submissions.validator import validate
+    from spanda_assets.lib.submissions.validate import validate
 
     key = context.partition_key
     report = validate(fetch(key))
