@@ -77,15 +77,19 @@ def _walk(root: Path) -> tuple[dict[str, Path], list[str]]:
     return files, sorted(odd)
 
 
-def checked_files(root: Path, ignore_globs: Iterable[str]) -> list[Path]:
-    """The regular files of a submission that validation checks and ingest may load, sorted."""
+def _checked(files: Mapping[str, Path], ignore_globs: Iterable[str]) -> dict[str, Path]:
+    """Of a walk's regular files, those validation checks and ingest may load."""
     globs = list(ignore_globs)
-    files, _ = _walk(root)
-    return sorted(
-        p
+    return {
+        rel: p
         for rel, p in files.items()
         if p.name not in (CONFIG_FILE, IGNORE_FILE) and _kept(rel, globs)
-    )
+    }
+
+
+def checked_files(root: Path, ignore_globs: Iterable[str]) -> list[Path]:
+    """The regular files of a submission that validation checks and ingest may load, sorted."""
+    return sorted(_checked(_walk(root)[0], ignore_globs).values())
 
 
 def _copy(source: Path, target: Path) -> str:
@@ -100,22 +104,26 @@ def _copy(source: Path, target: Path) -> str:
     return h.hexdigest()
 
 
-def private_copy(root: Path, ignore_globs: Iterable[str]) -> tuple[Path, list[str]]:
+def private_copy(root: Path, ignore_globs: Iterable[str]) -> tuple[Path, dict[str, str], list[str]]:
     """What validation checks: a private copy of the submission's kept regular files
     (plus its own config files), so the bytes checked are the bytes hashed and nothing
     changed in the inbox meanwhile, or ignored, or linked from elsewhere is ever read.
-    Returns the copy and the paths that are not regular files."""
-    globs = list(ignore_globs)
+    Returns the copy, the SHA-256 of each checked file (taken while copying), and the
+    paths that are not regular files."""
     files, odd = _walk(root)
+    checked = _checked(files, ignore_globs)
     copy = Path(tempfile.mkdtemp(prefix="spanda-checked-"))
+    digests: dict[str, str] = {}
     try:
         for rel, p in files.items():
-            if p.name in (CONFIG_FILE, IGNORE_FILE) or _kept(rel, globs):
+            if rel in checked:
+                digests[rel] = _copy(p, copy / rel)
+            elif p.name in (CONFIG_FILE, IGNORE_FILE):
                 _copy(p, copy / rel)
     except BaseException:
         shutil.rmtree(copy, ignore_errors=True)
         raise
-    return copy, odd
+    return copy, digests, odd
 
 
 def stage_validated(
@@ -125,8 +133,8 @@ def stage_validated(
 
     Raises SubmissionChanged naming every file that changed, vanished or appeared.
     """
-    present = {p.relative_to(root).as_posix(): p for p in checked_files(root, ignore_globs)}
-    _, odd = _walk(root)
+    files, odd = _walk(root)
+    present = _checked(files, ignore_globs)
     staged = Path(tempfile.mkdtemp(prefix="spanda-validated-"))
     changed: list[str] = []
     try:
@@ -135,17 +143,9 @@ def stage_validated(
             if source is None:
                 changed.append(f"{rel} is gone")
                 continue
-            target = staged / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            h = hashlib.sha256()
-            with source.open("rb") as src, target.open("wb") as dst:
-                while chunk := src.read(CHUNK):
-                    h.update(chunk)
-                    dst.write(chunk)
-            if h.hexdigest() != expected:
-                changed.append(
-                    f"{rel} changed (sha256 {h.hexdigest()[:12]}, validated {expected[:12]})"
-                )
+            got = _copy(source, staged / rel)  # never follows a link swapped in since
+            if got != expected:
+                changed.append(f"{rel} changed (sha256 {got[:12]}, validated {expected[:12]})")
         changed += [f"{rel} was added" for rel in sorted(set(present) - set(validated))]
         changed += [f"{rel} is not a regular file" for rel in odd]
     except BaseException:
