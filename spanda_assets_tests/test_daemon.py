@@ -29,6 +29,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from spanda_assets.defs.extract.sensors import IN_FLIGHT
 from spanda_assets.lib.lakehouse import CatalogConfig, load_table_or_none, open_catalog
 from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
 from spanda_assets.lib.privacy.subjects import did_of
@@ -95,22 +96,14 @@ def _settled(log: Path, quiet_s: float = 20.0) -> None:
     """Wait until no run is in flight and none starts for `quiet_s` (over a sensor tick):
     a table's main read before that may still move with a run that is finishing."""
     with dg.DagsterInstance.get() as instance:
-        active = dg.RunsFilter(
-            statuses=[
-                dg.DagsterRunStatus.QUEUED,
-                dg.DagsterRunStatus.NOT_STARTED,
-                dg.DagsterRunStatus.STARTING,
-                dg.DagsterRunStatus.STARTED,
-            ]
-        )
 
         def quiet() -> bool:
             runs = len(instance.get_run_records())
-            if instance.get_run_records(filters=active):
+            if instance.get_run_records(filters=IN_FLIGHT):
                 return False
             time.sleep(quiet_s)
             return (
-                not instance.get_run_records(filters=active)
+                not instance.get_run_records(filters=IN_FLIGHT)
                 and len(instance.get_run_records()) == runs
             )
 

@@ -8,19 +8,20 @@ from spanda_assets.lib.errors import SpandaError
 from spanda_assets.lib.sources import load_sources
 from spanda_assets.resources import LakehouseResource, SourceDatabaseResource
 
+# Runs that are queued or running: what they will write has not been written yet.
+IN_FLIGHT = dg.RunsFilter(
+    statuses=[
+        dg.DagsterRunStatus.QUEUED,
+        dg.DagsterRunStatus.NOT_STARTED,
+        dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED,
+    ]
+)
+
 
 def _extracts_in_flight(instance: dg.DagsterInstance) -> set[dg.AssetKey]:
     """Bronze assets a queued or running run will extract."""
-    runs = instance.get_runs(
-        filters=dg.RunsFilter(
-            statuses=[
-                dg.DagsterRunStatus.QUEUED,
-                dg.DagsterRunStatus.NOT_STARTED,
-                dg.DagsterRunStatus.STARTING,
-                dg.DagsterRunStatus.STARTED,
-            ]
-        )
-    )
+    runs = instance.get_runs(filters=IN_FLIGHT)
     return {k for r in runs for k in (r.asset_selection or ()) if k.path[0] == "bronze"}
 
 
