@@ -347,7 +347,6 @@ def test_ner_is_off_by_default_and_checks_its_setting(monkeypatch: pytest.Monkey
 def test_ner_without_an_installed_pipeline_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    pytest.importorskip("presidio_analyzer")
     monkeypatch.setenv("SPANDA_NER", "presidio")
     monkeypatch.setenv("SPANDA_NER_MODEL", "xx_no_such_pipeline")
     with pytest.raises(ConfigError, match="xx_no_such_pipeline"):
