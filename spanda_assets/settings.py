@@ -38,6 +38,7 @@ ENV_INSTITUTION_KEY = "SPANDA_INSTITUTION_KEY"
 ENV_INSTITUTION_KEY_FILE = "SPANDA_INSTITUTION_KEY_FILE"
 ENV_SUBJECT_DIDS = "SPANDA_SUBJECT_DIDS"
 ENV_STATUS_LIST_URL = "SPANDA_STATUS_LIST_URL"
+ENV_LABELING_FUNCTIONS_FILE = "SPANDA_LABELING_FUNCTIONS_FILE"
 
 DEFAULT_BATCH_ROWS = 100_000
 DEFAULT_COMMIT_ROWS = 500_000
@@ -80,6 +81,11 @@ def ground_truth_dir() -> Path:
     the pipeline never does.
     """
     return spanda_home() / "ground_truth"
+
+
+def annotations_path() -> Path:
+    """The embedded annotation store: one JSON file in Label Studio's export format."""
+    return spanda_home() / "labels" / "annotations.json"
 
 
 def demo_mode() -> bool:

@@ -82,9 +82,13 @@ def templates() -> Templates:
 
 
 def post_body(
-    g: Draws, roster: Roster, student_id: int
+    g: Draws, roster: Roster, student_id: int, label_noise: float = 0.05
 ) -> tuple[str, bool, list[tuple[str, int, int]]]:
-    """One post body, its urgency label, and the (category, start, end) of every PII span."""
+    """One post body, its urgency label, and the (category, start, end) of every PII span.
+
+    `label_noise` is the share of labels that disagree with the text; the noise draw is
+    made whatever its value, so a noise-free pool has the same texts as the demo's.
+    """
     t = templates()
     parts: list[str] = []
     spans: list[tuple[str, int, int]] = []
@@ -107,7 +111,7 @@ def post_body(
             parts.append(value)
             pos += len(value)
     # ~5% of labels disagree with the text, as human labels do.
-    label = urgent if g.rng.random() >= 0.05 else not urgent
+    label = urgent if g.rng.random() >= label_noise else not urgent
     return "".join(parts), label, spans
 
 

@@ -1,0 +1,290 @@
+"""The embedded annotation store: Label Studio's JSON export format in one file under SPANDA_HOME.
+
+Without a Label Studio server, annotations live in `SPANDA_HOME/labels/annotations.json`,
+a file that Label Studio itself could have exported (decision 0027): `spanda labels
+export` copies it out, `spanda labels import` merges a real export in, and moving to
+a server is a configuration change with nothing to convert.
+
+Every change is read-modify-write under an exclusive lock on a side file, and the new
+content is written to a temporary file that replaces the old one (`os.replace`), so a
+reader sees the old store or the new one, never half of one. The store is small by
+design (the labeled sample, not the whole gold table); it is held in memory while edited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from spanda_assets import settings
+from spanda_assets.lib.errors import SpandaError
+from spanda_assets.lib.labeling.lsformat import (
+    Annotation,
+    Prediction,
+    Task,
+    TaskData,
+    choice_result,
+    dump_tasks,
+    first_choice,
+    parse_tasks,
+    read_tasks,
+)
+
+UTC = dt.UTC
+ANNOTATION_SCHEMA = pa.schema(
+    [
+        ("post_key", pa.string()),
+        ("task_id", pa.int64()),
+        ("annotation_id", pa.int64()),
+        ("completed_by", pa.string()),
+        ("label", pa.string()),  # the urgency choice; null when the annotation made none
+        ("was_cancelled", pa.bool_()),
+        ("ground_truth", pa.bool_()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+        ("updated_at", pa.timestamp("us", tz="UTC")),
+        ("lead_time", pa.float64()),
+        ("prelabel", pa.string()),  # what the task's prediction proposed, if it had one
+        ("prelabel_model_version", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class AddResult:
+    added: int
+    predictions_replaced: int
+    unchanged: int
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    tasks_added: int
+    annotations_added: int
+    annotations_already_present: int
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(UTC)
+
+
+def _annotation_identity(a: Annotation) -> tuple[str, str, str]:
+    """What makes two annotations the same one, whatever id each side gave it."""
+    result = json.dumps([r.model_dump(mode="json") for r in a.result], sort_keys=True)
+    return (a.annotator(), a.created_at.isoformat(), result)
+
+
+class AnnotationStore:
+    """Tasks and annotations in one Label Studio export file, keyed by the post's key."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or settings.annotations_path()
+
+    # --- reading and writing the file --------------------------------------------------
+    def tasks(self) -> list[Task]:
+        """Every task, annotated or not (an empty list before the first write)."""
+        if not self.path.exists():
+            return []
+        return parse_tasks(self.path.read_text(encoding="utf-8"), origin=str(self.path))
+
+    def _write(self, tasks: list[Task]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(dump_tasks(tasks))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    @contextlib.contextmanager
+    def _editing(self) -> Iterator[list[Task]]:
+        """The tasks, to change in place; written back when the block ends without error."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            tasks = self.tasks()
+            yield tasks
+            self._write(tasks)
+
+    # --- tasks -----------------------------------------------------------------------
+    def add_tasks(
+        self, posts: pa.Table | Iterable[pa.RecordBatch], *, data_columns: tuple[str, ...] = ()
+    ) -> AddResult:
+        """Add a task per post not yet in the store; re-runs never duplicate a task.
+
+        `posts` has `post_key` and `body`, and optionally `prelabel`, `confidence` and
+        `model_version` (the pre-labeler's output): a task whose prediction comes from
+        another model version gets the new one instead, so the champion model's
+        predictions replace the labeling functions' when it exists. `data_columns` are
+        copied into the task data beside the key and the text.
+        """
+        batches = posts.to_batches() if isinstance(posts, pa.Table) else posts
+        added = replaced = unchanged = 0
+        with self._editing() as tasks:
+            by_key = {t.data.post_key: t for t in tasks}
+            next_id = max((t.id for t in tasks), default=0) + 1
+            for batch in batches:
+                for row in batch.to_pylist():
+                    prediction = _prediction(row)
+                    task = by_key.get(str(row["post_key"]))
+                    if task is None:
+                        extra = {c: _json_value(row[c]) for c in data_columns}
+                        data = TaskData(post_key=str(row["post_key"]), body=row["body"], **extra)
+                        task = Task(id=next_id, data=data, predictions=[])
+                        next_id += 1
+                        tasks.append(task)
+                        by_key[task.data.post_key] = task
+                        added += 1
+                    elif prediction is None or any(
+                        p.model_version == prediction.model_version for p in task.predictions
+                    ):
+                        unchanged += 1
+                        continue
+                    else:
+                        replaced += 1
+                    if prediction is not None:
+                        task.predictions = [prediction]
+        return AddResult(added=added, predictions_replaced=replaced, unchanged=unchanged)
+
+    def delete(self, post_keys: Iterable[str]) -> int:
+        """Remove the tasks of these posts with all their annotations (consent withdrawn)."""
+        doomed = set(post_keys)
+        with self._editing() as tasks:
+            kept = [t for t in tasks if t.data.post_key not in doomed]
+            removed = len(tasks) - len(kept)
+            tasks[:] = kept
+        return removed
+
+    # --- annotations -------------------------------------------------------------------
+    def add_annotation(
+        self,
+        post_key: str,
+        label: str,
+        *,
+        completed_by: int | str,
+        ground_truth: bool = False,
+        was_cancelled: bool = False,
+        lead_time: float | None = None,
+        at: dt.datetime | None = None,
+    ) -> Annotation:
+        """Record one annotator's choice on the task of `post_key`, as Label Studio would."""
+        when = at or _now()
+        with self._editing() as tasks:
+            task = next((t for t in tasks if t.data.post_key == post_key), None)
+            if task is None:
+                raise SpandaError(f"no task for post {post_key!r}: add the post as a task first")
+            annotation = Annotation(
+                id=max((a.id for t in tasks for a in t.annotations), default=0) + 1,
+                completed_by=completed_by,
+                result=[] if was_cancelled else choice_result(label),
+                was_cancelled=was_cancelled,
+                ground_truth=ground_truth,
+                created_at=when,
+                updated_at=when,
+                lead_time=lead_time,
+            )
+            task.annotations.append(annotation)
+        return annotation
+
+    def annotations_since(self, watermark: dt.datetime | None = None) -> pa.Table:
+        """Annotations updated strictly after `watermark` (all with None), ANNOTATION_SCHEMA.
+
+        The caller keeps the largest `updated_at` it has read as the next watermark.
+        """
+        rows: list[dict[str, Any]] = []
+        for task in self.tasks():
+            pred = task.predictions[0] if task.predictions else None
+            for a in task.annotations:
+                if watermark is not None and a.updated_at <= watermark:
+                    continue
+                rows.append(
+                    {
+                        "post_key": task.data.post_key,
+                        "task_id": task.id,
+                        "annotation_id": a.id,
+                        "completed_by": a.annotator(),
+                        "label": a.choice(),
+                        "was_cancelled": a.was_cancelled,
+                        "ground_truth": a.ground_truth,
+                        "created_at": a.created_at,
+                        "updated_at": a.updated_at,
+                        "lead_time": a.lead_time,
+                        "prelabel": first_choice(pred.result) if pred else None,
+                        "prelabel_model_version": pred.model_version if pred else None,
+                    }
+                )
+        return pa.Table.from_pylist(rows, schema=ANNOTATION_SCHEMA)
+
+    # --- moving annotations between stores -------------------------------------------
+    def export(self, path: Path) -> int:
+        """Write every task, annotated or not, to `path` in Label Studio's JSON export format."""
+        tasks = self.tasks()
+        AnnotationStore(path)._write(tasks)
+        return len(tasks)
+
+    def import_file(self, path: Path) -> ImportResult:
+        """Merge a Label Studio JSON export into the store, keyed by `data.post_key`.
+
+        The file is validated whole before anything is written. A new post becomes a
+        task; on a known post, annotations not yet present are added (an annotation is
+        the same when annotator, creation time and result are), so importing a file
+        twice adds nothing the second time. Ids are renumbered where they would clash.
+        """
+        incoming = read_tasks(path)
+        tasks_added = added = present = 0
+        with self._editing() as tasks:
+            by_key = {t.data.post_key: t for t in tasks}
+            task_ids = {t.id for t in tasks}
+            next_annotation = max((a.id for t in tasks for a in t.annotations), default=0) + 1
+            for new in incoming:
+                task = by_key.get(new.data.post_key)
+                if task is None:
+                    task = new.model_copy(update={"annotations": []})
+                    if task.id in task_ids:
+                        task.id = max(task_ids) + 1
+                    task_ids.add(task.id)
+                    tasks.append(task)
+                    by_key[task.data.post_key] = task
+                    tasks_added += 1
+                elif not task.predictions and new.predictions:
+                    task.predictions = list(new.predictions)
+                seen = {_annotation_identity(a) for a in task.annotations}
+                for a in new.annotations:
+                    if _annotation_identity(a) in seen:
+                        present += 1
+                        continue
+                    task.annotations.append(a.model_copy(update={"id": next_annotation}))
+                    seen.add(_annotation_identity(a))
+                    next_annotation += 1
+                    added += 1
+        return ImportResult(
+            tasks_added=tasks_added, annotations_added=added, annotations_already_present=present
+        )
+
+
+def _json_value(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.date | dt.datetime) else value
+
+
+def _prediction(row: dict[str, Any]) -> Prediction | None:
+    label = row.get("prelabel")
+    if not label:
+        return None
+    return Prediction(
+        model_version=str(row.get("model_version") or ""),
+        score=row.get("confidence"),
+        result=choice_result(label),
+    )
