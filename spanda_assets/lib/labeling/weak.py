@@ -221,8 +221,3 @@ def prelabel_batches(
             ],
             schema=PRELABEL_SCHEMA,
         )
-
-
-def margin(urgent_probability: np.ndarray) -> np.ndarray:
-    """Distance between the two labels' probabilities: 0 is a coin toss, 1 is certain."""
-    return np.abs(2 * np.asarray(urgent_probability, dtype=np.float64) - 1)
