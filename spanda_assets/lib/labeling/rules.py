@@ -63,9 +63,12 @@ _KINDS = ("keywords", "regex", "heuristic")
 
 
 def _check_regex(pattern: str) -> str:
-    """Compile the pattern with the engine that will run it, so an error shows at load."""
+    """Compile the pattern with the engine that will run it, so an error shows at load.
+
+    Arrow compiles a pattern only when it has a value to match: hence the one empty text.
+    """
     try:
-        pc.match_substring_regex(pa.array([], pa.string()), pattern=pattern, ignore_case=True)
+        pc.match_substring_regex(pa.array([""]), pattern=pattern, ignore_case=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         reason = str(exc).removeprefix("Invalid regular expression: ")
         raise PydanticCustomError(
