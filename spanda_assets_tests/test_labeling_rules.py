@@ -86,7 +86,10 @@ def test_errors_name_file_line_rule_and_field() -> None:
     assert "line 2, column 5: functions[0] ('e'): 'vote' is required" in _error(missing_vote)
     no_bounds = "functions:\n  - name: f\n    vote: urgent\n    heuristic: {measure: words}\n"
     assert "heuristic: needs at_least, at_most or both" in _error(no_bounds)
-    dup = "functions:\n  - {name: g, vote: urgent, keywords: [x]}\n  - {name: g, vote: urgent, regex: y}\n"
+    dup = (
+        "functions:\n  - {name: g, vote: urgent, keywords: [x]}\n"
+        "  - {name: g, vote: urgent, regex: y}\n"
+    )
     assert "line 3" in _error(dup) and "'g' is used twice" in _error(dup)
     assert "top-level 'functions:'" in _error("rules: []\n")
     assert "not valid YAML" in _error("functions: [\n")
