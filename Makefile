@@ -39,6 +39,7 @@ bench: install
 	$(BIN)/python benchmarks/deid.py
 	$(BIN)/python benchmarks/validate.py
 	$(BIN)/python benchmarks/wap.py --daemon
+	$(BIN)/python benchmarks/active_learning.py
 
 # Re-resolve pinned versions after editing pyproject.toml dependencies.
 lock: install
