@@ -103,7 +103,8 @@ class _Heuristic(BaseModel):
     def _bounded(self) -> _Heuristic:
         if self.at_least is None and self.at_most is None:
             raise PydanticCustomError("bounds", "needs at_least, at_most or both")
-        if None not in (self.at_least, self.at_most) and self.at_least > self.at_most:  # type: ignore[operator]
+        low, high = self.at_least, self.at_most
+        if low is not None and high is not None and low > high:
             raise PydanticCustomError("bounds", "at_least is larger than at_most")
         return self
 
