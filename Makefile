@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest bench lock clean
+.PHONY: install label-studio demo test lint typecheck pytest bench lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,17 @@ $(STAMP): requirements.lock pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# Label Studio's server in a virtualenv of its own (its pins clash with ours): the tests
+# start it on 127.0.0.1; a site runs it from this venv or from its own image.
+LS_VENV  := .venv-label-studio
+LS_STAMP := $(LS_VENV)/.installed
+$(LS_STAMP): requirements-label-studio.lock $(STAMP)
+	@test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
+	$(BIN)/uv pip sync -q --python $(LS_VENV)/bin/python requirements-label-studio.lock
+	@touch $(LS_STAMP)
+
+label-studio: $(LS_STAMP)
 
 demo: install
 	$(BIN)/spanda demo
@@ -28,7 +39,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+pytest: install label-studio
 	scripts/ensure-system-packages
 	DAGSTER_DISABLE_TELEMETRY=1 DO_NOT_TRACK=1 $(BIN)/pytest $(PYTEST_ARGS)
 
@@ -45,6 +56,8 @@ bench: install
 lock: install
 	$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 -o requirements.lock
+	$(BIN)/uv pip compile -q requirements-label-studio.in --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 -o requirements-label-studio.lock
 
 clean:
-	rm -rf $(VENV) .spanda .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LS_VENV) .spanda .pytest_cache .mypy_cache .ruff_cache

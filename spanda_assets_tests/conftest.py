@@ -21,7 +21,14 @@ from spanda_assets.lib.readers import make_reader
 from spanda_assets.lib.seed import SeedSizes, seed
 from spanda_assets.lib.source_db import make_engine
 from spanda_assets.lib.sources import load_sources, snake_case
-from spanda_assets_tests.servers import Postgres, S3Server, postgres_server, s3_server
+from spanda_assets_tests.servers import (
+    LabelStudioServer,
+    Postgres,
+    S3Server,
+    label_studio_server,
+    postgres_server,
+    s3_server,
+)
 
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -71,6 +78,12 @@ def pg() -> Iterator[Postgres]:
 @pytest.fixture(scope="session")
 def s3() -> Iterator[S3Server]:
     with s3_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def label_studio() -> Iterator[LabelStudioServer]:
+    with label_studio_server() as server:
         yield server
 
 

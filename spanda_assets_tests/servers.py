@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 
 PG_USER = "spanda"
 PG_PASSWORD = "spanda-test-pw"  # a throwaway password for a throwaway server
@@ -240,3 +241,88 @@ def dagster_daemon(env: dict[str, str], log_path: Path) -> Iterator[subprocess.P
             yield proc
         finally:
             stop_process_group(proc)
+
+
+# Label Studio runs from its own virtualenv (`make label-studio`, pinned by
+# requirements-label-studio.lock): its pins (pandas 3, pyarrow < 25) clash with ours.
+LABEL_STUDIO_VENV = PROJECT_ROOT / ".venv-label-studio"
+LS_ADMIN = "admin@spanda.test"
+LS_PASSWORD = "spanda-test-pw"  # a throwaway password for a throwaway server
+LS_TOKEN = "spanda-test-token-4f1c9e2a7b"  # legacy token: at most 40 characters
+
+
+@dataclass
+class LabelStudioServer:
+    url: str
+    token: str
+    log: Path
+
+
+@contextlib.contextmanager
+def label_studio_server() -> Iterator[LabelStudioServer]:
+    """A real Label Studio on 127.0.0.1 with a known legacy token, in a fresh data dir.
+
+    The legacy token must be enabled at the first start: a new organization otherwise
+    accepts only personal access tokens. The first start migrates its SQLite database
+    (about half a minute)."""
+    exe = LABEL_STUDIO_VENV / "bin" / "label-studio"
+    if not exe.exists():
+        raise RuntimeError(f"{exe} is missing: run `make label-studio` (make test does)")
+    root = Path(tempfile.mkdtemp(prefix="spanda-ls-"))
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LABEL_STUDIO")},
+        "LABEL_STUDIO_USERNAME": LS_ADMIN,
+        "LABEL_STUDIO_PASSWORD": LS_PASSWORD,
+        "LABEL_STUDIO_USER_TOKEN": LS_TOKEN,
+        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+        "LABEL_STUDIO_BASE_DATA_DIR": str(root),
+        "DJANGO_DB": "sqlite",
+        "SENTRY_DSN": "",
+        "FRONTEND_SENTRY_DSN": "",
+        "COLLECT_ANALYTICS": "false",
+    }
+    log = root / "label-studio.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                str(exe),
+                "start",
+                "--no-browser",
+                "--internal-host",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "--data-dir",
+                str(root / "data"),
+            ],
+            cwd=root,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            _wait_for_label_studio(port, proc, log)
+            yield LabelStudioServer(f"http://127.0.0.1:{port}", LS_TOKEN, log)
+        finally:
+            stop_process_group(proc)
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_for_label_studio(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"Label Studio exited with {proc.returncode}:\n{tail}")
+        with contextlib.suppress(httpx.HTTPError):
+            r = httpx.get(
+                f"http://127.0.0.1:{port}/api/projects",
+                headers={"Authorization": f"Token {LS_TOKEN}"},
+                timeout=5,
+            )
+            if r.status_code == 200:
+                return
+        time.sleep(1)
+    raise TimeoutError(f"Label Studio did not answer on 127.0.0.1:{port} within 180 s")

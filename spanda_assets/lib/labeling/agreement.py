@@ -113,7 +113,7 @@ def agreement(annotations: pa.Table, labels: Sequence[str] = LABELS) -> dict[str
     result["cohen_kappa"] = cohen_kappa([p[0] for p in pairs], [p[1] for p in pairs])
     k = Counter(len(v) for v in overlap.values()).most_common(1)[0][0]
     index = {label: i for i, label in enumerate(labels)}
-    table = np.zeros((0, len(labels)))
+    table: np.ndarray[Any, np.dtype[np.float64]] = np.zeros((0, len(labels)))
     rows = []
     for who in overlap.values():
         if len(who) >= k:

@@ -11,10 +11,14 @@ goes through the local store and back out without losing anything.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+import pyarrow as pa
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -37,6 +41,28 @@ from spanda_assets.lib.errors import SpandaError
 URGENCY_CONTROL = "urgency"
 TEXT_OBJECT = "text"
 MAX_ERRORS_SHOWN = 20
+# One row per annotation: what resolution, agreement and label quality read, whichever
+# store (the local file or a Label Studio server) the annotations came from.
+ANNOTATION_SCHEMA = pa.schema(
+    [
+        ("post_key", pa.string()),
+        ("task_id", pa.int64()),
+        ("annotation_id", pa.int64()),
+        ("completed_by", pa.string()),
+        ("label", pa.string()),  # the urgency choice; null when the annotation made none
+        ("was_cancelled", pa.bool_()),
+        ("ground_truth", pa.bool_()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+        ("updated_at", pa.timestamp("us", tz="UTC")),
+        ("lead_time", pa.float64()),
+        ("prelabel", pa.string()),  # what the task's prediction proposed, if it had one
+        ("prelabel_model_version", pa.string()),
+    ]
+)
+# Tasks changed this long before the watermark are read again: an annotation saved in
+# the same instant as the last one read is not missed. Resolution is per post, so a
+# post read twice is decided twice the same way.
+WATERMARK_OVERLAP = dt.timedelta(seconds=5)
 
 
 class ImportFormatError(SpandaError):
@@ -275,3 +301,53 @@ def dump_tasks(tasks: list[Task]) -> str:
         ensure_ascii=False,
         indent=1,
     )
+
+
+def annotation_table(tasks: Iterable[Task], after: dt.datetime | None = None) -> pa.Table:
+    """The annotations of `tasks` updated strictly after `after` (all with None)."""
+    rows: list[dict[str, Any]] = []
+    for task in tasks:
+        pred = task.predictions[0] if task.predictions else None
+        for a in task.annotations:
+            if after is not None and a.updated_at <= after:
+                continue
+            rows.append(
+                {
+                    "post_key": task.data.post_key,
+                    "task_id": task.id,
+                    "annotation_id": a.id,
+                    "completed_by": a.annotator(),
+                    "label": a.choice(),
+                    "was_cancelled": a.was_cancelled,
+                    "ground_truth": a.ground_truth,
+                    "created_at": a.created_at,
+                    "updated_at": a.updated_at,
+                    "lead_time": a.lead_time,
+                    "prelabel": first_choice(pred.result) if pred else None,
+                    "prelabel_model_version": pred.model_version if pred else None,
+                }
+            )
+    return pa.Table.from_pylist(rows, schema=ANNOTATION_SCHEMA)
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Posts whose annotations changed after a watermark, with all their annotations."""
+
+    post_keys: list[str]
+    annotations: pa.Table  # ANNOTATION_SCHEMA, every annotation of those posts
+    high_water: dt.datetime | None  # the latest updated_at seen: the next watermark
+
+
+def changes(tasks: Iterable[Task], watermark: dt.datetime | None) -> Changes:
+    """The tasks with an annotation updated after `watermark` less the overlap."""
+    since = None if watermark is None else watermark - WATERMARK_OVERLAP
+    changed: list[Task] = []
+    high: dt.datetime | None = watermark
+    for task in tasks:
+        latest = max((a.updated_at for a in task.annotations), default=None)
+        if latest is None or (since is not None and latest <= since):
+            continue
+        changed.append(task)
+        high = latest if high is None else max(high, latest)
+    return Changes([t.data.post_key for t in changed], annotation_table(changed), high)

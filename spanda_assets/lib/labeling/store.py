@@ -29,34 +29,23 @@ import pyarrow as pa
 from spanda_assets import settings
 from spanda_assets.lib.errors import SpandaError
 from spanda_assets.lib.labeling.lsformat import (
+    ANNOTATION_SCHEMA,
     Annotation,
+    Changes,
     Prediction,
     Task,
     TaskData,
+    annotation_table,
+    changes,
     choice_result,
     dump_tasks,
-    first_choice,
     parse_tasks,
     read_tasks,
 )
 
+__all__ = ["ANNOTATION_SCHEMA", "AddResult", "AnnotationStore", "ImportResult"]
+
 UTC = dt.UTC
-ANNOTATION_SCHEMA = pa.schema(
-    [
-        ("post_key", pa.string()),
-        ("task_id", pa.int64()),
-        ("annotation_id", pa.int64()),
-        ("completed_by", pa.string()),
-        ("label", pa.string()),  # the urgency choice; null when the annotation made none
-        ("was_cancelled", pa.bool_()),
-        ("ground_truth", pa.bool_()),
-        ("created_at", pa.timestamp("us", tz="UTC")),
-        ("updated_at", pa.timestamp("us", tz="UTC")),
-        ("lead_time", pa.float64()),
-        ("prelabel", pa.string()),  # what the task's prediction proposed, if it had one
-        ("prelabel_model_version", pa.string()),
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -204,29 +193,15 @@ class AnnotationStore:
 
         The caller keeps the largest `updated_at` it has read as the next watermark.
         """
-        rows: list[dict[str, Any]] = []
-        for task in self.tasks():
-            pred = task.predictions[0] if task.predictions else None
-            for a in task.annotations:
-                if watermark is not None and a.updated_at <= watermark:
-                    continue
-                rows.append(
-                    {
-                        "post_key": task.data.post_key,
-                        "task_id": task.id,
-                        "annotation_id": a.id,
-                        "completed_by": a.annotator(),
-                        "label": a.choice(),
-                        "was_cancelled": a.was_cancelled,
-                        "ground_truth": a.ground_truth,
-                        "created_at": a.created_at,
-                        "updated_at": a.updated_at,
-                        "lead_time": a.lead_time,
-                        "prelabel": first_choice(pred.result) if pred else None,
-                        "prelabel_model_version": pred.model_version if pred else None,
-                    }
-                )
-        return pa.Table.from_pylist(rows, schema=ANNOTATION_SCHEMA)
+        return annotation_table(self.tasks(), after=watermark)
+
+    def changed_since(self, watermark: dt.datetime | None) -> Changes:
+        """Every annotation of the tasks with one updated after `watermark` (less the
+        overlap): what resolution needs to decide those posts again."""
+        return changes(self.tasks(), watermark)
+
+    def task_keys(self) -> set[str]:
+        return {t.data.post_key for t in self.tasks()}
 
     # --- moving annotations between stores -------------------------------------------
     def export(self, path: Path) -> int:
