@@ -1,0 +1,54 @@
+"""Where annotations live: a Label Studio server when LABEL_STUDIO_URL is set, else the
+local store under SPANDA_HOME. Switching is configuration only; both speak the same
+calls and return the same Arrow tables (decision 0027)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterable
+from typing import Protocol
+
+import pyarrow as pa
+
+from spanda_assets.lib.labeling.lsformat import Changes
+from spanda_assets.lib.labeling.store import AddResult, AnnotationStore
+from spanda_assets.lib.labeling.studio import ENV_API_KEY, ENV_URL, Project, Studio
+
+
+class Annotations(Protocol):
+    """What the labeling assets ask of an annotation tool."""
+
+    def task_keys(self) -> set[str]: ...
+
+    def add_tasks(
+        self, posts: pa.Table | Iterable[pa.RecordBatch], *, data_columns: tuple[str, ...] = ()
+    ) -> AddResult: ...
+
+    def changed_since(self, watermark: dt.datetime | None) -> Changes: ...
+
+    def delete(self, post_keys: Iterable[str]) -> int: ...
+
+
+def server_configured() -> bool:
+    return bool(os.environ.get(ENV_URL))
+
+
+def open_annotations(title: str | None = None) -> tuple[Annotations, dict[str, str]]:
+    """The configured annotation tool, provisioned, and what to show about it (never
+    the token). A server that is down or refuses the token raises LabelStudioError
+    here, before any asset writes anything."""
+    if not server_configured():
+        store = AnnotationStore()
+        return store, {"annotation_tool": "local store", "annotations_file": str(store.path)}
+    studio = Studio(os.environ[ENV_URL], os.environ.get(ENV_API_KEY, ""))
+    project: Project = studio.provision(**({"title": title} if title else {}))
+    info = {
+        "annotation_tool": "Label Studio",
+        "label_studio_url": studio.url,
+        "label_studio_project": str(project.id),
+        "label_config_hash": project.config_hash,
+    }
+    if project.config_drift:
+        info["label_config_drift"] = project.config_drift
+    return studio, info

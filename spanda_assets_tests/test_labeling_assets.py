@@ -1,0 +1,129 @@
+"""The labeled set in the asset graph, on the embedded default (local annotation store):
+tasks from published gold, annotations resolved into gold.labeled_posts through
+write-audit-publish, label-quality checks, and consent withdrawal reaching the tool."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from spanda_assets.definitions import defs
+from spanda_assets.lib.labeling.labeled import split_of
+from spanda_assets.lib.labeling.store import AnnotationStore
+from spanda_assets_tests.test_privacy_e2e import (
+    _add_consent_event,
+    catalog,
+    expected_research_consent,
+    run_all,
+    subject_of,
+)
+
+
+@pytest.fixture
+def demo_env(tiny_source: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("SPANDA_DEMO", "1")
+    monkeypatch.setenv("SPANDA_LABEL_BATCH", "40")
+    monkeypatch.setenv("SPANDA_MIN_LABELS_PER_CLASS", "3")
+    return tiny_source
+
+
+def _md(result: dg.ExecuteInProcessResult, node: str) -> dict[str, Any]:
+    (mat,) = result.asset_materializations_for_node(node)
+    return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+
+
+def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.asset_check_evaluation_data.asset_key == dg.AssetKey(["gold", "labeled_posts"])
+    }
+
+
+def _labeled() -> list[dict[str, Any]]:
+    table = catalog().load_table(("gold", "labeled_posts"))
+    return table.scan().to_arrow().to_pylist()
+
+
+def _gold_posts() -> dict[str, dict[str, Any]]:
+    rows = catalog().load_table(("gold", "validated_posts")).scan().to_arrow().to_pylist()
+    return {str(r["post_id"]): r for r in rows}
+
+
+def _annotate(store: AnnotationStore, keys: list[str], label_of: Any) -> None:
+    """Two simulated annotators: everyone labels with the post's rule, the second one
+    on every other post (the overlap sample)."""
+    for i, key in enumerate(keys):
+        store.add_annotation(key, label_of(key), completed_by=1)
+        if i % 2 == 0:
+            store.add_annotation(key, label_of(key), completed_by=2)
+
+
+def test_tasks_labels_checks_and_withdrawal(demo_env: str) -> None:
+    store = AnnotationStore()
+    with dg.instance_for_test() as instance:
+        first = run_all(instance)
+        md = _md(first, "labeling__label_tasks")
+        gold = _gold_posts()
+        tasks = store.tasks()
+        # At most the batch, only published gold posts, each with its de-identified text.
+        assert md["tasks_pushed"] == len(tasks) == min(40, len(gold))
+        for task in tasks:
+            assert task.data.body == gold[task.data.post_key]["body"]
+        assert md["prelabel_model_version"].startswith("lf-")
+        assert {f["function"] for f in md["labeling_functions"]}  # per-rule figures shown
+        # Nothing annotated yet: the labeled set publishes empty.
+        assert _labeled() == []
+
+        # Re-run: no duplicate tasks; the next batch goes out.
+        second = _md(run_all(instance), "labeling__label_tasks")
+        keys_after = [t.data.post_key for t in store.tasks()]
+        assert len(keys_after) == len(set(keys_after))
+        assert second["tasks_already_in_tool"] == len(tasks)
+
+        def label_of(key: str) -> str:
+            return "urgent" if hashlib.sha256(key.encode()).digest()[0] % 3 == 0 else "not_urgent"
+
+        annotated = keys_after[:30]
+        _annotate(store, annotated, label_of)
+        result = run_all(instance)
+        labeled = {r["post_key"]: r for r in _labeled()}
+        assert set(labeled) == set(annotated)
+        for key, row in labeled.items():
+            assert row["label"] == label_of(key)
+            assert row["body"] == gold[key]["body"]
+            assert row["split"] == split_of(row["subject_id"])
+        checks = _checks(result)
+        assert checks["split_disjoint"] is True
+        assert checks["minimum_labels_per_class"] is True
+        assert checks["annotator_agreement"] is True  # the two annotators always agree
+        md = _md(result, "gold__labeled_posts")
+        assert md["resolved"] == 30 and md["unresolved_ties"] == 0
+
+        # A re-run with nothing new rewrites nothing.
+        again = _md(run_all(instance), "gold__labeled_posts")
+        assert again["rows_written"] == 0
+
+        # A student withdraws model_training consent: tasks, annotations and labels go.
+        student = next(
+            s
+            for s in expected_research_consent(demo_env, "model_training")
+            if any(labeled[k]["subject_id"] == subject_of(s) for k in labeled)
+        )
+        gone = {k for k, r in labeled.items() if r["subject_id"] == subject_of(student)}
+        _add_consent_event(demo_env, 900_201, student, "withdrawn", purpose="model_training")
+        after = run_all(instance)
+        assert not gone & {t.data.post_key for t in store.tasks()}
+        assert not gone & {r["post_key"] for r in _labeled()}
+        assert _md(after, "labeling__label_tasks")["tasks_deleted_after_withdrawal"] >= len(gone)
+
+
+def test_the_graph_has_the_labeling_assets_and_sensor() -> None:
+    d = defs()
+    keys = {k.to_user_string() for k in d.resolve_asset_graph().get_all_asset_keys()}
+    assert {"labeling/label_tasks", "gold/labeled_posts"} <= keys
+    assert d.resolve_sensor_def("annotations_changed") is not None
