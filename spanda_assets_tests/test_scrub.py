@@ -60,6 +60,7 @@ def test_phones_in_many_regions_formats(text: str, number: str) -> None:
         "Suite 541 6343 Skogstien",  # a unit and a house number, not Osnabrück
         "In 2019 we scored 1234567 points",
         "Lecture 10 30 minutes late",
+        "office no. 4512 on the left",  # after a phone cue, but too short for a phone
     ],
 )
 def test_numbers_that_are_not_phones(text: str) -> None:
@@ -127,6 +128,26 @@ def test_addresses_with_units_in_several_countries(text: str, address: str) -> N
     assert len(spans) == 1 and spans[0].startswith(address), spans
 
 
+def test_an_address_block_ends_with_its_postal_code_on_a_line_of_its_own() -> None:
+    text = "Billing address:\n  31401 ul. Slowicza 10 Apt. 360\n  Wroclaw\n  nan\n  53-320"
+    assert found(text, "ADDRESS") == [text[text.index("31401") :]]
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("23100 Ilichova 23 Suite 274 Ljubljana", "23100 Ilichova 23 Suite 274 Ljubljana"),
+        ("ship to 2202 Rissik St Apt. 050 Coalville South Africa\nthanks", None),
+        ("We met at 12 Main Street Monday and talked", "12 Main Street"),  # mid-line
+    ],
+)
+def test_a_place_closing_the_line_of_its_street_is_part_of_the_address(
+    text: str, address: str | None
+) -> None:
+    want = address or text[text.index("2202") : text.index("\n")]
+    assert found(text, "ADDRESS") == [want]
+
+
 def test_an_address_block_keeps_its_locality_and_stops_before_the_phone() -> None:
     text = "Debra Neal\n\n1659 Hoog St\n Apt. 839\n Brakpan\n South Africa 70651\n082 490 1693"
     assert found(text, "ADDRESS") == ["1659 Hoog St\n Apt. 839\n Brakpan\n South Africa 70651"]
@@ -148,6 +169,10 @@ def test_course_numbering_is_not_an_address(text: str) -> None:
         ("Bristol BS8 1QU", "BS8 1QU"),
         ("Halifax, NS B3H 4R2", "B3H 4R2"),
         ("supporting a team in Costamezzana 4301 this year", "4301"),
+        # a state or country code that is also a word: Norway, Indiana
+        ("Mellemvej 32\nAalborg NO 9100", "9100"),
+        ("ship it to Indianapolis, IN 46204.", "46204"),
+        ("our office in Kraków 31-042 opens at nine", "31-042"),  # Poland's NN-NNN
     ],
 )
 def test_postal_codes(text: str, code: str) -> None:

@@ -265,6 +265,7 @@ def build_silver_asset(source: SourceTable) -> dg.AssetsDefinition:
         from spanda_assets.lib.privacy.identifiers import load_site_patterns
         from spanda_assets.lib.privacy.policy import policy_for
         from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
+        from spanda_assets.lib.privacy.scrub import SCRUBBER_VERSION
         from spanda_assets.lib.privacy.silver import SilverInputs, stage_silver
         from spanda_assets.lib.privacy.subjects import subject_ids
 
@@ -287,7 +288,7 @@ def build_silver_asset(source: SourceTable) -> dg.AssetsDefinition:
             on=dt.date.today(),
             upsert=source.mode == "upsert",
             site=tuple((i.category, i.pattern) for i in site.scrubbed),
-            rules=f"{policy.fingerprint()}:{site.fingerprint()}",
+            rules=f"{policy.fingerprint()}:{site.fingerprint()}:{SCRUBBER_VERSION}",
         )
         result = stage_silver(
             catalog=catalog, bronze=bronze, inputs=inputs, run_id=context.run.run_id

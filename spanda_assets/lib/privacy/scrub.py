@@ -35,7 +35,19 @@ from spanda_assets.lib.privacy.detectors.patterns import shape_spans
 from spanda_assets.lib.privacy.detectors.phones import phone_spans
 from spanda_assets.lib.privacy.detectors.roster import Roster, roster_spans
 
-__all__ = ["PLACEHOLDERS", "Roster", "Span", "find_spans", "replace_spans", "scrub"]
+__all__ = [
+    "PLACEHOLDERS",
+    "SCRUBBER_VERSION",
+    "Roster",
+    "Span",
+    "find_spans",
+    "replace_spans",
+    "scrub",
+]
+
+# Part of silver's rules fingerprint: rows staged but not yet published are derived
+# again when it changes. Raise it with any change that alters what the detectors find.
+SCRUBBER_VERSION = "2026.11.29"
 
 PLACEHOLDERS = {
     "NAME": "[NAME]",

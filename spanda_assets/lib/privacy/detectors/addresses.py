@@ -86,9 +86,9 @@ _POSTAL = regex.compile(
     r"(?:is|:|#)?\s*)(?P<code>[A-Z0-9]{2,5}(?:[ -][A-Z0-9]{2,4})?)\b)"
     r"|(?P<uk>\b[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}\b|\b[A-Z]\d[A-Z]\s?\d[A-Z]\d\b)"
     r"|(?P<placed>(?P<place>\b\p{Lu}[\p{L}]+|\b[A-Z]{2}\b|\bnan\b)[ ,]*\n?[ \t>]*"
-    r"(?P<pcode>\d{3,5}(?:[ -]\d{2,4})?)(?=\s*$|\s*[\n.,;!?)]))"
+    r"(?P<pcode>\d{3,5}(?:[ -]\d{2,4})?|\d{2}-\d{3})(?=\s*$|\s*[\n.,;!?)]))"
     r"|(?P<inplace>\bin\s+(?P<place2>\p{Lu}[\p{L}]+(?:\s+(?:(?:de|da|do|del|di|la|le|am|an|sur|nad)\s+)?\p{Lu}[\p{L}]+){0,3})\s+"
-    r"(?P<pcode2>\d{3,5}(?:[ -]\d{2,4})?)\b)",
+    r"(?P<pcode2>\d{3,5}(?:[ -]\d{2,4})?|\d{2}-\d{3})\b)",
     regex.MULTILINE,
 )
 # What every postal code above needs: a digit, or a cue word (same engine, same case
@@ -118,7 +118,13 @@ _LOCALITY = regex.compile(
     r"(?!(?i:mobile|phone|tel|fax|desk|office|e-?mail|website|cell)\b)"
     r"(?:(?:\p{Lu}[\p{L}().'’-]*|nan|[A-Z]{2})"
     r"(?:[ \t]+(?:\p{Lu}[\p{L}().'’-]*|de|del|la|nad|am|an|sur|upon|on))*"
-    r"(?:[ \t]+\d{3,6}(?:[ -]\d{2,4})?)?|\d{3,6}(?:[ -]\d{2,4})?)(?=[ \t]*(?:[\n,.?!]|$))"
+    r"(?:[ \t]+(?:\d{3,6}(?:[ -]\d{2,4})?|\d{2}-\d{3}))?|\d{3,6}(?:[ -]\d{2,4})?|\d{2}-\d{3})"
+    r"(?=[ \t]*(?:[\n,.?!]|$))"
+)
+
+_SAME_LINE = regex.compile(
+    r"[ \t]+(?P<words>(?:\p{Lu}[\p{L}().'’-]*)(?:[ \t]+(?:\p{Lu}[\p{L}().'’-]*|nan)){0,3})"
+    r"(?:[ \t]+\d{3,6}(?:[ -]\d{2,4})?)?(?=[ \t]*(?:\n|$))"
 )
 
 
@@ -185,11 +191,21 @@ def address_spans(text: str) -> list[Span]:
             spans.append(Span("ADDRESS", start, end))
     out: list[Span] = []
     for s in spans:
-        end = _localities(text, _extend(text, s.end))
+        end = _localities(text, _same_line_locality(text, _extend(text, s.end)))
         while end > s.start and text[end - 1] in ".,;" and text[end - 2].isdigit():
             end -= 1  # "TX 78765." ends the sentence, not the address
         out.append(Span("ADDRESS", s.start, end))
     return out
+
+
+def _same_line_locality(text: str, end: int) -> int:
+    """Grow an address over capitalized words that close its line ("Suite 274 Ljubljana",
+    "Apt. 050 Coalville South Africa"): a place written after the street without a comma.
+    Mid-line words are left alone, as are words that structure a sentence."""
+    m = _SAME_LINE.match(text, end)
+    if m is None or any(is_structure_word(w) for w in m.group("words").split()):
+        return end
+    return m.end()
 
 
 def _localities(text: str, end: int, lines: int = 4) -> int:
@@ -221,8 +237,11 @@ def postal_spans(text: str) -> list[Span]:
 def _place_ok(text: str, m: regex.Match[str], place_group: str, code_group: str) -> bool:
     place = m.group(place_group)
     code = m.group(code_group)
-    if any(is_structure_word(w) for w in place.split()) or "version" in before(text, m.start(), 20):
+    if "version" in before(text, m.start(), 20):
         return False
-    if place.isupper() or place == "nan":  # a state or county code: "NO 9100", "ON 27539"
+    if place.isupper() or place == "nan":
+        # a state or country code, words among them: "NO 9100", "IN 46204", "OR 97201"
         return len(code.replace(" ", "").replace("-", "")) >= 4
+    if any(is_structure_word(w) for w in place.split()):
+        return False
     return not any(common(w) for w in place.split() if w[0].isupper())

@@ -28,6 +28,9 @@ DEFAULT_REGIONS = ("US", "GB", "DE", "FR", "IN")
 # Seven digits close together: a post without them has no phone number, and the
 # matcher (pure Python) is not run at all.
 _GATE = re2.compile(r"\d(?:[\s().\-/]{0,3}\d){6}")
+# No country's subscriber numbers are shorter once the area code is written; shorter
+# matches (possible in the matcher's lenient mode) are postal codes and room numbers.
+_MIN_DIGITS = 7
 _CUE_BEFORE = re.compile(
     r"\b(?:phone|tel|telephone|mobile|cell|fax|call|text|whatsapp|sms|desk|office|reach|ring|"
     r"dial|number|contact|answering|messages to|no|ph|m|t|f)\b[\s\S]{0,12}$"
@@ -92,6 +95,8 @@ def phone_spans(text: str) -> list[Span]:
     for (start, end), valid in sorted(found.items()):
         if (start and text[start - 1].isalnum()) or (end < len(text) and text[end].isalpha()):
             continue  # digits inside a token: "S4000187" is a student number
+        if sum(c.isdigit() for c in text[start:end]) < _MIN_DIGITS:
+            continue  # "Aalborg NO 9100": a short code after a cue word is a postal code
         left = before(text, start, 15)
         if _POSTAL.match(text[start:end]) or _POSTAL_CUE.search(left) or _OTHER_CUE.search(left):
             continue
