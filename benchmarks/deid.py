@@ -168,7 +168,8 @@ def presidio_with_untrained_ner() -> Any:
 def time_presidio_with_ner(posts: Sequence[Post], sample: int = 300) -> Run | None:
     try:
         analyzer = presidio_with_untrained_ner()
-    except ImportError:
+    except Exception as exc:  # spaCy missing or its config API changed: say so
+        print(f"Presidio+NER: not timed ({type(exc).__name__}: {exc})")
         return None
     texts = [p.text for p in posts[:sample]]
     analyzer.analyze(text=texts[0], language="en")
@@ -251,7 +252,11 @@ def speed(runs: Sequence[Run]) -> None:
                 f" (target >= {SPEED_TARGET:.0f}x: {met})"
             )
         elif r.name == "Presidio":
-            print(f"  Spanda / Presidio's recognizers without NER = {ratio:.1f}x (reference)")
+            met = "met" if ratio >= SPEED_TARGET else "NOT met"
+            print(
+                f"  Spanda / Presidio's recognizers without NER = {ratio:.1f}x"
+                f" (target >= {SPEED_TARGET:.0f}x on this reading: {met})"
+            )
 
 
 def summary(spanda: Score, presidio: Score | None) -> None:
@@ -313,7 +318,7 @@ def main() -> None:
     )
     held_out = [i for i in range(len(third_party)) if i % 2]
     table(
-        "  ... its odd-numbered half only (the even half guided the detectors' tuning)",
+        "  ... its odd-numbered half only (tuning read mostly the even half; decision 0024)",
         [third_party[i] for i in held_out],
         [Run(r.name, [r.detections[i] for i in held_out], r.posts_per_second) for r in runs],
     )

@@ -12,6 +12,8 @@ import dagster as dg
 from click.testing import CliRunner
 
 from spanda_assets.cli import main
+from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
+from spanda_assets.lib.writes import row_count
 
 
 def test_seed_then_append(spanda_home: Path) -> None:
@@ -66,6 +68,11 @@ def test_demo_no_ui_end_to_end(spanda_home: Path) -> None:
     rows = {r["table"]: r for r in json.loads(tables.stdout)}
     assert rows["bronze.forum_posts"]["rows"] == 10_000
     assert rows["bronze.students"]["watermark"]
+    # Demo instructors annotated the first batch of tasks; their labels are published.
+    made = int(proc.stdout.split("demo instructors made ")[1].split()[0])
+    assert made >= 200  # every pushed task once, an overlap share twice
+    labeled = open_catalog(CatalogConfig.from_env()).load_table(("gold", "labeled_posts"))
+    assert 0 < row_count(labeled) <= 200
     # Runs are recorded in DAGSTER_HOME under SPANDA_HOME, so the UI shows them.
     os.environ["DAGSTER_HOME"] = str(spanda_home / "dagster")
     try:

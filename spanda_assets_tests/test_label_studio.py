@@ -118,13 +118,13 @@ def test_two_annotators_are_read_back_incrementally_and_resolved(studio: Studio)
     ann1 = studio.user("annotator.one@spanda.test")
     ann2 = studio.user("annotator.two@spanda.test")
     assert ann1 != ann2 and studio.user("annotator.one@spanda.test") == ann1
-    studio.annotate(ids["b"], "not_urgent", ann1)
+    studio.annotate(ids["b"][0], "not_urgent", ann1)
     # b is annotated well before the rest: the incremental read below must skip it.
     time.sleep(WATERMARK_OVERLAP.total_seconds() + 1)
-    studio.annotate(ids["a"], "urgent", ann1)
-    studio.annotate(ids["a"], "urgent", ann2)
-    studio.annotate(ids["c"], "urgent", ann1)
-    studio.annotate(ids["c"], "not_urgent", ann2)
+    studio.annotate(ids["a"][0], "urgent", ann1)
+    studio.annotate(ids["a"][0], "urgent", ann2)
+    studio.annotate(ids["c"][0], "urgent", ann1)
+    studio.annotate(ids["c"][0], "not_urgent", ann2)
 
     everything = studio.changed_since(None)
     assert sorted(everything.post_keys) == ["a", "b", "c"]
@@ -150,7 +150,7 @@ def test_two_annotators_are_read_back_incrementally_and_resolved(studio: Studio)
     assert studio.changed_since(watermark + dt.timedelta(seconds=10)).post_keys == []
     # A ground-truth annotation on c: c is read again with all its annotations and now
     # resolves; b, updated before the watermark's overlap window, is not read again.
-    studio.annotate(ids["c"], "urgent", ann1, ground_truth=True)
+    studio.annotate(ids["c"][0], "urgent", ann1, ground_truth=True)
     newer = studio.changed_since(watermark)
     assert "c" in newer.post_keys and "b" not in newer.post_keys
     assert newer.high_water is not None and newer.high_water > watermark
@@ -165,13 +165,40 @@ def test_deleting_a_students_posts_removes_tasks_and_annotations(studio: Studio)
     studio.add_tasks(posts(("keep", "Office hours?", None), ("gone", "Help, exam today", "urgent")))
     ids = studio.task_ids()
     annotator = studio.user("annotator.one@spanda.test")
-    studio.annotate(ids["gone"], "urgent", annotator)
+    studio.annotate(ids["gone"][0], "urgent", annotator)
     assert studio.delete(["gone", "never-pushed"]) == 1
     assert sorted(server_tasks(studio)) == ["keep"]
     # The annotation went with its task: the server no longer has it.
     with pytest.raises(Exception, match=r"404|[Nn]ot [Ff]ound"):
-        studio._client.tasks.get(id=ids["gone"])
+        studio._client.tasks.get(id=ids["gone"][0])
     assert studio.delete(["gone"]) == 0  # idempotent
+
+
+def test_a_post_imported_twice_by_hand_is_deleted_everywhere(studio: Studio) -> None:
+    studio.add_tasks(posts(("twice", "Help, exam today", "urgent")))
+    # someone imports the same post again through the UI: two tasks with one key
+    studio._client.projects.import_tasks(
+        id=studio.project_id, request=[{"data": {"post_key": "twice", "body": "Help"}}]
+    )
+    assert studio.task_ids()["twice"] and len(studio.task_ids()["twice"]) == 2
+    assert studio.delete(["twice"]) == 2
+    assert "twice" not in server_tasks(studio)
+
+
+def test_rows_without_a_key_are_skipped_on_the_server_too(studio: Studio) -> None:
+    table = pa.table({"post_key": ["k", None], "body": ["text", "other"]})
+    result = studio.add_tasks(table)
+    assert (result.added, result.skipped) == (1, 1)
+    assert sorted(server_tasks(studio)) == ["k"]
+
+
+def test_the_prelabel_shown_is_the_newest_prediction(studio: Studio) -> None:
+    studio.add_tasks(posts(("n", "exam tomorrow", "urgent")))
+    studio.add_tasks(posts(("n", "exam tomorrow", "not_urgent"), version="model-2"))
+    annotator = studio.user("annotator.one@spanda.test")
+    studio.annotate(studio.task_ids()["n"][0], "not_urgent", annotator)
+    (row,) = studio.changed_since(None).annotations.to_pylist()
+    assert (row["prelabel"], row["prelabel_model_version"]) == ("not_urgent", "model-2")
 
 
 def test_a_personal_access_token_works_like_a_legacy_token(
@@ -193,8 +220,20 @@ def test_a_wrong_token_is_refused_before_anything_is_written(
     message = str(err.value)
     assert "refused the token in LABEL_STUDIO_API_KEY" in message and "401" in message
     assert secret not in message
+    assert "cookie" not in message.lower() and "headers" not in message
     titles = [p.title for p in Studio(label_studio.url, label_studio.token)._client.projects.list()]
     assert "never created" not in titles
+
+
+def test_a_refused_personal_access_token_fails_in_the_constructor_clearly(
+    label_studio: LabelStudioServer,
+) -> None:
+    legacy = Studio(label_studio.url, label_studio.token)
+    pat = legacy._client.tokens.create().token
+    forged = pat[:-4] + ("AAAA" if not pat.endswith("AAAA") else "BBBB")  # bad signature
+    with pytest.raises(LabelStudioError) as err:
+        Studio(label_studio.url, forged).check()
+    assert "LABEL_STUDIO_API_KEY" in str(err.value) and forged not in str(err.value)
 
 
 def test_a_server_that_is_down_gets_a_clear_error() -> None:

@@ -200,3 +200,16 @@ def test_review_order_lowest_margin_first_with_a_seeded_random_share() -> None:
     # a batch larger than the pool holds every post once
     whole = review_order(posts.to_batches(), batch_size=500)["post_key"].to_pylist()
     assert sorted(whole) == keys
+
+
+def test_an_annotator_who_saved_twice_has_one_vote() -> None:
+    rows = _annotations(
+        [("p", "ann1", "urgent", False, False), ("p", "ann2", "not_urgent", False, False)]
+    ).to_pylist()
+    again = {**rows[0], "annotation_id": 3, "updated_at": T0 + dt.timedelta(minutes=5)}
+    result = resolve(pa.Table.from_pylist([*rows, again], schema=ANNOTATION_SCHEMA))
+    assert result.unresolved == ["p"]  # one vote each: still a tie, not 2 to 1
+    assert result.skipped_superseded == 1
+    changed = {**again, "label": "not_urgent"}  # ann1 changed their mind: their latest counts
+    flipped = resolve(pa.Table.from_pylist([*rows, changed], schema=ANNOTATION_SCHEMA))
+    assert flipped.labels.column("label").to_pylist() == ["not_urgent"]

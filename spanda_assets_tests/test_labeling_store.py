@@ -208,3 +208,29 @@ def test_syntax_errors_duplicates_and_non_lists_are_reported() -> None:
     with pytest.raises(ImportFormatError, match="'ps_1' is also the key of task 0"):
         parse_tasks(twice, origin="in.json")
     assert parse_tasks("[]") == []
+
+
+def test_rows_without_a_key_or_text_are_skipped_not_merged() -> None:
+    store = AnnotationStore()
+    posts = pa.table({"post_key": ["a", None, None], "body": ["text", "x", "y"]})
+    result = store.add_tasks(posts)
+    assert (result.added, result.skipped) == (1, 2)
+    assert [t.data.post_key for t in store.tasks()] == ["a"]
+
+
+def test_an_imported_old_annotation_reaches_the_next_incremental_pull(tmp_path: Path) -> None:
+    store = AnnotationStore()
+    store.add_tasks(_posts(["a", "b"]))
+    store.add_annotation("a", "urgent", completed_by=1)
+    watermark = store.changed_since(None).high_water
+    assert watermark is not None
+    other = AnnotationStore(tmp_path / "other.json")
+    other.add_tasks(_posts(["b"]))
+    other.add_annotation("b", "not_urgent", completed_by=2, at=T0)  # made long ago
+    other.export(tmp_path / "export.json")
+    store.import_file(tmp_path / "export.json")
+    later = store.changed_since(watermark)  # T0 is months before it: read all the same
+    assert "b" in later.post_keys
+    (row,) = [r for r in later.annotations.to_pylist() if r["post_key"] == "b"]
+    assert row["created_at"] == T0  # when it was made is kept; when it arrived is new
+    assert row["updated_at"] > watermark

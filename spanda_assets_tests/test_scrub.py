@@ -60,11 +60,36 @@ def test_phones_in_many_regions_formats(text: str, number: str) -> None:
         "Suite 541 6343 Skogstien",  # a unit and a house number, not Osnabrück
         "In 2019 we scored 1234567 points",
         "Lecture 10 30 minutes late",
-        "office no. 4512 on the left",  # after a phone cue, but too short for a phone
     ],
 )
 def test_numbers_that_are_not_phones(text: str) -> None:
     assert found(text, "PHONE") == []
+
+
+def test_a_short_number_after_a_phone_cue_is_not_a_phone_beside_a_real_one() -> None:
+    # the real number lets the post past the seven-digit gate; the room number stays
+    text = "office no. 4512, call 020 7946 0958"
+    assert found(text, "PHONE") == ["020 7946 0958"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "room NO 1234",
+        "meet in ROOM 2041.",
+        "FINAL EXAM 2024",
+        "see CS 4501",
+        "I got 95 ON 2024",
+        "Read PP 12-150.",
+        "see Griffiths 12-150.",
+        "Ticket JIRA 12-345",
+        "class in COMP 3000",
+        "we are in CS 4501 today",
+        "I was born IN 2004.",
+    ],
+)
+def test_course_codes_rooms_years_and_page_ranges_are_not_postal_codes(text: str) -> None:
+    assert found(text, "ZIP") == [] and found(text, "ADDRESS") == []
 
 
 # ----------------------------------------------------------------------------- IBANs, cards
@@ -139,6 +164,7 @@ def test_an_address_block_ends_with_its_postal_code_on_a_line_of_its_own() -> No
         ("23100 Ilichova 23 Suite 274 Ljubljana", "23100 Ilichova 23 Suite 274 Ljubljana"),
         ("ship to 2202 Rissik St Apt. 050 Coalville South Africa\nthanks", None),
         ("We met at 12 Main Street Monday and talked", "12 Main Street"),  # mid-line
+        ("I live at 221 Baker Street Tomorrow Morning", "221 Baker Street"),  # words
     ],
 )
 def test_a_place_closing_the_line_of_its_street_is_part_of_the_address(
@@ -172,7 +198,8 @@ def test_course_numbering_is_not_an_address(text: str) -> None:
         # a state or country code that is also a word: Norway, Indiana
         ("Mellemvej 32\nAalborg NO 9100", "9100"),
         ("ship it to Indianapolis, IN 46204.", "46204"),
-        ("our office in Kraków 31-042 opens at nine", "31-042"),  # Poland's NN-NNN
+        ("our office in Kraków 31-042 opens at nine", "31-042"),
+        ("an internship in ARENDAL 4844 this summer", "4844"),  # a town in capitals
     ],
 )
 def test_postal_codes(text: str, code: str) -> None:

@@ -228,6 +228,26 @@ def erase(student_id: int, reason: str, as_json: bool) -> None:
     click.echo(json.dumps(receipt.to_json(), indent=2) if as_json else receipt.text())
 
 
+def _demo_annotations() -> None:
+    """Play instructors on the pushed tasks (from the generator's ground truth), then
+    resolve their labels into gold.labeled_posts: the demo's labeled set."""
+    from spanda_assets.lib.labeling.demo import simulate_annotations
+    from spanda_assets.lib.labeling.store import AnnotationStore
+    from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
+    from spanda_assets.lib.seed import read_ground_truth
+
+    pseudonymizer = Pseudonymizer(load_key())
+    added = simulate_annotations(
+        AnnotationStore(),
+        read_ground_truth(settings.ground_truth_dir()),
+        lambda post_id: pseudonymizer.one("forum_posts.post_id", post_id),
+    )
+    click.echo(f"demo instructors made {added} annotation(s); resolving the labeled set ...")
+    if not materialize(["gold/labeled_posts"]):
+        click.secho("gold/labeled_posts failed; see the run in the Dagster UI", fg="red")
+        raise SystemExit(1)
+
+
 @main.command()
 @click.option(
     "--no-ui", is_flag=True, help="Seed and materialize, then exit without serving the UI."
@@ -251,6 +271,8 @@ def demo(ctx: click.Context, no_ui: bool, size: str, reseed: bool, host: str, po
         click.secho("some assets failed; see above (and the run in the Dagster UI)", fg="red")
         raise SystemExit(1)
     click.echo("all assets materialized")
+    if not os.environ.get("LABEL_STUDIO_URL"):
+        _demo_annotations()
     inbox = home / "inbox"
     if not inbox.exists():
         from spanda_assets.lib.submissions.sample import write_oneroster

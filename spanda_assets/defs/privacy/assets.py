@@ -288,7 +288,8 @@ def build_silver_asset(source: SourceTable) -> dg.AssetsDefinition:
             on=dt.date.today(),
             upsert=source.mode == "upsert",
             site=tuple((i.category, i.pattern) for i in site.scrubbed),
-            rules=f"{policy.fingerprint()}:{site.fingerprint()}:{SCRUBBER_VERSION}",
+            rules=f"{policy.fingerprint()}:{site.fingerprint()}"
+            + (f":{SCRUBBER_VERSION}" if policy.scrubs else ""),
         )
         result = stage_silver(
             catalog=catalog, bronze=bronze, inputs=inputs, run_id=context.run.run_id

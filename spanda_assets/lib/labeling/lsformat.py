@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -307,7 +307,8 @@ def annotation_table(tasks: Iterable[Task], after: dt.datetime | None = None) ->
     """The annotations of `tasks` updated strictly after `after` (all with None)."""
     rows: list[dict[str, Any]] = []
     for task in tasks:
-        pred = task.predictions[0] if task.predictions else None
+        # the newest prediction: what annotators were shown (the champion's, once one exists)
+        pred = task.predictions[-1] if task.predictions else None
         for a in task.annotations:
             if after is not None and a.updated_at <= after:
                 continue
@@ -337,6 +338,7 @@ class Changes:
     post_keys: list[str]
     annotations: pa.Table  # ANNOTATION_SCHEMA, every annotation of those posts
     high_water: dt.datetime | None  # the latest updated_at seen: the next watermark
+    invalid: list[str] = field(default_factory=list)  # tasks skipped, and why
 
 
 def changes(tasks: Iterable[Task], watermark: dt.datetime | None) -> Changes:

@@ -38,6 +38,7 @@ class Resolution:
     skipped_cancelled: int = 0
     skipped_unknown_label: int = 0
     skipped_deleted_task: int = 0
+    skipped_superseded: int = 0  # an annotator's earlier annotation of the same post
     by_label: dict[str, int] = field(default_factory=dict)
     by_annotator: dict[str, int] = field(default_factory=dict)
     prelabels_accepted: int = 0
@@ -51,6 +52,7 @@ class Resolution:
             "skipped_cancelled": self.skipped_cancelled,
             "skipped_unknown_label": self.skipped_unknown_label,
             "skipped_deleted_task": self.skipped_deleted_task,
+            "skipped_superseded": self.skipped_superseded,
             "by_label": dict(self.by_label),
             "by_annotator": dict(self.by_annotator),
             "prelabels_accepted": self.prelabels_accepted,
@@ -64,6 +66,28 @@ def _winner(choices: Sequence[str]) -> str | None:
     if not ranked or (len(ranked) > 1 and ranked[0][1] == ranked[1][1]):
         return None
     return ranked[0][0]
+
+
+def _latest_per_annotator(annotations: pa.Table, out: Resolution) -> list[dict[str, Any]]:
+    """One vote per annotator and post: their latest annotation (a ground-truth one apart),
+    so an annotator who saved twice does not outvote a colleague."""
+    rows = annotations.select(
+        [
+            "post_key",
+            "completed_by",
+            "label",
+            "was_cancelled",
+            "ground_truth",
+            "prelabel",
+            "updated_at",
+        ]
+    ).to_pylist()
+    rows.sort(key=lambda r: (r["updated_at"] is not None, r["updated_at"]))
+    latest: dict[tuple[str, str, bool], dict[str, Any]] = {}
+    for row in rows:
+        latest[(row["post_key"], str(row["completed_by"]), bool(row["ground_truth"]))] = row
+    out.skipped_superseded = len(rows) - len(latest)
+    return list(latest.values())
 
 
 def resolve(
@@ -81,9 +105,7 @@ def resolve(
     out = Resolution(labels=RESOLVED_SCHEMA.empty_table())
     known = set(labels)
     votes: dict[str, list[tuple[str, bool]]] = {}
-    for row in annotations.select(
-        ["post_key", "completed_by", "label", "was_cancelled", "ground_truth", "prelabel"]
-    ).to_pylist():
+    for row in _latest_per_annotator(annotations, out):
         if live_keys is not None and row["post_key"] not in live_keys:
             out.skipped_deleted_task += 1
             continue

@@ -53,6 +53,7 @@ class AddResult:
     added: int
     predictions_replaced: int
     unchanged: int
+    skipped: int = 0  # rows without a post key or text: nothing to label
 
 
 @dataclass(frozen=True)
@@ -121,12 +122,15 @@ class AnnotationStore:
         copied into the task data beside the key and the text.
         """
         batches = posts.to_batches() if isinstance(posts, pa.Table) else posts
-        added = replaced = unchanged = 0
+        added = replaced = unchanged = skipped = 0
         with self._editing() as tasks:
             by_key = {t.data.post_key: t for t in tasks}
             next_id = max((t.id for t in tasks), default=0) + 1
             for batch in batches:
                 for row in batch.to_pylist():
+                    if row.get("post_key") is None or row.get("body") is None:
+                        skipped += 1
+                        continue
                     prediction = _prediction(row)
                     task = by_key.get(str(row["post_key"]))
                     if task is None:
@@ -146,7 +150,9 @@ class AnnotationStore:
                         replaced += 1
                     if prediction is not None:
                         task.predictions = [prediction]
-        return AddResult(added=added, predictions_replaced=replaced, unchanged=unchanged)
+        return AddResult(
+            added=added, predictions_replaced=replaced, unchanged=unchanged, skipped=skipped
+        )
 
     def delete(self, post_keys: Iterable[str]) -> int:
         """Remove the tasks of these posts with all their annotations (consent withdrawn)."""
@@ -241,7 +247,11 @@ class AnnotationStore:
                     if _annotation_identity(a) in seen:
                         present += 1
                         continue
-                    task.annotations.append(a.model_copy(update={"id": next_annotation}))
+                    # Stamped as changed now, whatever its own updated_at says: the next
+                    # incremental pull must see it, however old the annotation is.
+                    task.annotations.append(
+                        a.model_copy(update={"id": next_annotation, "updated_at": _now()})
+                    )
                     seen.add(_annotation_identity(a))
                     next_annotation += 1
                     added += 1

@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 import pyarrow as pa
+from pydantic import ValidationError
 
 from spanda_assets.lib.errors import SpandaError
 from spanda_assets.lib.labeling.lsformat import (
@@ -51,6 +52,9 @@ PROJECT_TITLE = "Spanda: does this post need an instructor today?"
 SAMPLING = "Sequential sampling"
 LABELS = ("urgent", "not_urgent")
 PUSH_BATCH = 500
+# The SDK retries a POST after a timeout or a 5xx; a retried import can create the same
+# tasks twice. Creating calls are not retried: the next run pushes what is missing.
+NO_RETRY = {"max_retries": 0}
 # Label Studio filters datetimes in this one format (microseconds and a literal Z).
 _LS_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -118,6 +122,10 @@ def _export_shape(task: dict[str, Any]) -> dict[str, Any]:
     annotations = [
         {
             **{k: a.get(k) for k in keep},
+            # an annotator whose account was deleted: the annotation still counts
+            "completed_by": a.get("completed_by")
+            if a.get("completed_by") is not None
+            else "deleted-user",
             "created_at": a.get("created_at"),
             "updated_at": a.get("updated_at") or a.get("created_at"),
             "lead_time": a.get("lead_time"),
@@ -131,7 +139,9 @@ def _export_shape(task: dict[str, Any]) -> dict[str, Any]:
             "score": p.get("score"),
             "result": p.get("result") or [],
         }
-        for p in task.get("predictions") or []
+        for p in sorted(
+            task.get("predictions") or [], key=lambda p: (str(p.get("created_at")), p.get("id"))
+        )
     ]
     return {
         "id": task["id"],
@@ -163,7 +173,15 @@ class Studio:
                 "account page (legacy token or personal access token)"
             )
         self.url = url.rstrip("/")
-        self._client = LabelStudio(base_url=self.url, api_key=api_key, timeout=timeout)
+        # A personal access token is exchanged for an access token right here, so a
+        # refused or expired one fails in the constructor: same clear error as any call.
+        self._client = self._call(
+            "exchange the personal access token",
+            LabelStudio,
+            base_url=self.url,
+            api_key=api_key,
+            timeout=timeout,
+        )
         self.project_id: int | None = None
 
     # ------------------------------------------------------------------ errors
@@ -247,23 +265,21 @@ class Studio:
         kwargs: dict[str, Any] = {"project": self._project(), "fields": "all", "page_size": 200}
         if query is not None:
             kwargs["query"] = json.dumps(query)
-        pager = self._call("list tasks", self._client.tasks.list, **kwargs)
-        try:
-            for task in pager:
-                yield _as_dict(task)
-        except (httpx.ConnectError, httpx.TimeoutException):
-            raise LabelStudioError(
-                f"Label Studio at {self.url} stopped answering while tasks were listed; "
-                "nothing was written, the next run reads again."
-            ) from None
+        pager = iter(self._call("list tasks", self._client.tasks.list, **kwargs))
+        while True:
+            # Pages after the first are fetched while iterating: the same error mapping.
+            task = self._call("list tasks", next, pager, None)
+            if task is None:
+                return
+            yield _as_dict(task)
 
-    def task_ids(self) -> dict[str, int]:
-        """post_key → task id for every task of the project."""
-        out: dict[str, int] = {}
+    def task_ids(self) -> dict[str, list[int]]:
+        """post_key → the ids of its tasks (one, unless someone imported a post twice)."""
+        out: dict[str, list[int]] = {}
         for task in self.tasks():
             key = (task.get("data") or {}).get("post_key")
             if key:
-                out[str(key)] = int(task["id"])
+                out.setdefault(str(key), []).append(int(task["id"]))
         return out
 
     def task_keys(self) -> set[str]:
@@ -281,12 +297,16 @@ class Studio:
             if key:
                 versions = {str(p.get("model_version") or "") for p in task.get("predictions", [])}
                 known[str(key)] = (int(task["id"]), versions)
+        skipped = 0
         batches = posts.to_batches() if isinstance(posts, pa.Table) else posts
         added = replaced = unchanged = 0
         fresh: list[dict[str, Any]] = []
         versions_pushed: set[str] = set()
         for batch in batches:
             for row in batch.to_pylist():
+                if row.get("post_key") is None or row.get("body") is None:
+                    skipped += 1  # no identity or no text: nothing an annotator can label
+                    continue
                 key = str(row["post_key"])
                 prediction = _prediction(row)
                 if prediction is not None:
@@ -303,12 +323,13 @@ class Studio:
                         fresh = []
                     continue
                 task_id, versions = known[key]
-                if prediction is None or prediction["model_version"] in versions:
+                if task_id < 0 or prediction is None or prediction["model_version"] in versions:
                     unchanged += 1
                     continue
                 self._call(
                     "add a prediction",
                     self._client.predictions.create,
+                    request_options=NO_RETRY,
                     task=task_id,
                     result=prediction["result"],
                     model_version=prediction["model_version"],
@@ -326,11 +347,17 @@ class Studio:
                 id=self._project(),
                 model_version=versions_pushed.pop(),
             )
-        return AddResult(added=added, predictions_replaced=replaced, unchanged=unchanged)
+        return AddResult(
+            added=added, predictions_replaced=replaced, unchanged=unchanged, skipped=skipped
+        )
 
     def _import(self, payload: list[dict[str, Any]]) -> int:
         result = self._call(
-            "import tasks", self._client.projects.import_tasks, id=self._project(), request=payload
+            "import tasks",
+            self._client.projects.import_tasks,
+            id=self._project(),
+            request=payload,
+            request_options=NO_RETRY,
         )
         return int(getattr(result, "task_count", 0) or 0)
 
@@ -349,16 +376,21 @@ class Studio:
             query = {"filters": {"conjunction": "and", "items": [item]}}
         tasks: list[Task] = []
         high = watermark
+        invalid: list[str] = []
         for raw in self.tasks(query):
             if not (raw.get("data") or {}).get("post_key"):
                 continue  # a task someone imported by hand, without a post key
-            task = Task.model_validate(_export_shape(raw))
+            try:
+                task = Task.model_validate(_export_shape(raw))
+            except ValidationError as exc:
+                invalid.append(f"task {raw.get('id')}: {exc.errors()[0]['msg']}")
+                continue
             tasks.append(task)
             stamp = raw.get("updated_at") or raw.get("created_at")
             if stamp:
                 updated = parse_time(stamp)
                 high = updated if high is None else max(high, updated)
-        return Changes([t.data.post_key for t in tasks], annotation_table(tasks), high)
+        return Changes([t.data.post_key for t in tasks], annotation_table(tasks), high, invalid)
 
     def annotate(self, task_id: int, label: str, user_id: int, **fields: Any) -> int:
         """An annotation as user `user_id` (what a simulated annotator does in tests and
@@ -369,20 +401,19 @@ class Studio:
             id=task_id,
             result=[r.model_dump(mode="json") for r in choice_result(label)],
             completed_by=user_id,
+            request_options=NO_RETRY,
             **fields,
         )
         return int(made.id)
 
-    def delete(self, post_keys: Iterable[str], ids: Mapping[str, int] | None = None) -> int:
-        """Delete the tasks of these posts, annotations and predictions with them."""
-        ids = ids if ids is not None else self.task_ids()
+    def delete(self, post_keys: Iterable[str]) -> int:
+        """Delete every task of these posts, annotations and predictions with them."""
+        ids = self.task_ids()
         deleted = 0
         for key in sorted(set(post_keys)):
-            task_id = ids.get(key)
-            if task_id is None:
-                continue
-            self._call("delete a task", self._client.tasks.delete, id=task_id)
-            deleted += 1
+            for task_id in ids.get(key, []):
+                self._call("delete a task", self._client.tasks.delete, id=task_id)
+                deleted += 1
         return deleted
 
     def user(self, email: str) -> int:

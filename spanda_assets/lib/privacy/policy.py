@@ -69,6 +69,11 @@ class TablePolicy:
     def key_output(self) -> str:
         return self.columns[self.key].output_name() or self.key
 
+    @property
+    def scrubs(self) -> bool:
+        """Whether a column of this table is free text the scrubber rewrites."""
+        return any(c.action == "scrub" for c in self.columns.values())
+
     def fingerprint(self) -> str:
         """Identity of the table's column rules."""
         doc = [self.table, self.purpose, self.key]

@@ -86,7 +86,7 @@ _POSTAL = regex.compile(
     r"(?:is|:|#)?\s*)(?P<code>[A-Z0-9]{2,5}(?:[ -][A-Z0-9]{2,4})?)\b)"
     r"|(?P<uk>\b[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}\b|\b[A-Z]\d[A-Z]\s?\d[A-Z]\d\b)"
     r"|(?P<placed>(?P<place>\b\p{Lu}[\p{L}]+|\b[A-Z]{2}\b|\bnan\b)[ ,]*\n?[ \t>]*"
-    r"(?P<pcode>\d{3,5}(?:[ -]\d{2,4})?|\d{2}-\d{3})(?=\s*$|\s*[\n.,;!?)]))"
+    r"(?P<pcode>\d{3,5}(?:[ -]\d{2,4})?)(?=\s*$|\s*[\n.,;!?)]))"
     r"|(?P<inplace>\bin\s+(?P<place2>\p{Lu}[\p{L}]+(?:\s+(?:(?:de|da|do|del|di|la|le|am|an|sur|nad)\s+)?\p{Lu}[\p{L}]+){0,3})\s+"
     r"(?P<pcode2>\d{3,5}(?:[ -]\d{2,4})?|\d{2}-\d{3})\b)",
     regex.MULTILINE,
@@ -203,8 +203,9 @@ def _same_line_locality(text: str, end: int) -> int:
     "Apt. 050 Coalville South Africa"): a place written after the street without a comma.
     Mid-line words are left alone, as are words that structure a sentence."""
     m = _SAME_LINE.match(text, end)
-    if m is None or any(is_structure_word(w) for w in m.group("words").split()):
-        return end
+    words = m.group("words").split() if m is not None else []
+    if m is None or common(words[0]) or any(is_structure_word(w) for w in words):
+        return end  # "221 Baker Street Tomorrow Morning": words, not a town (rare) first
     return m.end()
 
 
@@ -234,14 +235,25 @@ def postal_spans(text: str) -> list[Span]:
     return found
 
 
+_TOWN_BEFORE = regex.compile(r"(\p{Lu}[\p{L}'’.-]+)[ \t]*,?[ \t]*$")
+
+
 def _place_ok(text: str, m: regex.Match[str], place_group: str, code_group: str) -> bool:
     place = m.group(place_group)
     code = m.group(code_group)
     if "version" in before(text, m.start(), 20):
         return False
-    if place.isupper() or place == "nan":
-        # a state or country code, words among them: "NO 9100", "IN 46204", "OR 97201"
-        return len(code.replace(" ", "").replace("-", "")) >= 4
+    digits = len(code.replace(" ", "").replace("-", ""))
+    if place == "nan":
+        return digits >= 4
+    if place.isupper():
+        if len(place) == 2:
+            # A state or country code after its place, words among them: "Aalborg NO
+            # 9100", "Indianapolis, IN 46204". Alone, it is a course: "see CS 4501".
+            town = _TOWN_BEFORE.search(text, 0, m.start(place_group))
+            return digits >= 4 and town is not None and not common(town[1])
+        # A town in capitals after "in" ("in ARENDAL 4844"), not a room ("in ROOM 2041")
+        return place_group == "place2" and not any(common(w) for w in place.split())
     if any(is_structure_word(w) for w in place.split()):
         return False
     return not any(common(w) for w in place.split() if w[0].isupper())

@@ -28,8 +28,9 @@ DEFAULT_REGIONS = ("US", "GB", "DE", "FR", "IN")
 # Seven digits close together: a post without them has no phone number, and the
 # matcher (pure Python) is not run at all.
 _GATE = re2.compile(r"\d(?:[\s().\-/]{0,3}\d){6}")
-# No country's subscriber numbers are shorter once the area code is written; shorter
-# matches (possible in the matcher's lenient mode) are postal codes and room numbers.
+# The gate admits a post by seven digits close together; a shorter match inside it
+# (possible in the matcher's lenient mode) is a postal code or a room number. The few
+# countries with shorter numbers (Niue, the Falklands) are left to their cues.
 _MIN_DIGITS = 7
 _CUE_BEFORE = re.compile(
     r"\b(?:phone|tel|telephone|mobile|cell|fax|call|text|whatsapp|sms|desk|office|reach|ring|"

@@ -1,0 +1,56 @@
+"""Demo only: instructors' annotations simulated from the seed generator's ground truth.
+
+`make demo` has no Label Studio server and no instructors, yet the chain after the
+labeled set (training, model checks) needs labels. This plays two instructors on the
+tasks the platform pushed: the first labels every task with the generator's urgency,
+the second labels an overlap share and disagrees on a few, so agreement figures are
+not trivially perfect. It writes through the annotation tool's own calls, exactly as
+annotations made in Label Studio's UI would arrive.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import pyarrow as pa
+
+from spanda_assets.lib.labeling.store import AnnotationStore
+
+INSTRUCTORS = ("instructor.one@demo.spanda", "instructor.two@demo.spanda")
+
+
+def simulate_annotations(
+    store: AnnotationStore,
+    ground_truth: pa.Table,
+    post_key_of: Callable[[int], str],
+    *,
+    overlap: float = 0.3,
+    disagreement: float = 0.05,
+    seed: int = 0,
+) -> int:
+    """Annotate the store's unannotated tasks from `ground_truth` (post_id, urgent);
+    returns how many annotations were added."""
+    truth = {
+        post_key_of(pid): ("urgent" if urgent else "not_urgent")
+        for pid, urgent in zip(
+            ground_truth.column("post_id").to_pylist(),
+            ground_truth.column("urgent").to_pylist(),
+            strict=True,
+        )
+    }
+    rng = random.Random(seed)
+    added = 0
+    for task in store.tasks():
+        label = truth.get(task.data.post_key)
+        if label is None or task.annotations:
+            continue
+        store.add_annotation(task.data.post_key, label, completed_by=INSTRUCTORS[0])
+        added += 1
+        if rng.random() < overlap:
+            other = label
+            if rng.random() < disagreement:
+                other = "not_urgent" if label == "urgent" else "urgent"
+            store.add_annotation(task.data.post_key, other, completed_by=INSTRUCTORS[1])
+            added += 1
+    return added
