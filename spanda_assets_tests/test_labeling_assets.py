@@ -5,6 +5,7 @@ write-audit-publish, label-quality checks, and consent withdrawal reaching the t
 from __future__ import annotations
 
 import hashlib
+import uuid
 from typing import Any
 
 import dagster as dg
@@ -13,6 +14,8 @@ import pytest
 from spanda_assets.definitions import defs
 from spanda_assets.lib.labeling.labeled import split_of
 from spanda_assets.lib.labeling.store import AnnotationStore
+from spanda_assets.lib.labeling.studio import Studio
+from spanda_assets_tests.servers import LabelStudioServer
 from spanda_assets_tests.test_privacy_e2e import (
     _add_consent_event,
     catalog,
@@ -28,6 +31,50 @@ def demo_env(tiny_source: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("SPANDA_LABEL_BATCH", "40")
     monkeypatch.setenv("SPANDA_MIN_LABELS_PER_CLASS", "3")
     return tiny_source
+
+
+class Tool:
+    """The annotation tool as instructors and an auditor see it: the local store, or a
+    real Label Studio server."""
+
+    def __init__(self, store: AnnotationStore | None = None, studio: Studio | None = None):
+        self.store, self.studio = store, studio
+        self._users: dict[str, int] = {}
+
+    def bodies(self) -> dict[str, str]:
+        if self.store is not None:
+            return {t.data.post_key: t.data.body for t in self.store.tasks()}
+        assert self.studio is not None
+        return {t["data"]["post_key"]: t["data"]["body"] for t in self.studio.tasks()}
+
+    def keys(self) -> list[str]:
+        if self.store is not None:
+            return [t.data.post_key for t in self.store.tasks()]
+        assert self.studio is not None
+        return [t["data"]["post_key"] for t in self.studio.tasks()]
+
+    def annotate(self, key: str, label: str, who: str) -> None:
+        if self.store is not None:
+            self.store.add_annotation(key, label, completed_by=who)
+            return
+        assert self.studio is not None
+        user = self._users.get(who) or self.studio.user(f"{who}@spanda.test")
+        self._users[who] = user
+        self.studio.annotate(self.studio.task_ids()[key][0], label, user)
+
+
+@pytest.fixture(params=["local", "label_studio"])
+def tool(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Tool:
+    if request.param == "local":
+        return Tool(store=AnnotationStore())
+    server: LabelStudioServer = request.getfixturevalue("label_studio")
+    title = f"spanda assets {uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("LABEL_STUDIO_URL", server.url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", server.token)
+    monkeypatch.setenv("LABEL_STUDIO_PROJECT", title)
+    studio = Studio(server.url, server.token)
+    studio.provision(title=title)
+    return Tool(studio=studio)
 
 
 def _md(result: dg.ExecuteInProcessResult, node: str) -> dict[str, Any]:
@@ -54,26 +101,25 @@ def _gold_posts() -> dict[str, dict[str, Any]]:
     return {str(r["post_id"]): r for r in rows}
 
 
-def _annotate(store: AnnotationStore, keys: list[str], label_of: Any) -> None:
+def _annotate(tool: Tool, keys: list[str], label_of: Any) -> None:
     """Two simulated annotators: everyone labels with the post's rule, the second one
     on every other post (the overlap sample)."""
     for i, key in enumerate(keys):
-        store.add_annotation(key, label_of(key), completed_by=1)
+        tool.annotate(key, label_of(key), "annotator.one")
         if i % 2 == 0:
-            store.add_annotation(key, label_of(key), completed_by=2)
+            tool.annotate(key, label_of(key), "annotator.two")
 
 
-def test_tasks_labels_checks_and_withdrawal(demo_env: str) -> None:
-    store = AnnotationStore()
+def test_tasks_labels_checks_and_withdrawal(demo_env: str, tool: Tool) -> None:
     with dg.instance_for_test() as instance:
         first = run_all(instance)
         md = _md(first, "labeling__label_tasks")
         gold = _gold_posts()
-        tasks = store.tasks()
+        tasks = tool.bodies()
         # At most the batch, only published gold posts, each with its de-identified text.
         assert md["tasks_pushed"] == len(tasks) == min(40, len(gold))
-        for task in tasks:
-            assert task.data.body == gold[task.data.post_key]["body"]
+        for key, body in tasks.items():
+            assert body == gold[key]["body"]
         assert md["prelabel_model_version"].startswith("lf-")
         assert {f["function"] for f in md["labeling_functions"]}  # per-rule figures shown
         # Nothing annotated yet: the labeled set publishes empty.
@@ -81,7 +127,7 @@ def test_tasks_labels_checks_and_withdrawal(demo_env: str) -> None:
 
         # Re-run: no duplicate tasks; the next batch goes out.
         second = _md(run_all(instance), "labeling__label_tasks")
-        keys_after = [t.data.post_key for t in store.tasks()]
+        keys_after = tool.keys()
         assert len(keys_after) == len(set(keys_after))
         assert second["tasks_already_in_tool"] == len(tasks)
 
@@ -89,7 +135,7 @@ def test_tasks_labels_checks_and_withdrawal(demo_env: str) -> None:
             return "urgent" if hashlib.sha256(key.encode()).digest()[0] % 3 == 0 else "not_urgent"
 
         annotated = keys_after[:30]
-        _annotate(store, annotated, label_of)
+        _annotate(tool, annotated, label_of)
         result = run_all(instance)
         labeled = {r["post_key"]: r for r in _labeled()}
         assert set(labeled) == set(annotated)
@@ -117,7 +163,7 @@ def test_tasks_labels_checks_and_withdrawal(demo_env: str) -> None:
         gone = {k for k, r in labeled.items() if r["subject_id"] == subject_of(student)}
         _add_consent_event(demo_env, 900_201, student, "withdrawn", purpose="model_training")
         after = run_all(instance)
-        assert not gone & {t.data.post_key for t in store.tasks()}
+        assert not gone & set(tool.keys())  # what the tool itself holds afterwards
         assert not gone & {r["post_key"] for r in _labeled()}
         assert _md(after, "labeling__label_tasks")["tasks_deleted_after_withdrawal"] >= len(gone)
 

@@ -13,7 +13,14 @@ import pyarrow as pa
 
 from spanda_assets.lib.labeling.lsformat import Changes
 from spanda_assets.lib.labeling.store import AddResult, AnnotationStore
-from spanda_assets.lib.labeling.studio import ENV_API_KEY, ENV_URL, Project, Studio
+from spanda_assets.lib.labeling.studio import (
+    ENV_API_KEY,
+    ENV_PROJECT,
+    ENV_URL,
+    PROJECT_TITLE,
+    Project,
+    Studio,
+)
 
 
 class Annotations(Protocol):
@@ -34,7 +41,7 @@ def server_configured() -> bool:
     return bool(os.environ.get(ENV_URL))
 
 
-def open_annotations(title: str | None = None) -> tuple[Annotations, dict[str, str]]:
+def open_annotations() -> tuple[Annotations, dict[str, str]]:
     """The configured annotation tool, provisioned, and what to show about it (never
     the token). A server that is down or refuses the token raises LabelStudioError
     here, before any asset writes anything."""
@@ -42,7 +49,7 @@ def open_annotations(title: str | None = None) -> tuple[Annotations, dict[str, s
         store = AnnotationStore()
         return store, {"annotation_tool": "local store", "annotations_file": str(store.path)}
     studio = Studio(os.environ[ENV_URL], os.environ.get(ENV_API_KEY, ""))
-    project: Project = studio.provision(**({"title": title} if title else {}))
+    project: Project = studio.provision(title=os.environ.get(ENV_PROJECT) or PROJECT_TITLE)
     info = {
         "annotation_tool": "Label Studio",
         "label_studio_url": studio.url,

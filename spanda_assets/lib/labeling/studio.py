@@ -46,6 +46,7 @@ from spanda_assets.lib.labeling.store import AddResult
 
 ENV_URL = "LABEL_STUDIO_URL"
 ENV_API_KEY = "LABEL_STUDIO_API_KEY"
+ENV_PROJECT = "LABEL_STUDIO_PROJECT"  # the project's title; one platform, one project
 PROJECT_TITLE = "Spanda: does this post need an instructor today?"
 # Tasks are served in the order they are pushed, which is the platform's uncertainty
 # order (lib/labeling): lowest margin first, plus a random share for evaluation.
