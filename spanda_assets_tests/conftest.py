@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
 
@@ -197,3 +198,14 @@ def assert_bronze_equals_source(url: str, catalog: Any, table: str, name: str, k
     for k, row in src.items():
         got = {c: bronze[k].get(c) for c in row}
         assert got == row, f"bronze.{name} row {key}={k} differs: {got} != {row}"
+
+
+def chain_checks(result: Any) -> list[Any]:
+    """A run's check evaluations, less the labeled set's warnings (before anyone has
+    annotated, `minimum_labels_per_class` rightly warns: there is nothing to train on)."""
+    labeled = dg.AssetKey(["gold", "labeled_posts"])
+    return [
+        c
+        for c in result.get_asset_check_evaluations()
+        if not (c.asset_key == labeled and c.severity == dg.AssetCheckSeverity.WARN)
+    ]

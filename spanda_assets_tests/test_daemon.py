@@ -30,6 +30,7 @@ import dagster as dg
 import pytest
 
 from spanda_assets.defs.extract.sensors import IN_FLIGHT
+from spanda_assets.lib.labeling.store import AnnotationStore
 from spanda_assets.lib.lakehouse import CatalogConfig, load_table_or_none, open_catalog
 from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
 from spanda_assets.lib.privacy.subjects import did_of
@@ -114,6 +115,13 @@ def _subject(student_id: int) -> str:
     return Pseudonymizer(load_key()).subject_id(did_of(_catalog(), student_id))
 
 
+def _post_keys(db: Path, student: int) -> set[str]:
+    """The pseudonymous keys gold gives this student's posts."""
+    rows = _sql(db, 'SELECT PostID FROM "ForumPosts" WHERE StudentID = ?', student)
+    pseudonymizer = Pseudonymizer(load_key())
+    return {pseudonymizer.one("forum_posts.post_id", pid) for (pid,) in rows}
+
+
 def _alerts(receiver: Any, status: str) -> list[dict[str, Any]]:
     return [a for a in receiver.bodies() if a["status"] == status]
 
@@ -137,6 +145,9 @@ def test_the_chain_runs_itself_erases_on_withdrawal_and_gates_a_leak(
         "SPANDA_IDENTIFIER_PATTERNS": str(identifiers),
         "SPANDA_SENSOR_INTERVAL_SECONDS": "15",
         "DAGSTER_HOME": str(dagster_home),
+        # Nobody annotates here: the labeled set's readiness warning (tested with the
+        # labeling assets) would be this test's only alert, so none is required.
+        "SPANDA_MIN_LABELS_PER_CLASS": "0",
     }
     for k, v in settings.items():
         monkeypatch.setenv(k, v)
@@ -159,14 +170,19 @@ def test_the_chain_runs_itself_erases_on_withdrawal_and_gates_a_leak(
                 log,
             )
             assert _column("silver", "forum_posts", "post_id")
+            # gold published, so the annotation tool gets its first tasks by itself
+            store = AnnotationStore()
+            wait_until("tasks in the annotation store", store.tasks, DEADLINE_S, log)
+            _settled(log)
             assert hook.bodies() == [], "a healthy platform sends no alert"
 
             # 2. a withdrawal at the source is erased from silver and gold main in time
             in_gold = set(_column("gold", "validated_posts", "subject_id"))
+            tasks = {t.data.post_key for t in store.tasks()}
             student = next(
                 s
                 for (s,) in _sql(db, 'SELECT DISTINCT StudentID FROM "ForumPosts" ORDER BY 1')
-                if _subject(s) in in_gold
+                if _subject(s) in in_gold and _post_keys(db, s) & tasks
             )
             subject = _subject(student)
             (top,) = _sql(db, 'SELECT MAX(ConsentEventID) FROM "ConsentEvents"')[0]
@@ -194,6 +210,12 @@ def test_the_chain_runs_itself_erases_on_withdrawal_and_gates_a_leak(
             erased_after = time.monotonic() - started
             print(f"withdrawal erased from silver and gold main in {erased_after:.0f} s")
             assert erased_after < DEADLINE_S
+            wait_until(
+                f"subject {subject}'s tasks to leave the annotation store",
+                lambda: not _post_keys(db, student) & {t.data.post_key for t in store.tasks()},
+                DEADLINE_S - (time.monotonic() - started),
+                log,
+            )
 
             # 3. a leak the scrubber does not know: the audit holds it back
             _settled(log)  # the runs the withdrawal started have published what they will

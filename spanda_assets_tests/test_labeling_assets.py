@@ -122,8 +122,10 @@ def test_tasks_labels_checks_and_withdrawal(demo_env: str, tool: Tool) -> None:
             assert body == gold[key]["body"]
         assert md["prelabel_model_version"].startswith("lf-")
         assert {f["function"] for f in md["labeling_functions"]}  # per-rule figures shown
-        # Nothing annotated yet: the labeled set publishes empty.
+        # Nothing annotated yet: the labeled set publishes empty, and says it is not ready.
         assert _labeled() == []
+        assert _checks(first)["minimum_labels_per_class"] is False
+        assert _checks(first)["split_disjoint"] is True
 
         # Re-run: no duplicate tasks; the next batch goes out.
         second = _md(run_all(instance), "labeling__label_tasks")

@@ -18,7 +18,7 @@ from spanda_assets.lib.privacy.did import did_from_public_key, public_key_bytes
 from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
 from spanda_assets.lib.privacy.residual import FORBIDDEN_COLUMNS
 from spanda_assets.lib.privacy.subjects import did_of
-from spanda_assets_tests.conftest import append_batch
+from spanda_assets_tests.conftest import append_batch, chain_checks
 
 SILVER_WITH_SUBJECTS = ["students", "enrollments", "forum_posts", "assessment_results"]
 
@@ -87,7 +87,7 @@ def _add_consent_event(
 def test_silver_is_deidentified_and_consent_filtered(demo_env: str) -> None:
     with dg.instance_for_test() as instance:
         result = run_all(instance)
-        checks = result.get_asset_check_evaluations()
+        checks = chain_checks(result)
         assert checks and all(c.passed for c in checks), [
             c.metadata for c in checks if not c.passed
         ]
@@ -140,7 +140,7 @@ def test_withdrawal_erases_everywhere_and_regrant_restores(demo_env: str) -> Non
             catalog().load_table(("bronze", "forum_posts")).scan().to_arrow().num_rows
             == bronze_before
         )
-        assert all(c.passed for c in result.get_asset_check_evaluations())
+        assert all(c.passed for c in chain_checks(result))
 
         _add_consent_event(demo_env, 900_002, student, "given")
         result = run_all(instance)

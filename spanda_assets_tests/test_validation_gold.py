@@ -15,7 +15,7 @@ from spanda_assets.definitions import defs
 from spanda_assets.defs.validation.assets import build_gold_asset
 from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
 from spanda_assets.resources import LakehouseResource
-from spanda_assets_tests.conftest import append_batch, child, killed
+from spanda_assets_tests.conftest import append_batch, chain_checks, child, killed
 from spanda_assets_tests.test_privacy_e2e import (
     _add_consent_event,
     expected_research_consent,
@@ -71,9 +71,7 @@ def test_bad_rows_are_quarantined_then_released(demo_env: str) -> None:
             "course_exists": 0,
             "student_exists": 0,
         }
-        gold_checks = [
-            c for c in result.get_asset_check_evaluations() if c.asset_key.path[0] == "gold"
-        ]
+        gold_checks = [c for c in chain_checks(result) if c.asset_key.path[0] == "gold"]
         assert gold_checks and all(c.passed for c in gold_checks), [
             (c.asset_key, c.check_name, c.metadata) for c in gold_checks if not c.passed
         ]
@@ -283,7 +281,7 @@ def test_gold_and_its_checks_read_only_new_rows(demo_env: str, spanda_home: Path
         assert "| pandera_contract | 2 | 2 | 100.00% | passed" in again["quality_history"]
         assert Path(again["data_docs"].removeprefix("file://")).is_file()
         assert set(_checked(result, "validated_posts").values()) == {0}
-        assert all(e.passed for e in result.get_asset_check_evaluations())
+        assert all(e.passed for e in chain_checks(result))
         gates = next(e for e in result.get_asset_check_evaluations() if e.check_name == "gx_gates")
         docs = gates.metadata["data_docs"].value  # the last validation's docs stay linked
         assert Path(docs.removeprefix("file://")).is_file()
