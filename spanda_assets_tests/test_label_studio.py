@@ -14,8 +14,10 @@ import pyarrow as pa
 import pytest
 
 from spanda_assets.lib.labeling.lsformat import WATERMARK_OVERLAP
+from spanda_assets.lib.labeling.quality import LABEL_ISSUES_SCHEMA
 from spanda_assets.lib.labeling.resolve import resolve
 from spanda_assets.lib.labeling.studio import (
+    REVIEW_VIEW,
     LabelStudioError,
     Studio,
     config_hash,
@@ -251,3 +253,35 @@ def test_a_server_that_is_down_gets_a_clear_error() -> None:
 def test_missing_settings_are_named(url: str, key: str, missing: str) -> None:
     with pytest.raises(LabelStudioError, match=missing):
         Studio(url, key)
+
+
+def test_the_review_queue_reaches_the_server_as_marks_and_a_tab(studio: Studio) -> None:
+    studio.add_tasks(posts(("r1", "a", None), ("r2", "b", None), ("r3", "c", None)))
+    ids = studio.task_ids()
+
+    def flags(*keys: str) -> pa.Table:
+        return pa.Table.from_pylist(
+            [
+                {"post_key": k, "label": "urgent", "suggested": "not_urgent", "label_quality": 0.2}
+                for k in keys
+            ],
+            schema=LABEL_ISSUES_SCHEMA,
+        )
+
+    def tab() -> list[int]:
+        (view,) = [
+            v
+            for v in studio._client.views.list(project=studio.project_id)
+            if (v.data or {}).get("title") == REVIEW_VIEW
+        ]
+        return sorted(
+            t.id for t in studio._client.tasks.list(project=studio.project_id, view=view.id)
+        )
+
+    assert studio.review(flags("r1", "r3")) == 2
+    marked = {k: t.get("meta", {}).get("spanda_review") for k, t in server_tasks(studio).items()}
+    assert marked["r1"]["suggested"] == "not_urgent" and marked["r2"] is None
+    assert tab() == sorted([ids["r1"][0], ids["r3"][0]])
+    assert studio.review(flags("r1", "r3")) == 0  # a re-run touches no task
+    assert studio.review(flags("r2")) == 3
+    assert tab() == [ids["r2"][0]]

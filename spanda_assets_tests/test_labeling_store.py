@@ -12,6 +12,7 @@ import pytest
 
 from spanda_assets.lib.errors import SpandaError
 from spanda_assets.lib.labeling.lsformat import ImportFormatError, parse_tasks
+from spanda_assets.lib.labeling.quality import LABEL_ISSUES_SCHEMA
 from spanda_assets.lib.labeling.store import AnnotationStore
 
 T0 = dt.datetime(2026, 10, 1, 9, 0, tzinfo=dt.UTC)
@@ -234,3 +235,28 @@ def test_an_imported_old_annotation_reaches_the_next_incremental_pull(tmp_path: 
     (row,) = [r for r in later.annotations.to_pylist() if r["post_key"] == "b"]
     assert row["created_at"] == T0  # when it was made is kept; when it arrived is new
     assert row["updated_at"] > watermark
+
+
+def _flags(*rows: tuple[str, str, str]) -> pa.Table:
+    return pa.Table.from_pylist(
+        [{"post_key": k, "label": a, "suggested": b, "label_quality": 0.1} for k, a, b in rows],
+        schema=LABEL_ISSUES_SCHEMA,
+    )
+
+
+def test_likely_mislabeled_posts_are_marked_for_review_and_unmarked_later() -> None:
+    store = AnnotationStore()
+    store.add_tasks(_posts(["a", "b", "c"]))
+    assert store.review(_flags(("a", "urgent", "not_urgent"))) == 1
+    marks = {t.data.post_key: t.meta.get("spanda_review") for t in store.tasks()}
+    assert marks["a"] == {
+        "reason": "likely_mislabeled",
+        "label": "urgent",
+        "suggested": "not_urgent",
+        "label_quality": 0.1,
+    }
+    assert marks["b"] is None and marks["c"] is None
+    assert store.review(_flags(("a", "urgent", "not_urgent"))) == 0  # nothing new
+    assert store.review(_flags(("c", "not_urgent", "urgent"))) == 2  # a cleared, c marked
+    marks = {t.data.post_key: t.meta.get("spanda_review") for t in store.tasks()}
+    assert marks["a"] is None and marks["c"]["suggested"] == "urgent"

@@ -164,8 +164,13 @@ def labeled_posts(context: dg.AssetExecutionContext, lakehouse: LakehouseResourc
     table = catalog.load_table(LABELED)
     outcome = write_audit_publish(table, label_audits(result))
     table.refresh()
+    review = {}
+    if result.flagged is not None:
+        # the review queue goes back to the annotation tool (published or not: a label
+        # worth a second look is worth it either way)
+        review["review_marks_changed"] = annotations.review(result.flagged)
     yield from outcome_events(
         LABELED_POSTS_KEY,
         outcome,
-        {**table_metadata(table, row_count(table)), **tool, **result.metadata()},
+        {**table_metadata(table, row_count(table)), **tool, **result.metadata(), **review},
     )

@@ -137,11 +137,16 @@ def label_audits(result: LabeledResult) -> list[AuditFn]:
         )
 
     def mislabeled(pending: Pending) -> Audit:
-        from spanda_assets.lib.labeling.quality import likely_mislabeled, minimum_per_class
+        from spanda_assets.lib.labeling.quality import (
+            LABEL_ISSUES_SCHEMA,
+            likely_mislabeled,
+            minimum_per_class,
+        )
 
         rows = _rows(pending, ("post_key", "body", "label"))
         counts = Counter(rows.column("label").to_pylist())
         if minimum_per_class(counts, 10):
+            result.flagged = LABEL_ISSUES_SCHEMA.empty_table()
             return Audit(
                 "likely_mislabeled",
                 passed=True,
@@ -152,6 +157,7 @@ def label_audits(result: LabeledResult) -> list[AuditFn]:
                 },
             )
         flagged = likely_mislabeled(rows)
+        result.flagged = flagged
         share = flagged.num_rows / max(rows.num_rows, 1)
         keys = flagged.column("post_key").to_pylist()[:FLAGGED_SHOWN]
         return Audit(

@@ -36,6 +36,8 @@ class Annotations(Protocol):
 
     def delete(self, post_keys: Iterable[str]) -> int: ...
 
+    def review(self, flags: pa.Table) -> int: ...
+
 
 def server_configured() -> bool:
     return bool(os.environ.get(ENV_URL))

@@ -74,6 +74,7 @@ class LabeledResult:
     watermark: str = ""
     gold_snapshot_id: int | None = None
     annotations: pa.Table | None = None
+    flagged: pa.Table | None = None  # likely mislabeled (set by the label-quality audit)
 
     def metadata(self) -> dict[str, Any]:
         md: dict[str, Any] = {

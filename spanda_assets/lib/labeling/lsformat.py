@@ -145,6 +145,25 @@ class Task(_Open):
     data: TaskData
     annotations: list[Annotation] = Field(default_factory=list)
     predictions: list[Prediction] = Field(default_factory=list)
+    # Label Studio writes {} or null; both read as no marks
+    meta: Annotated[dict[str, Any], BeforeValidator(lambda v: {} if v is None else v)] = Field(
+        default_factory=dict
+    )
+
+
+# The key in a task's `meta` that marks it for a second look (label quality review).
+REVIEW_META = "spanda_review"
+
+
+def review_meta(flag: dict[str, Any]) -> dict[str, Any]:
+    """What a flagged task carries: the label given, the one a model fitted without
+    this post suggests, and how plausible the given one is (cleanlab's self-confidence)."""
+    return {
+        "reason": "likely_mislabeled",
+        "label": flag["label"],
+        "suggested": flag["suggested"],
+        "label_quality": round(float(flag["label_quality"]), 4),
+    }
 
 
 def first_choice(result: list[ResultItem]) -> str | None:

@@ -30,6 +30,7 @@ from spanda_assets import settings
 from spanda_assets.lib.errors import SpandaError
 from spanda_assets.lib.labeling.lsformat import (
     ANNOTATION_SCHEMA,
+    REVIEW_META,
     Annotation,
     Changes,
     Prediction,
@@ -41,6 +42,7 @@ from spanda_assets.lib.labeling.lsformat import (
     dump_tasks,
     parse_tasks,
     read_tasks,
+    review_meta,
 )
 
 __all__ = ["ANNOTATION_SCHEMA", "AddResult", "AnnotationStore", "ImportResult"]
@@ -208,6 +210,22 @@ class AnnotationStore:
 
     def task_keys(self) -> set[str]:
         return {t.data.post_key for t in self.tasks()}
+
+    def review(self, flags: pa.Table) -> int:
+        """Mark these posts for a second look (`meta.spanda_review`) and clear the mark of
+        posts no longer flagged; returns how many tasks changed."""
+        wanted = {f["post_key"]: review_meta(f) for f in flags.to_pylist()}
+        changed = 0
+        with self._editing() as tasks:
+            for task in tasks:
+                mark = wanted.get(task.data.post_key)
+                if task.meta.get(REVIEW_META) != mark:
+                    if mark is None:
+                        task.meta.pop(REVIEW_META, None)
+                    else:
+                        task.meta[REVIEW_META] = mark
+                    changed += 1
+        return changed
 
     # --- moving annotations between stores -------------------------------------------
     def export(self, path: Path) -> int:

@@ -36,11 +36,13 @@ from pydantic import ValidationError
 
 from spanda_assets.lib.errors import SpandaError
 from spanda_assets.lib.labeling.lsformat import (
+    REVIEW_META,
     WATERMARK_OVERLAP,
     Changes,
     Task,
     annotation_table,
     choice_result,
+    review_meta,
 )
 from spanda_assets.lib.labeling.store import AddResult
 
@@ -53,6 +55,7 @@ PROJECT_TITLE = "Spanda: does this post need an instructor today?"
 SAMPLING = "Sequential sampling"
 LABELS = ("urgent", "not_urgent")
 PUSH_BATCH = 500
+REVIEW_VIEW = "Spanda review: likely mislabeled"
 # The SDK retries a POST after a timeout or a 5xx; a retried import can create the same
 # tasks twice. Creating calls are not retried: the next run pushes what is missing.
 NO_RETRY = {"max_retries": 0}
@@ -392,6 +395,57 @@ class Studio:
                 updated = parse_time(stamp)
                 high = updated if high is None else max(high, updated)
         return Changes([t.data.post_key for t in tasks], annotation_table(tasks), high, invalid)
+
+    def review(self, flags: pa.Table) -> int:
+        """Send likely mislabeled posts back for a second look: each flagged task gets
+        `meta.spanda_review`, unflagged ones lose it, and the project's Data Manager tab
+        REVIEW_VIEW lists exactly the flagged tasks. Only changes are written, so a
+        re-run touches nothing (a task update would count as an annotation change)."""
+        wanted = {f["post_key"]: review_meta(f) for f in flags.to_pylist()}
+        changed = 0
+        flagged_ids: list[int] = []
+        for task in self.tasks():
+            key = (task.get("data") or {}).get("post_key")
+            meta = dict(task.get("meta") or {})
+            mark = wanted.get(str(key)) if key else None
+            if mark is not None:
+                flagged_ids.append(int(task["id"]))
+            if meta.get(REVIEW_META) == mark:
+                continue
+            if mark is None:
+                meta.pop(REVIEW_META, None)
+            else:
+                meta[REVIEW_META] = mark
+            self._call(
+                "mark a task for review", self._client.tasks.update, id=task["id"], meta=meta
+            )
+            changed += 1
+        self._review_view(sorted(flagged_ids))
+        return changed
+
+    def _review_view(self, task_ids: list[int]) -> None:
+        items = [
+            {"filter": "filter:tasks:id", "operator": "equal", "type": "Number", "value": i}
+            for i in task_ids
+        ] or [{"filter": "filter:tasks:id", "operator": "equal", "type": "Number", "value": -1}]
+        data = {"title": REVIEW_VIEW, "filters": {"conjunction": "or", "items": items}}
+        views = self._call("list views", self._client.views.list, project=self._project())
+        mine = [v for v in views if (v.data or {}).get("title") == REVIEW_VIEW]
+        if not mine:
+            self._call(
+                "create the review view",
+                self._client.views.create,
+                project=self._project(),
+                data=data,
+            )
+        elif (mine[0].data or {}).get("filters") != data["filters"]:
+            self._call(
+                "update the review view",
+                self._client.views.update,
+                id=str(mine[0].id),
+                project=self._project(),
+                data=data,
+            )
 
     def annotate(self, task_id: int, label: str, user_id: int, **fields: Any) -> int:
         """An annotation as user `user_id` (what a simulated annotator does in tests and
