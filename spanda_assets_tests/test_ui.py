@@ -9,13 +9,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from dagster import DagsterRunStatus
+from dagster_graphql import DagsterGraphQLClient
 from playwright.sync_api import sync_playwright
 
+from spanda_assets.api.webhook import graphql_launcher, make_server
 from spanda_assets_tests.servers import free_port, stop_process_group, wait_for_port
 
 pytestmark = pytest.mark.integration
@@ -149,3 +155,53 @@ def test_gold_asset_shows_contracts_and_quarantine(ui: str, page: Any, tmp_path:
     overview = _open(page, url, "rows_quarantined")
     for key in ("rows_validated", "quality_history", "data_docs", "full_rebuild"):
         assert key in overview, key
+
+
+def test_labeled_set_shows_its_label_quality_checks(ui: str, page: Any, tmp_path: Path) -> None:
+    """The demo's instructors annotated the first batch: the labeled set's page shows its
+    audits and the figures a labeling lead looks at."""
+    url = f"{ui}/assets/gold/labeled_posts"
+    checks = _open(page, f"{url}?view=checks", "annotator_agreement", first_load=True)
+    page.screenshot(path=str(tmp_path / "labeled_checks.png"), full_page=True)
+    for name in (
+        "split_disjoint",
+        "minimum_labels_per_class",
+        "annotator_agreement",
+        "likely_mislabeled",
+    ):
+        assert name in checks, name
+    overview = _open(page, url, "prelabels_accepted")
+    for key in ("by_label", "by_annotator", "annotation_watermark", "unresolved_ties"):
+        assert key in overview, key
+
+
+def test_a_label_studio_webhook_launches_the_pull_on_the_webserver(ui: str) -> None:
+    """The push alternative to polling: a signed event becomes a run of pull_annotations
+    on the real webserver; a wrong secret or another event does not."""
+    secret = "webhook-test-secret-7d1e"
+    server = make_server("127.0.0.1", free_port(), secret, graphql_launcher(ui))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/label-studio"
+    try:
+        event = {"action": "ANNOTATION_CREATED", "annotation": {"id": 1}}
+        wrong = httpx.post(url, json=event, headers={"X-Spanda-Webhook-Secret": "nope"})
+        assert wrong.status_code == 401 and secret not in wrong.text
+        other = httpx.post(
+            url, json={"action": "PROJECT_UPDATED"}, headers={"X-Spanda-Webhook-Secret": secret}
+        )
+        assert other.status_code == 200 and other.json() == {"ignored": "PROJECT_UPDATED"}
+        accepted = httpx.post(url, json=event, headers={"X-Spanda-Webhook-Secret": secret})
+        assert accepted.status_code == 202, accepted.text
+        run_id = accepted.json()["run_id"]
+        client = DagsterGraphQLClient("127.0.0.1", port_number=int(ui.rsplit(":", 1)[1]))
+        deadline = time.monotonic() + 180
+        status = client.get_run_status(run_id)
+        while status not in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE):
+            assert time.monotonic() < deadline, f"run {run_id} still {status}"
+            time.sleep(2)
+            status = client.get_run_status(run_id)
+        assert status == DagsterRunStatus.SUCCESS
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -51,3 +51,24 @@ def labels_import(file: Path) -> None:
         f"{file}: {result.tasks_added} new tasks, {result.annotations_added} new annotations, "
         f"{result.annotations_already_present} already in {store.path}"
     )
+
+
+@labels.command("webhook")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True, type=int)
+def labels_webhook(host: str, port: int) -> None:
+    """Receive Label Studio's webhook and launch `pull_annotations` for annotation events.
+
+    Point the project's webhook at http://HOST:PORT/label-studio with the header
+    X-Spanda-Webhook-Secret set to SPANDA_LABELS_WEBHOOK_SECRET. Runs are launched on
+    the Dagster webserver at SPANDA_DAGSTER_URL (default http://127.0.0.1:3000).
+    """
+    from spanda_assets.api.webhook import serve
+
+    click.echo(f"Label Studio webhook on http://{host}:{port}/label-studio; Ctrl-C stops it")
+    try:
+        serve(host, port)
+    except ValueError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,1 @@
+"""HTTP endpoints over lib/ (never defs/): the Label Studio webhook receiver."""
