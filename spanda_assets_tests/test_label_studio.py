@@ -8,14 +8,18 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import time
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
+from click.testing import CliRunner
 
+from spanda_assets.cli import main
 from spanda_assets.lib.labeling.lsformat import WATERMARK_OVERLAP
 from spanda_assets.lib.labeling.quality import LABEL_ISSUES_SCHEMA
 from spanda_assets.lib.labeling.resolve import resolve
+from spanda_assets.lib.labeling.store import AnnotationStore
 from spanda_assets.lib.labeling.studio import (
     REVIEW_VIEW,
     LabelStudioError,
@@ -285,3 +289,45 @@ def test_the_review_queue_reaches_the_server_as_marks_and_a_tab(studio: Studio) 
     assert studio.review(flags("r1", "r3")) == 0  # a re-run touches no task
     assert studio.review(flags("r2")) == 3
     assert tab() == [ids["r2"][0]]
+
+
+def test_annotations_move_between_the_local_store_and_the_server(
+    label_studio: LabelStudioServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`spanda labels export` from one tool, `spanda labels import` into the other."""
+    local = AnnotationStore()
+    local.add_tasks(posts(("m1", "Exam today, locked out", "urgent"), ("m2", "Thanks!", None)))
+    local.add_annotation("m1", "urgent", completed_by="lead@school.test")
+    local.add_annotation("m1", "urgent", completed_by=7)  # another server's user id
+    local.add_annotation("m2", "not_urgent", completed_by="lead@school.test")
+    runner = CliRunner()
+    exported = tmp_path / "local.json"
+    assert runner.invoke(main, ["labels", "export", str(exported)]).exit_code == 0
+
+    title = f"spanda moving {dt.datetime.now().isoformat()}"
+    monkeypatch.setenv("LABEL_STUDIO_URL", label_studio.url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
+    monkeypatch.setenv("LABEL_STUDIO_PROJECT", title)
+    first = runner.invoke(main, ["labels", "import", str(exported)])
+    assert first.exit_code == 0, first.output
+    assert "2 new tasks, 3 new annotations, 0 already in Label Studio project" in first.output
+    again = runner.invoke(main, ["labels", "import", str(exported)])
+    assert "0 new tasks, 0 new annotations, 3 already" in again.output
+
+    studio = Studio(label_studio.url, label_studio.token)
+    studio.provision(title=title)
+    rows = studio.changed_since(None).annotations.to_pylist()
+    users = {u.id: u.email for u in studio._client.users.list()}
+    got = sorted((r["post_key"], r["label"], users[int(r["completed_by"])]) for r in rows)
+    assert got == [
+        ("m1", "urgent", "annotator-7@imported.invalid"),
+        ("m1", "urgent", "lead@school.test"),
+        ("m2", "not_urgent", "lead@school.test"),
+    ]
+    # and back: the server's export reads into a fresh local store with the same labels
+    back = tmp_path / "server.json"
+    assert runner.invoke(main, ["labels", "export", str(back)]).exit_code == 0
+    fresh = AnnotationStore(tmp_path / "fresh.json")
+    assert fresh.import_file(back).annotations_added == 3
+    labels = sorted((r["post_key"], r["label"]) for r in fresh.annotations_since().to_pylist())
+    assert labels == [("m1", "urgent"), ("m1", "urgent"), ("m2", "not_urgent")]

@@ -14,7 +14,10 @@ from spanda_assets.lib.errors import SpandaError
 def labels() -> None:
     """The labeled set's annotations, in Label Studio's JSON export format.
 
-    The store is the local one under SPANDA_HOME (labels/annotations.json).
+    The store is the configured annotation tool: the Label Studio project when
+    LABEL_STUDIO_URL is set, else the local store under SPANDA_HOME
+    (labels/annotations.json). Export from one and import into the other to move
+    annotations between them.
     """
 
 
@@ -22,14 +25,14 @@ def labels() -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def labels_export(file: Path) -> None:
     """Write every task, annotated or not, with its post key, text and annotations to FILE."""
-    from spanda_assets.lib.labeling.store import AnnotationStore
+    from spanda_assets.lib.labeling.backend import open_annotations
 
-    store = AnnotationStore()
     try:
+        store, tool = open_annotations()
         count = store.export(file)
     except (SpandaError, OSError) as exc:
         fail(exc)
-    click.echo(f"{count} tasks from {store.path} written to {file}")
+    click.echo(f"{count} tasks from {_where(tool)} written to {file}")
 
 
 @labels.command("import")
@@ -40,17 +43,23 @@ def labels_import(file: Path) -> None:
     The whole file is checked first: on any error nothing is written, and each problem
     is named by task, line and field. Importing the same file twice adds nothing.
     """
-    from spanda_assets.lib.labeling.store import AnnotationStore
+    from spanda_assets.lib.labeling.backend import open_annotations
 
-    store = AnnotationStore()
     try:
+        store, tool = open_annotations()
         result = store.import_file(file)
     except (SpandaError, OSError) as exc:
         fail(exc)
     click.echo(
         f"{file}: {result.tasks_added} new tasks, {result.annotations_added} new annotations, "
-        f"{result.annotations_already_present} already in {store.path}"
+        f"{result.annotations_already_present} already in {_where(tool)}"
     )
+
+
+def _where(tool: dict[str, str]) -> str:
+    if "label_studio_url" in tool:
+        return f"Label Studio project {tool['label_studio_project']} at {tool['label_studio_url']}"
+    return tool["annotations_file"]
 
 
 @labels.command("webhook")

@@ -7,12 +7,13 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Protocol
 
 import pyarrow as pa
 
 from spanda_assets.lib.labeling.lsformat import Changes
-from spanda_assets.lib.labeling.store import AddResult, AnnotationStore
+from spanda_assets.lib.labeling.store import AddResult, AnnotationStore, ImportResult
 from spanda_assets.lib.labeling.studio import (
     ENV_API_KEY,
     ENV_PROJECT,
@@ -37,6 +38,10 @@ class Annotations(Protocol):
     def delete(self, post_keys: Iterable[str]) -> int: ...
 
     def review(self, flags: pa.Table) -> int: ...
+
+    def export(self, path: Path) -> int: ...
+
+    def import_file(self, path: Path) -> ImportResult: ...
 
 
 def server_configured() -> bool:

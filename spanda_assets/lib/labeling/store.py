@@ -45,7 +45,13 @@ from spanda_assets.lib.labeling.lsformat import (
     review_meta,
 )
 
-__all__ = ["ANNOTATION_SCHEMA", "AddResult", "AnnotationStore", "ImportResult"]
+__all__ = [
+    "ANNOTATION_SCHEMA",
+    "AddResult",
+    "AnnotationStore",
+    "ImportResult",
+    "write_atomically",
+]
 
 UTC = dt.UTC
 
@@ -89,17 +95,7 @@ class AnnotationStore:
         return parse_tasks(self.path.read_text(encoding="utf-8"), origin=str(self.path))
 
     def _write(self, tasks: list[Task]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(dump_tasks(tasks))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        write_atomically(self.path, dump_tasks(tasks))
 
     @contextlib.contextmanager
     def _editing(self) -> Iterator[list[Task]]:
@@ -276,6 +272,22 @@ class AnnotationStore:
         return ImportResult(
             tasks_added=tasks_added, annotations_added=added, annotations_already_present=present
         )
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """`text` to `path` through a temporary file and `os.replace`: a reader sees the old
+    file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def _json_value(value: Any) -> Any:

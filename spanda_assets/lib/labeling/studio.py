@@ -28,6 +28,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -42,9 +43,11 @@ from spanda_assets.lib.labeling.lsformat import (
     Task,
     annotation_table,
     choice_result,
+    dump_tasks,
+    read_tasks,
     review_meta,
 )
-from spanda_assets.lib.labeling.store import AddResult
+from spanda_assets.lib.labeling.store import AddResult, ImportResult, write_atomically
 
 ENV_URL = "LABEL_STUDIO_URL"
 ENV_API_KEY = "LABEL_STUDIO_API_KEY"
@@ -153,6 +156,13 @@ def _export_shape(task: dict[str, Any]) -> dict[str, Any]:
         "annotations": annotations,
         "predictions": predictions,
     }
+
+
+def _annotator_email(who: Any) -> str:
+    if isinstance(who, dict):
+        who = who.get("email") or who.get("id")
+    text = str(who)
+    return text if "@" in text else f"annotator-{text}@imported.invalid"
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
@@ -446,6 +456,59 @@ class Studio:
                 project=self._project(),
                 data=data,
             )
+
+    def export(self, path: Path) -> int:
+        """Every task of the project, annotated or not, to `path` in the export format."""
+        tasks = [Task.model_validate(_export_shape(raw)) for raw in self.tasks()]
+        write_atomically(path, dump_tasks(tasks))
+        return len(tasks)
+
+    def import_file(self, path: Path) -> ImportResult:
+        """Merge a Label Studio JSON export (e.g. the local store's) into the project,
+        keyed by post key. Annotators are matched by e-mail (created when missing); an
+        annotator known only by another server's numeric id becomes
+        `annotator-<id>@imported.invalid`. An annotation already on the task (same
+        annotator and choice) is not added twice, so importing twice adds nothing."""
+        incoming = read_tasks(path)  # validated whole before anything is written
+        rows = [{"post_key": t.data.post_key, "body": t.data.body} for t in incoming]
+        added = self.add_tasks(pa.Table.from_pylist(rows)).added if rows else 0
+        by_key = {
+            str(raw["data"]["post_key"]): raw
+            for raw in self.tasks()
+            if (raw.get("data") or {}).get("post_key")
+        }
+        users: dict[str, int] = {}
+        new = present = 0
+        for task in incoming:
+            raw = by_key[task.data.post_key]
+            have = {
+                (str(a.get("completed_by")), json.dumps(a.get("result"), sort_keys=True))
+                for a in raw.get("annotations") or []
+            }
+            for a in task.annotations:
+                email = _annotator_email(a.completed_by)
+                user = users.get(email) or self.user(email)
+                users[email] = user
+                result = [r.model_dump(mode="json") for r in a.result]
+                if (str(user), json.dumps(result, sort_keys=True)) in have:
+                    present += 1
+                    continue
+                self._call(
+                    "import an annotation",
+                    self._client.annotations.create,
+                    id=int(raw["id"]),
+                    result=result,
+                    completed_by=user,
+                    was_cancelled=a.was_cancelled,
+                    ground_truth=a.ground_truth,
+                    lead_time=a.lead_time,
+                    request_options=NO_RETRY,
+                )
+                have.add((str(user), json.dumps(result, sort_keys=True)))
+                new += 1
+        return ImportResult(
+            tasks_added=added, annotations_added=new, annotations_already_present=present
+        )
 
     def annotate(self, task_id: int, label: str, user_id: int, **fields: Any) -> int:
         """An annotation as user `user_id` (what a simulated annotator does in tests and
