@@ -224,23 +224,28 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
-def dagster_daemon(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """The real Dagster daemon (scheduler, sensors, automation, run queue), as an operator
-    starts it: `dagster-daemon run -w workspace.yaml` from the project root."""
-    exe = Path(sys.executable).with_name("dagster-daemon")
+def spawned(
+    cmd: list[str], env: dict[str, str], cwd: Path, log_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process in its own session, its output in `log_path`; its whole process
+    group is stopped when the block ends."""
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [str(exe), "run", "-w", "workspace.yaml"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
             yield proc
         finally:
             stop_process_group(proc)
+
+
+@contextlib.contextmanager
+def dagster_daemon(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The real Dagster daemon (scheduler, sensors, automation, run queue), as an operator
+    starts it: `dagster-daemon run -w workspace.yaml` from the project root."""
+    exe = Path(sys.executable).with_name("dagster-daemon")
+    with spawned([str(exe), "run", "-w", "workspace.yaml"], env, PROJECT_ROOT, log_path) as proc:
+        yield proc
 
 
 # Label Studio runs from its own virtualenv (`make label-studio`, pinned by
@@ -283,31 +288,13 @@ def label_studio_server() -> Iterator[LabelStudioServer]:
         "COLLECT_ANALYTICS": "false",
     }
     log = root / "label-studio.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                str(exe),
-                "start",
-                "--no-browser",
-                "--internal-host",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "--data-dir",
-                str(root / "data"),
-            ],
-            cwd=root,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
+    cmd = [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "-p", str(port)]
+    try:
+        with spawned([*cmd, "--data-dir", str(root / "data")], env, root, log) as proc:
             _wait_for_label_studio(port, proc, log)
             yield LabelStudioServer(f"http://127.0.0.1:{port}", LS_TOKEN, log)
-        finally:
-            stop_process_group(proc)
-            shutil.rmtree(root, ignore_errors=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _wait_for_label_studio(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:

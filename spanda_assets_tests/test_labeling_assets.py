@@ -9,13 +9,15 @@ import uuid
 from typing import Any
 
 import dagster as dg
+import pyarrow as pa
 import pytest
 
 from spanda_assets.definitions import defs
 from spanda_assets.lib.labeling.labeled import split_of
 from spanda_assets.lib.labeling.store import AnnotationStore
 from spanda_assets.lib.labeling.studio import Studio
-from spanda_assets_tests.servers import LabelStudioServer
+from spanda_assets.resources import AnnotationToolResource
+from spanda_assets_tests.servers import LabelStudioServer, free_port
 from spanda_assets_tests.test_privacy_e2e import (
     _add_consent_event,
     catalog,
@@ -175,3 +177,46 @@ def test_the_graph_has_the_labeling_assets_and_sensor() -> None:
     keys = {k.to_user_string() for k in d.resolve_asset_graph().get_all_asset_keys()}
     assert {"labeling/label_tasks", "gold/labeled_posts"} <= keys
     assert d.resolve_sensor_def("annotations_changed") is not None
+
+
+def test_the_sensor_requests_a_pull_only_when_annotations_changed() -> None:
+    store = AnnotationStore()
+    store.add_tasks(pa.table({"post_key": ["a", "b"], "body": ["help", "thanks"]}))
+    d = defs()
+    sensor = d.resolve_sensor_def("annotations_changed")
+    resources = {"annotations": AnnotationToolResource()}
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, resources=resources)
+        assert isinstance(sensor(context), dg.SkipReason)  # tasks, but nobody annotated
+        store.add_annotation("a", "urgent", completed_by="ann1")
+        request = sensor(context)
+        assert isinstance(request, dg.RunRequest)
+        assert request.tags["spanda/trigger"] == "annotations"
+        context = dg.build_sensor_context(
+            instance=instance, resources=resources, cursor=context.cursor
+        )
+        assert isinstance(sensor(context), dg.SkipReason)  # seen already
+
+
+def test_a_server_that_is_down_fails_the_run_clearly_and_the_next_one_recovers(
+    demo_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with dg.instance_for_test() as instance:
+        assert run_all(instance).success
+        monkeypatch.setenv("LABEL_STUDIO_URL", f"http://127.0.0.1:{free_port()}")
+        monkeypatch.setenv("LABEL_STUDIO_API_KEY", "any-token-1234")
+        labeled = catalog().load_table(("gold", "labeled_posts"))
+        before = labeled.current_snapshot().snapshot_id
+        failed = run_all(instance, raise_on_error=False)
+        assert not failed.success
+        errors = [
+            e.step_failure_data.error.to_string()
+            for e in failed.all_events
+            if e.event_type_value == "STEP_FAILURE"
+        ]
+        assert any("is not reachable" in m and "LABEL_STUDIO_URL" in m for m in errors), errors
+        assert not any("any-token-1234" in m for m in errors)
+        labeled.refresh()
+        assert labeled.current_snapshot().snapshot_id == before  # nothing written
+        monkeypatch.delenv("LABEL_STUDIO_URL")
+        assert run_all(instance).success  # the next run, with the tool back, recovers

@@ -22,7 +22,7 @@ from dagster_graphql import DagsterGraphQLClient
 from playwright.sync_api import sync_playwright
 
 from spanda_assets.api.webhook import graphql_launcher, make_server
-from spanda_assets_tests.servers import free_port, stop_process_group, wait_for_port
+from spanda_assets_tests.servers import free_port, spawned, wait_for_port
 
 pytestmark = pytest.mark.integration
 
@@ -54,29 +54,11 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         cwd=ROOT,
     )
     port = free_port()
-    log = open(home / "webserver.log", "wb")  # noqa: SIM115 - lives as long as the server
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("dagster-webserver")),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-w",
-            str(ROOT / "workspace.yaml"),
-        ],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
+    webserver = str(Path(sys.executable).with_name("dagster-webserver"))
+    cmd = [webserver, "-h", "127.0.0.1", "-p", str(port), "-w", str(ROOT / "workspace.yaml")]
+    with spawned(cmd, env, ROOT, home / "webserver.log") as proc:
         wait_for_port(port, 90, proc)
         yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process_group(proc)
-        log.close()
 
 
 def _dismiss_popups(page: object) -> None:

@@ -4,6 +4,7 @@ import dagster as dg
 
 from spanda_assets.resources import (
     AlertDestinationsResource,
+    AnnotationToolResource,
     LakehouseResource,
     SourceDatabaseResource,
 )
@@ -16,5 +17,6 @@ def resources() -> dg.Definitions:
             "source_db": SourceDatabaseResource(),
             "lakehouse": LakehouseResource(),
             "alerts": AlertDestinationsResource(),
+            "annotations": AnnotationToolResource(),
         }
     )

@@ -21,7 +21,7 @@ from spanda_assets.defs.extract.assets import table_metadata
 from spanda_assets.defs.labeling.checks import AUDIT_DESCRIPTIONS, label_audits
 from spanda_assets.defs.publishing import audit_spec, outcome_events, write_audit_publish
 from spanda_assets.defs.validation.assets import GOLD_POOL, gold_key
-from spanda_assets.resources import LakehouseResource
+from spanda_assets.resources import AnnotationToolResource, LakehouseResource
 
 LABELING_GROUP = "labeling"
 OWNERS = ["team:ml-platform"]
@@ -83,19 +83,22 @@ def _known_labels(catalog: Any) -> dict[str, str]:
         "LABEL_STUDIO_URL is set, else the local store under SPANDA_HOME."
     ),
 )
-def label_tasks(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> Any:
-    from spanda_assets.lib.labeling.backend import open_annotations
+def label_tasks(
+    context: dg.AssetExecutionContext,
+    lakehouse: LakehouseResource,
+    annotations: AnnotationToolResource,
+) -> Any:
     from spanda_assets.lib.labeling.rules import load_labeling_functions
     from spanda_assets.lib.labeling.tasks import sync_tasks
 
     rules = load_labeling_functions()
     catalog = lakehouse.namespace("gold")
-    annotations, tool = open_annotations()
-    if "label_config_drift" in tool:
-        context.log.warning(tool["label_config_drift"])
+    store, shown = annotations.open()
+    if "label_config_drift" in shown:
+        context.log.warning(shown["label_config_drift"])
     result = sync_tasks(
         catalog,
-        annotations,
+        store,
         rules,
         batch_size=_batch_size(),
         known_labels=_known_labels(catalog),
@@ -106,7 +109,7 @@ def label_tasks(context: dg.AssetExecutionContext, lakehouse: LakehouseResource)
     )
     return dg.MaterializeResult(
         metadata={
-            **tool,
+            **shown,
             **result.metadata(),
             "prelabel_model_version": rules.model_version,
             "review_order": dg.MetadataValue.json(
@@ -143,18 +146,21 @@ def label_tasks(context: dg.AssetExecutionContext, lakehouse: LakehouseResource)
         "audits run on the staged rows; a sensor requests a run when annotations change."
     ),
 )
-def labeled_posts(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> Iterator[Any]:
-    from spanda_assets.lib.labeling.backend import open_annotations
+def labeled_posts(
+    context: dg.AssetExecutionContext,
+    lakehouse: LakehouseResource,
+    annotations: AnnotationToolResource,
+) -> Iterator[Any]:
     from spanda_assets.lib.labeling.labeled import LABELED, stage_labeled
     from spanda_assets.lib.labeling.studio import config_hash, label_config
     from spanda_assets.lib.writes import row_count
 
     catalog = lakehouse.namespace("gold")
-    annotations, tool = open_annotations()
+    store, shown = annotations.open()
     result = stage_labeled(
         catalog,
-        annotations,
-        config_hash=tool.get("label_config_hash") or config_hash(label_config()),
+        store,
+        config_hash=shown.get("label_config_hash") or config_hash(label_config()),
         run_id=context.run.run_id,
     )
     if result.resolution is not None and result.resolution.unresolved:
@@ -168,9 +174,9 @@ def labeled_posts(context: dg.AssetExecutionContext, lakehouse: LakehouseResourc
     if result.flagged is not None:
         # the review queue goes back to the annotation tool (published or not: a label
         # worth a second look is worth it either way)
-        review["review_marks_changed"] = annotations.review(result.flagged)
+        review["review_marks_changed"] = store.review(result.flagged)
     yield from outcome_events(
         LABELED_POSTS_KEY,
         outcome,
-        {**table_metadata(table, row_count(table)), **tool, **result.metadata(), **review},
+        {**table_metadata(table, row_count(table)), **shown, **result.metadata(), **review},
     )

@@ -11,6 +11,7 @@ import datetime as dt
 import dagster as dg
 
 from spanda_assets.defs.labeling.assets import LABELED_POSTS_KEY
+from spanda_assets.resources import AnnotationToolResource
 
 labeled_posts_job = dg.define_asset_job(
     name="pull_annotations",
@@ -30,12 +31,12 @@ labeled_posts_job = dg.define_asset_job(
         "gold/labeled_posts run when there are any."
     ),
 )
-def annotations_changed(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-    from spanda_assets.lib.labeling.backend import open_annotations
-
+def annotations_changed(
+    context: dg.SensorEvaluationContext, annotations: AnnotationToolResource
+) -> dg.RunRequest | dg.SkipReason:
     since = dt.datetime.fromisoformat(context.cursor) if context.cursor else None
-    annotations, _ = open_annotations()
-    changes = annotations.changed_since(since)
+    store, _ = annotations.open()
+    changes = store.changed_since(since)
     high = changes.high_water
     if not changes.post_keys or high is None or (since is not None and high <= since):
         return dg.SkipReason("no annotation changed since the last look")

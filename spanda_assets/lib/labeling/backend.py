@@ -48,21 +48,26 @@ def server_configured() -> bool:
     return bool(os.environ.get(ENV_URL))
 
 
-def open_annotations() -> tuple[Annotations, dict[str, str]]:
+def open_annotations(
+    url: str | None = None, project: str | None = None
+) -> tuple[Annotations, dict[str, str]]:
     """The configured annotation tool, provisioned, and what to show about it (never
-    the token). A server that is down or refuses the token raises LabelStudioError
-    here, before any asset writes anything."""
-    if not server_configured():
+    the token). `url` and `project` override LABEL_STUDIO_URL and LABEL_STUDIO_PROJECT.
+    A server that is down or refuses the token raises LabelStudioError here, before
+    any asset writes anything."""
+    url = url or os.environ.get(ENV_URL)
+    if not url:
         store = AnnotationStore()
         return store, {"annotation_tool": "local store", "annotations_file": str(store.path)}
-    studio = Studio(os.environ[ENV_URL], os.environ.get(ENV_API_KEY, ""))
-    project: Project = studio.provision(title=os.environ.get(ENV_PROJECT) or PROJECT_TITLE)
+    studio = Studio(url, os.environ.get(ENV_API_KEY, ""))
+    title = project or os.environ.get(ENV_PROJECT) or PROJECT_TITLE
+    provisioned: Project = studio.provision(title=title)
     info = {
         "annotation_tool": "Label Studio",
         "label_studio_url": studio.url,
-        "label_studio_project": str(project.id),
-        "label_config_hash": project.config_hash,
+        "label_studio_project": str(provisioned.id),
+        "label_config_hash": provisioned.config_hash,
     }
-    if project.config_drift:
-        info["label_config_drift"] = project.config_drift
+    if provisioned.config_drift:
+        info["label_config_drift"] = provisioned.config_drift
     return studio, info
