@@ -220,3 +220,58 @@ def test_a_server_that_is_down_fails_the_run_clearly_and_the_next_one_recovers(
         assert labeled.current_snapshot().snapshot_id == before  # nothing written
         monkeypatch.delenv("LABEL_STUDIO_URL")
         assert run_all(instance).success  # the next run, with the tool back, recovers
+
+
+def _labeling_only(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    job = defs().resolve_job_def("materialize_platform")
+    keys = [dg.AssetKey(["labeling", "label_tasks"]), dg.AssetKey(["gold", "labeled_posts"])]
+    return job.execute_in_process(instance=instance, asset_selection=keys)
+
+
+def test_a_rebuilt_gold_deletes_nothing_and_new_text_reaches_tasks_and_labels(
+    demo_env: str,
+) -> None:
+    """Gold empty while it is rebuilt is not a withdrawal; a post whose text gold
+    re-derived (a scrubber fix) shows the new text to annotators and in the labeled set."""
+    store = AnnotationStore()
+    with dg.instance_for_test() as instance:
+        run_all(instance)
+        keys = [t.data.post_key for t in store.tasks()]
+        for key in keys[:12]:
+            store.add_annotation(key, "urgent" if key < keys[6] else "not_urgent", completed_by=1)
+        run_all(instance)
+        labeled_before = {r["post_key"] for r in _labeled()}
+        assert labeled_before
+
+        # gold.validated_posts re-derives one post's text
+        gold = catalog().load_table(("gold", "validated_posts"))
+        target = keys[0]
+        rows = gold.scan(row_filter=f"post_id == '{target}'").to_arrow()
+        fixed = rows.set_column(
+            rows.schema.get_field_index("body"),
+            "body",
+            pa.array(["a re-scrubbed text [NAME]"], rows.schema.field("body").type),
+        )
+        with gold.transaction() as tx:
+            tx.delete(f"post_id == '{target}'")
+            tx.append(fixed)
+        md = _md(_labeling_only(instance), "labeling__label_tasks")
+        assert md["task_texts_updated"] == 1
+        assert {t.data.post_key: t.data.body for t in store.tasks()}[target] == (
+            "a re-scrubbed text [NAME]"
+        )
+        assert {r["post_key"]: r["body"] for r in _labeled()}[target] == (
+            "a re-scrubbed text [NAME]"
+        )
+
+        # gold is rebuilt: its main is empty for a while. Nothing is deleted.
+        keys = [t.data.post_key for t in store.tasks()]
+        schema = gold.schema()
+        catalog().drop_table(("gold", "validated_posts"))
+        empty = catalog().create_table(("gold", "validated_posts"), schema=schema)
+        empty.append(empty.schema().as_arrow().empty_table())
+        md = _md(_labeling_only(instance), "labeling__label_tasks")
+        assert md["tasks_deleted_after_withdrawal"] == 0
+        assert md["tasks_not_in_gold_kept"] == len(keys)
+        assert [t.data.post_key for t in store.tasks()] == keys
+        assert {r["post_key"] for r in _labeled()} == labeled_before

@@ -72,6 +72,7 @@ def make_server(host: str, port: int, secret: str, launch: Launcher) -> Threadin
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "spanda-labels-webhook"
+        timeout = 10  # seconds a client may take to send its request: slow ones are cut off
 
         def log_message(self, format: str, *args: Any) -> None:
             log.info("%s %s", self.address_string(), format % args)
@@ -94,9 +95,12 @@ def make_server(host: str, port: int, secret: str, launch: Launcher) -> Threadin
                     HTTPStatus.UNAUTHORIZED, {"error": f"missing or wrong {SECRET_HEADER}"}
                 )
                 return
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                self._answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "event too large"})
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if length < 0 or length > MAX_BODY:
+                self._answer(HTTPStatus.BAD_REQUEST, {"error": f"Content-Length 0..{MAX_BODY}"})
                 return
             try:
                 event = json.loads(self.rfile.read(length) or b"{}")
@@ -105,7 +109,7 @@ def make_server(host: str, port: int, secret: str, launch: Launcher) -> Threadin
                 self._answer(HTTPStatus.BAD_REQUEST, {"error": "the body is not a JSON object"})
                 return
             if action not in ANNOTATION_ACTIONS:
-                self._answer(HTTPStatus.OK, {"ignored": action or "no action"})
+                self._answer(HTTPStatus.OK, {"ignored": True})  # nothing of the event echoed
                 return
             try:
                 run_id = launch(action)

@@ -46,6 +46,18 @@ def _batch_size() -> int:
     return value
 
 
+def _departed(catalog: Any) -> Any:
+    """Who left for good: posts of students without model_training (and silver's)
+    consent, erased students, posts silver erased. Gold missing a post is not enough."""
+    from spanda_assets.defs.validation.assets import gold_consent
+    from spanda_assets.lib.labeling.departed import departed_posts
+    from spanda_assets.lib.privacy.erasure import read_register
+    from spanda_assets.lib.privacy.policy import policy_for
+
+    consent = gold_consent(catalog, "model_training", policy_for("forum_posts").purpose)
+    return departed_posts(catalog, consent.active, read_register(catalog).subjects)
+
+
 def _known_labels(catalog: Any) -> dict[str, str]:
     """Labels people gave so far (published), to score each labeling function."""
     from spanda_assets.lib.labeling.labeled import LABELED
@@ -67,6 +79,9 @@ def _known_labels(catalog: Any) -> dict[str, str]:
     key=LABEL_TASKS_KEY,
     deps=[gold_key("validated_posts")],
     group_name=LABELING_GROUP,
+    # One pool with gold/labeled_posts: a task deletion never lands while annotations are
+    # being listed, so no listing page shifts under a pull.
+    pool=GOLD_POOL,
     kinds={"labelstudio"},
     owners=OWNERS,
     tags={"spanda/layer": "labeling", "spanda/pii": "de-identified"},
@@ -101,6 +116,7 @@ def label_tasks(
         store,
         rules,
         batch_size=_batch_size(),
+        departed=_departed(catalog),
         known_labels=_known_labels(catalog),
     )
     context.log.info(
@@ -152,7 +168,7 @@ def labeled_posts(
     annotations: AnnotationToolResource,
 ) -> Iterator[Any]:
     from spanda_assets.lib.labeling.labeled import LABELED, stage_labeled
-    from spanda_assets.lib.labeling.studio import config_hash, label_config
+    from spanda_assets.lib.labeling.studio import LabelStudioError, config_hash, label_config
     from spanda_assets.lib.writes import row_count
 
     catalog = lakehouse.namespace("gold")
@@ -161,6 +177,7 @@ def labeled_posts(
         catalog,
         store,
         config_hash=shown.get("label_config_hash") or config_hash(label_config()),
+        departed=_departed(catalog),
         run_id=context.run.run_id,
     )
     if result.resolution is not None and result.resolution.unresolved:
@@ -170,11 +187,16 @@ def labeled_posts(
     table = catalog.load_table(LABELED)
     outcome = write_audit_publish(table, label_audits(result))
     table.refresh()
-    review = {}
+    review: dict[str, Any] = {}
     if result.flagged is not None:
-        # the review queue goes back to the annotation tool (published or not: a label
-        # worth a second look is worth it either way)
-        review["review_marks_changed"] = store.review(result.flagged)
+        # The review queue goes back to the annotation tool (published or not: a label
+        # worth a second look is worth it either way). Main has moved already: a tool
+        # that fails now is reported, not allowed to fail the published run.
+        try:
+            review["review_marks_changed"] = store.review(result.flagged)
+        except LabelStudioError as exc:
+            context.log.warning(f"review queue not sent: {exc}")
+            review["review_queue_error"] = str(exc)
     yield from outcome_events(
         LABELED_POSTS_KEY,
         outcome,

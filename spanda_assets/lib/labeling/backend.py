@@ -12,6 +12,7 @@ from typing import Protocol
 
 import pyarrow as pa
 
+from spanda_assets.lib.errors import redact_url
 from spanda_assets.lib.labeling.lsformat import Changes
 from spanda_assets.lib.labeling.store import AddResult, AnnotationStore, ImportResult
 from spanda_assets.lib.labeling.studio import (
@@ -39,6 +40,10 @@ class Annotations(Protocol):
 
     def review(self, flags: pa.Table) -> int: ...
 
+    def task_texts(self) -> dict[str, str]: ...
+
+    def update_texts(self, texts: dict[str, str]) -> int: ...
+
     def export(self, path: Path) -> int: ...
 
     def import_file(self, path: Path) -> ImportResult: ...
@@ -64,7 +69,7 @@ def open_annotations(
     provisioned: Project = studio.provision(title=title)
     info = {
         "annotation_tool": "Label Studio",
-        "label_studio_url": studio.url,
+        "label_studio_url": redact_url(studio.url),
         "label_studio_project": str(provisioned.id),
         "label_config_hash": provisioned.config_hash,
     }

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from spanda_assets.lib import writes
 from spanda_assets.lib.errors import SpandaError
 from spanda_assets.lib.labeling.backend import Annotations
+from spanda_assets.lib.labeling.departed import Departed
 from spanda_assets.lib.labeling.resolve import Resolution, resolve
 from spanda_assets.lib.lakehouse import ensure_namespace
 from spanda_assets.lib.writes import AUDIT, MAIN, in_filter
@@ -71,6 +72,7 @@ class LabeledResult:
     rows_removed: int = 0
     erased_after_withdrawal: int = 0
     not_in_gold: list[str] = field(default_factory=list)
+    invalid_tasks: list[str] = field(default_factory=list)
     watermark: str = ""
     gold_snapshot_id: int | None = None
     annotations: pa.Table | None = None
@@ -83,6 +85,7 @@ class LabeledResult:
             "rows_removed_unresolved": self.rows_removed,
             "rows_erased_after_withdrawal": self.erased_after_withdrawal,
             "annotated_posts_not_in_gold": len(self.not_in_gold),
+            "tasks_skipped_unreadable": len(self.invalid_tasks),
             "annotation_watermark": self.watermark,
             "gold_snapshot_id": str(self.gold_snapshot_id or ""),
         }
@@ -122,11 +125,13 @@ def stage_labeled(
     annotations: Annotations,
     *,
     config_hash: str,
+    departed: Departed,
     run_id: str = "",
 ) -> LabeledResult:
     """Bring gold.labeled_posts' audit branch up to date with the annotation tool, and
-    erase from main the posts gold no longer publishes. Idempotent: a re-run resolves
-    the same posts the same way and rewrites nothing unchanged."""
+    erase from main the posts that departed (`departed` decides among those gold lacks).
+    Idempotent: a re-run resolves the same posts the same way and rewrites nothing
+    unchanged."""
     ensure_namespace(catalog, "gold")
     try:
         gold = catalog.load_table(SOURCE)
@@ -140,7 +145,9 @@ def stage_labeled(
             "gold.labeled_posts: gold.validated_posts has published nothing yet (its first "
             "audit has not passed)"
         )
-    labeled = catalog.create_table_if_not_exists(LABELED, schema=LABELED_SCHEMA)
+    labeled = catalog.create_table_if_not_exists(
+        LABELED, schema=LABELED_SCHEMA, properties={writes.NO_RETRY: "0"}
+    )
     result = LabeledResult(gold_snapshot_id=published.snapshot_id)
     live = gold_keys(gold, published.snapshot_id)
 
@@ -152,7 +159,7 @@ def stage_labeled(
             .column("post_key")
             .to_pylist()
         )
-        gone = sorted(on_main - live)
+        gone = sorted(departed(on_main - live))
         if gone:
             result.erased_after_withdrawal = writes.erase_rows(labeled, in_filter("post_key", gone))
     writes.open_audit(labeled)
@@ -167,7 +174,9 @@ def stage_labeled(
     changes = annotations.changed_since(watermark)
     result.annotations = changes.annotations
     result.changed_posts = len(changes.post_keys)
-    resolution = resolve(changes.annotations, live_keys=annotations.task_keys())
+    result.invalid_tasks = list(changes.invalid)
+    tasks = annotations.task_keys()
+    resolution = resolve(changes.annotations, live_keys=tasks)
     result.resolution = resolution
     resolved = resolution.labels
     in_gold = [k for k in resolved.column("post_key").to_pylist() if k in live]
@@ -176,7 +185,9 @@ def stage_labeled(
     rows = _labeled_rows(resolved, texts, config_hash, published.snapshot_id)
 
     settled = set(rows.column("post_key").to_pylist())
-    unsettled = [k for k in changes.post_keys if k not in settled]
+    # Posts gold publishes whose annotations no longer resolve (a tie, all deleted); a post
+    # gold lacks for now keeps its row until it is back or departed.
+    unsettled = [k for k in changes.post_keys if k not in settled and k in live]
     high = changes.high_water or watermark
     props = {
         WATERMARK_KEY: high.isoformat() if high else "",
@@ -193,13 +204,19 @@ def stage_labeled(
         .column("post_key")
         .to_pylist()
     )
-    dropped = sorted(staged - live)
-    removed = sorted((set(unsettled) & staged) | set(dropped))
+    dropped = departed(staged - live)
+    # A task deleted in the tool takes its label with it (unless the tool is empty: a
+    # switch from the local store to a server before its annotations were imported).
+    untasked = staged - tasks if tasks else set()
+    removed = sorted((set(unsettled) & staged) | dropped | untasked)
     if removed:
         tx.delete(
             delete_filter=in_filter("post_key", removed), snapshot_properties=props, branch=AUDIT
         )
-        result.rows_removed = len(set(unsettled) & staged)
+        result.rows_removed = len((set(unsettled) & staged) | untasked)
+    # Gold re-derived a post's text (a scrubber fix): the labeled row follows.
+    keep = sorted((staged & live) - set(removed) - settled)
+    rows = pa.concat_tables([rows, _retexted(tx, labeled, gold, keep, published.snapshot_id)])
     if rows.num_rows:
         rows = _keep_first_snapshot(tx, labeled, rows)
         inserted, updated = writes.merge_rows(tx, labeled, rows, ["post_key"], props, branch=AUDIT)
@@ -207,6 +224,42 @@ def stage_labeled(
     writes.close_run(tx, LABELED_SCHEMA, props, AUDIT)
     tx.commit_transaction()
     return result
+
+
+def _retexted(
+    tx: Transaction, labeled: Table, gold: Table, keys: list[str], snapshot_id: int
+) -> pa.Table:
+    """Staged rows of `keys` whose text gold now publishes differently, with gold's text."""
+    if not keys:
+        return LABELED_SCHEMA.empty_table()
+    staged = writes.staged_scan(tx, labeled, AUDIT, row_filter=in_filter("post_key", keys))
+    rows = staged.to_arrow().cast(LABELED_SCHEMA)
+    now = dict(
+        zip(
+            *(
+                c.to_pylist()
+                for c in _gold_rows(gold, keys, snapshot_id).select(["post_key", "body"]).columns
+            ),
+            strict=True,
+        )
+    )
+    changed = pc.invert(
+        pc.equal(
+            rows.column("body"),
+            pa.array([now.get(k) for k in rows.column("post_key").to_pylist()], pa.string()),
+        )
+    )
+    changed = pc.fill_null(changed, False)
+    out = rows.filter(changed)
+    if out.num_rows == 0:
+        return out
+    at = out.schema.get_field_index("body")
+    bodies = pa.array([now[k] for k in out.column("post_key").to_pylist()], pa.string())
+    out = out.set_column(at, "body", bodies)
+    at = out.schema.get_field_index("gold_snapshot_id")
+    return out.set_column(
+        at, "gold_snapshot_id", pa.array([snapshot_id] * out.num_rows, pa.int64())
+    )
 
 
 def _keep_first_snapshot(tx: Transaction, labeled: Table, rows: pa.Table) -> pa.Table:

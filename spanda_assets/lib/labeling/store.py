@@ -207,6 +207,22 @@ class AnnotationStore:
     def task_keys(self) -> set[str]:
         return {t.data.post_key for t in self.tasks()}
 
+    def task_texts(self) -> dict[str, str]:
+        """post_key -> the text annotators see."""
+        return {t.data.post_key: t.data.body for t in self.tasks()}
+
+    def update_texts(self, texts: dict[str, str]) -> int:
+        """Replace the text of these posts' tasks (gold re-derived it: a scrubber fix must
+        reach annotators too); annotations stay."""
+        changed = 0
+        with self._editing() as tasks:
+            for task in tasks:
+                body = texts.get(task.data.post_key)
+                if body is not None and body != task.data.body:
+                    task.data.body = body
+                    changed += 1
+        return changed
+
     def review(self, flags: pa.Table) -> int:
         """Mark these posts for a second look (`meta.spanda_review`) and clear the mark of
         posts no longer flagged; returns how many tasks changed."""

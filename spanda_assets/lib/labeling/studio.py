@@ -22,6 +22,7 @@ from the same state.
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import hashlib
 import json
 import re
@@ -35,7 +36,7 @@ import httpx
 import pyarrow as pa
 from pydantic import ValidationError
 
-from spanda_assets.lib.errors import SpandaError
+from spanda_assets.lib.errors import SpandaError, redact_url
 from spanda_assets.lib.labeling.lsformat import (
     REVIEW_META,
     WATERMARK_OVERLAP,
@@ -186,13 +187,15 @@ class Studio:
                 f"{ENV_API_KEY} is not set: use an access token from the Label Studio "
                 "account page (legacy token or personal access token)"
             )
-        self.url = url.rstrip("/")
+        self.url = redact_url(url.rstrip("/"))  # what messages show
+        base = url.rstrip("/")
+        self._base = base
         # A personal access token is exchanged for an access token right here, so a
         # refused or expired one fails in the constructor: same clear error as any call.
         self._client = self._call(
             "exchange the personal access token",
             LabelStudio,
-            base_url=self.url,
+            base_url=base,
             api_key=api_key,
             timeout=timeout,
         )
@@ -391,6 +394,10 @@ class Studio:
         tasks: list[Task] = []
         high = watermark
         invalid: list[str] = []
+        # The listing is paged, not a snapshot: a task updated while later pages are read
+        # must not fall behind the next watermark. The watermark never passes the server's
+        # clock at the start of the listing.
+        started = self._server_now()
         for raw in self.tasks(query):
             if not (raw.get("data") or {}).get("post_key"):
                 continue  # a task someone imported by hand, without a post key
@@ -404,7 +411,39 @@ class Studio:
             if stamp:
                 updated = parse_time(stamp)
                 high = updated if high is None else max(high, updated)
+        if high is not None and started is not None:
+            high = min(high, started)
         return Changes([t.data.post_key for t in tasks], annotation_table(tasks), high, invalid)
+
+    def _server_now(self) -> dt.datetime | None:
+        """The server's clock (its Date header, to the second), None when it has none."""
+        try:
+            stamp = httpx.get(f"{self._base}/api/version", timeout=10).headers.get("date")
+        except httpx.HTTPError:
+            return None
+        return email.utils.parsedate_to_datetime(stamp) if stamp else None
+
+    def task_texts(self) -> dict[str, str]:
+        """post_key -> the text annotators see (the first task of a post)."""
+        out: dict[str, str] = {}
+        for task in self.tasks():
+            data = task.get("data") or {}
+            if data.get("post_key") and str(data["post_key"]) not in out:
+                out[str(data["post_key"])] = str(data.get("body") or "")
+        return out
+
+    def update_texts(self, texts: dict[str, str]) -> int:
+        """Replace the text of these posts' tasks; annotations stay."""
+        changed = 0
+        for task in self.tasks():
+            data = dict(task.get("data") or {})
+            body = texts.get(str(data.get("post_key")))
+            if body is None or body == data.get("body"):
+                continue
+            data["body"] = body
+            self._call("update a task's text", self._client.tasks.update, id=task["id"], data=data)
+            changed += 1
+        return changed
 
     def review(self, flags: pa.Table) -> int:
         """Send likely mislabeled posts back for a second look: each flagged task gets

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from spanda_assets.lib.errors import SpandaError
 from spanda_assets.lib.labeling.active import review_order
 from spanda_assets.lib.labeling.backend import Annotations
+from spanda_assets.lib.labeling.departed import Departed
 from spanda_assets.lib.labeling.labeled import SOURCE
 from spanda_assets.lib.labeling.rules import RuleSet
 from spanda_assets.lib.labeling.weak import LabelingStats, prelabel_batches
@@ -41,6 +42,8 @@ class SyncResult:
     already_in_tool: int = 0
     candidates: int = 0
     deleted_after_withdrawal: int = 0
+    not_in_gold_kept: int = 0  # gold lacks them for now (a rebuild), their student did not leave
+    texts_updated: int = 0
     random_picks: int = 0
     gold_snapshot_id: int | None = None
     stats: LabelingStats | None = None
@@ -52,6 +55,8 @@ class SyncResult:
             "tasks_already_in_tool": self.already_in_tool,
             "posts_awaiting_a_task": max(self.candidates - self.pushed, 0),
             "tasks_deleted_after_withdrawal": self.deleted_after_withdrawal,
+            "tasks_not_in_gold_kept": self.not_in_gold_kept,
+            "task_texts_updated": self.texts_updated,
             "random_share_picks": self.random_picks,
             "gold_snapshot_id": str(self.gold_snapshot_id or ""),
         }
@@ -75,15 +80,29 @@ def _published(catalog: Catalog) -> tuple[Table, int]:
 
 
 def _new_posts(
-    gold: Table, snapshot_id: int, known: set[str], live: set[str]
+    gold: Table,
+    snapshot_id: int,
+    shown: dict[str, str],
+    live: set[str],
+    stale: dict[str, str],
 ) -> Iterator[pa.RecordBatch]:
-    """Published posts without a task, as (post_key, body) batches; fills `live`."""
+    """Published posts without a task, as (post_key, body) batches. Fills `live` with
+    every published key, and `stale` with the new text of tasks whose text gold changed."""
     scan = gold.scan(selected_fields=("post_id", "body"), snapshot_id=snapshot_id)
-    value_set = pa.array(sorted(known), pa.string())
+    value_set = pa.array(sorted(shown), pa.string())
     for batch in scan.to_arrow_batch_reader():
         keys = batch.column("post_id").cast(pa.string())
         live.update(keys.to_pylist())
-        fresh = pc.invert(pc.is_in(keys, value_set=value_set))
+        known = pc.is_in(keys, value_set=value_set)
+        if pc.any(known).as_py():
+            for key, body in zip(
+                keys.filter(known).to_pylist(),
+                batch.column("body").filter(known).to_pylist(),
+                strict=True,
+            ):
+                if shown[key] != body:
+                    stale[key] = body
+        fresh = pc.invert(known)
         kept = pa.RecordBatch.from_arrays([keys, batch.column("body")], ["post_key", "body"])
         kept = kept.filter(fresh)
         if kept.num_rows:
@@ -97,18 +116,22 @@ def sync_tasks(
     *,
     batch_size: int = DEFAULT_BATCH,
     random_share: float = RANDOM_SHARE,
+    departed: Departed,
     known_labels: Mapping[str, str] | None = None,
     seed: int = 0,
 ) -> SyncResult:
-    """Push the next `batch_size` posts to annotate; delete tasks of posts gone from gold."""
+    """Push the next `batch_size` posts to annotate; bring re-derived texts to their tasks;
+    delete the tasks of departed posts (`departed` decides among those gold lacks)."""
     gold, snapshot_id = _published(catalog)
     result = SyncResult(gold_snapshot_id=snapshot_id)
-    known = annotations.task_keys()
+    shown = annotations.task_texts()
+    known = set(shown)
     live: set[str] = set()
+    stale: dict[str, str] = {}
     stats = LabelingStats(rules.names)
     labeled = prelabel_batches(
         rules,
-        _new_posts(gold, snapshot_id, known, live),
+        _new_posts(gold, snapshot_id, shown, live, stale),
         stats=stats,
         known_labels=known_labels,
     )
@@ -127,9 +150,12 @@ def sync_tasks(
     result.stats = stats
     result.random_picks = int(pc.sum(pc.equal(order.column("reason"), "random")).as_py() or 0)
     result.already_in_tool = len(known & live)
-    gone = sorted(known - live)
+    gone = sorted(departed(known - live))
     if gone:
         result.deleted_after_withdrawal = annotations.delete(gone)
+    result.not_in_gold_kept = len(known - live) - len(gone)
+    if stale:
+        result.texts_updated = annotations.update_texts(stale)
     chosen = order.column("post_key").to_pylist()
     if chosen:
         texts = gold.scan(
