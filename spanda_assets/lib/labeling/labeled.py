@@ -111,13 +111,16 @@ def _gold_rows(gold: Table, keys: list[str], snapshot_id: int) -> pa.Table:
     return rows.set_column(0, "post_key", rows.column("post_key").cast(pa.string()))
 
 
-def gold_keys(gold: Table, snapshot_id: int) -> set[str]:
-    """Every published post key (one narrow column, streamed batch by batch)."""
-    keys: set[str] = set()
-    reader = gold.scan(selected_fields=("post_id",), snapshot_id=snapshot_id)
-    for batch in reader.to_arrow_batch_reader():
-        keys.update(batch.column("post_id").cast(pa.string()).to_pylist())
-    return keys
+def published_among(gold: Table, snapshot_id: int, keys: set[str]) -> set[str]:
+    """Which of `keys` gold publishes at `snapshot_id` (a filtered read of one column)."""
+    if not keys:
+        return set()
+    rows = gold.scan(
+        row_filter=in_filter("post_id", sorted(keys)),
+        selected_fields=("post_id",),
+        snapshot_id=snapshot_id,
+    ).to_arrow()
+    return set(rows.column("post_id").cast(pa.string()).to_pylist())
 
 
 def stage_labeled(
@@ -149,8 +152,6 @@ def stage_labeled(
         LABELED, schema=LABELED_SCHEMA, properties={writes.NO_RETRY: "0"}
     )
     result = LabeledResult(gold_snapshot_id=published.snapshot_id)
-    live = gold_keys(gold, published.snapshot_id)
-
     # Withdrawals and erasures reach main now, whatever the audit will say.
     if writes.head(labeled, MAIN) is not None:
         on_main = set(
@@ -159,7 +160,7 @@ def stage_labeled(
             .column("post_key")
             .to_pylist()
         )
-        gone = sorted(departed(on_main - live))
+        gone = sorted(departed(on_main - published_among(gold, published.snapshot_id, on_main)))
         if gone:
             result.erased_after_withdrawal = writes.erase_rows(labeled, in_filter("post_key", gone))
     writes.open_audit(labeled)
@@ -176,6 +177,19 @@ def stage_labeled(
     result.changed_posts = len(changes.post_keys)
     result.invalid_tasks = list(changes.invalid)
     tasks = annotations.task_keys()
+    # Which of the posts this run touches gold publishes: a lookup of those keys, so the
+    # cost follows the labeled set and the changes, not the size of gold.
+    staged_before = (
+        set(
+            writes.scan(labeled, AUDIT, selected_fields=("post_key",))
+            .to_arrow()
+            .column("post_key")
+            .to_pylist()
+        )
+        if writes.head(labeled, AUDIT) is not None
+        else set()
+    )
+    live = published_among(gold, published.snapshot_id, staged_before | set(changes.post_keys))
     resolution = resolve(changes.annotations, live_keys=tasks)
     result.resolution = resolution
     resolved = resolution.labels
