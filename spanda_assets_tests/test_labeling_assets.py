@@ -123,6 +123,9 @@ def test_tasks_labels_checks_and_withdrawal(demo_env: str, tool: Tool) -> None:
         for key, body in tasks.items():
             assert body == gold[key]["body"]
         assert md["prelabel_model_version"].startswith("lf-")
+        # the first run reads all of gold into the pool, and keeps the rest waiting
+        assert md["gold_rows_read"] == md["posts_prelabeled"] == len(gold)
+        assert md["posts_awaiting_a_task"] == len(gold) - len(tasks)
         assert {f["function"] for f in md["labeling_functions"]}  # per-rule figures shown
         # Nothing annotated yet: the labeled set publishes empty, and says it is not ready.
         assert _labeled() == []
@@ -134,6 +137,9 @@ def test_tasks_labels_checks_and_withdrawal(demo_env: str, tool: Tool) -> None:
         keys_after = tool.keys()
         assert len(keys_after) == len(set(keys_after))
         assert second["tasks_already_in_tool"] == len(tasks)
+        # incremental: nothing new in gold, nothing read from it; the pool serves the batch
+        assert second["gold_rows_read"] == 0 and second["pool_rebuilt"] is False
+        assert second["tasks_pushed"] == min(40, len(gold) - len(tasks))
 
         def label_of(key: str) -> str:
             return "urgent" if hashlib.sha256(key.encode()).digest()[0] % 3 == 0 else "not_urgent"

@@ -58,21 +58,19 @@ def _departed(catalog: Any) -> Any:
     return departed_posts(catalog, consent.active, read_register(catalog).subjects)
 
 
-def _known_labels(catalog: Any) -> dict[str, str]:
-    """Labels people gave so far (published), to score each labeling function."""
+def _published_labels(catalog: Any) -> Any:
+    """The labels people gave so far (published): post key, text and label, to score
+    each labeling function. The labeled set, not gold: small."""
     from spanda_assets.lib.labeling.labeled import LABELED
     from spanda_assets.lib.writes import MAIN, scan
 
     try:
         table = catalog.load_table(LABELED)
     except Exception:  # not created yet: no labels
-        return {}
+        return None
     if table.snapshot_by_name(MAIN) is None:
-        return {}
-    rows = scan(table, MAIN, selected_fields=("post_key", "label")).to_arrow()
-    return dict(
-        zip(rows.column("post_key").to_pylist(), rows.column("label").to_pylist(), strict=True)
-    )
+        return None
+    return scan(table, MAIN, selected_fields=("post_key", "body", "label")).to_arrow()
 
 
 @dg.asset(
@@ -117,7 +115,7 @@ def label_tasks(
         rules,
         batch_size=_batch_size(),
         departed=_departed(catalog),
-        known_labels=_known_labels(catalog),
+        labeled=_published_labels(catalog),
     )
     context.log.info(
         f"{result.pushed} task(s) pushed, {result.deleted_after_withdrawal} deleted after "
