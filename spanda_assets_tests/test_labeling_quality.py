@@ -9,12 +9,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from spanda_assets.defs.labeling.checks import label_audits
 from spanda_assets.lib.labeling.active import review_order
 from spanda_assets.lib.labeling.agreement import (
     agreement,
     fleiss_kappa,
     krippendorff_alpha_nominal,
 )
+from spanda_assets.lib.labeling.labeled import LabeledResult
 from spanda_assets.lib.labeling.quality import likely_mislabeled, minimum_per_class
 from spanda_assets.lib.labeling.resolve import resolve
 from spanda_assets.lib.labeling.store import ANNOTATION_SCHEMA
@@ -213,3 +215,25 @@ def test_an_annotator_who_saved_twice_has_one_vote() -> None:
     changed = {**again, "label": "not_urgent"}  # ann1 changed their mind: their latest counts
     flipped = resolve(pa.Table.from_pylist([*rows, changed], schema=ANNOTATION_SCHEMA))
     assert flipped.labels.column("label").to_pylist() == ["not_urgent"]
+
+
+def _audit_agreement(rows: list[tuple[Any, ...]]) -> Any:
+    audits = label_audits(LabeledResult(annotations=_annotations(rows)))
+    return audits[2](None)  # type: ignore[arg-type]  # agreement reads no staged rows
+
+
+def test_the_agreement_audit_judges_only_a_measurable_overlap() -> None:
+    agree = [(f"p{i}", who, "urgent", False, False) for i in range(30) for who in ("a", "b")]
+    one_class = _audit_agreement(agree)
+    assert one_class.passed and "one label only" in one_class.metadata["note"]
+    rng = np.random.default_rng(3)
+    noisy = []
+    for i in range(40):
+        first = "urgent" if i % 2 else "not_urgent"
+        second = (
+            first if rng.random() < 0.55 else ("urgent" if first == "not_urgent" else "not_urgent")
+        )
+        noisy += [(f"q{i}", "a", first, False, False), (f"q{i}", "b", second, False, False)]
+    judged = _audit_agreement(noisy)
+    assert judged.passed is False
+    assert judged.metadata["krippendorff_alpha"] < 0.6 and judged.metadata["overlap_posts"] == 40

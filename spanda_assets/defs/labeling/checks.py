@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 ENV_MIN_PER_CLASS = "SPANDA_MIN_LABELS_PER_CLASS"
 DEFAULT_MIN_PER_CLASS = 20
 ALPHA_FLOOR = 0.6
+MIN_OVERLAP = 20  # posts annotated by two or more people before agreement is judged
+MIN_PER_CLASS_FOR_CLEANLAB = 50  # below it, the out-of-fold model is too weak to accuse
 MISLABELED_CEILING = 0.05  # share of flagged labels above which the audit warns
 FLAGGED_SHOWN = 50
 
@@ -125,6 +127,25 @@ def label_audits(result: LabeledResult) -> list[AuditFn]:
             )
         got = figures(annotations)
         alpha = got.get("krippendorff_alpha")
+        by_post: dict[str, list[str]] = {}
+        for r in annotations.select(["post_key", "label"]).to_pylist():
+            if r["label"] is not None:
+                by_post.setdefault(r["post_key"], []).append(r["label"])
+        overlap_labels = {
+            label for labels in by_post.values() if len(labels) > 1 for label in labels
+        }
+        if got.get("overlap_posts", 0) < MIN_OVERLAP or len(overlap_labels) < 2:
+            # Too few posts seen twice, or one label only: chance agreement is undefined
+            # and alpha says nothing (the kappa paradox); reported, not judged.
+            return Audit(
+                "annotator_agreement",
+                passed=True,
+                blocking=False,
+                metadata={
+                    **{k: v for k, v in got.items() if not isinstance(v, list | dict)},
+                    "note": f"fewer than {MIN_OVERLAP} posts annotated twice, or one label only",
+                },
+            )
         md = {
             k: dg.MetadataValue.json(v) if isinstance(v, list | dict) else v for k, v in got.items()
         }
@@ -145,7 +166,7 @@ def label_audits(result: LabeledResult) -> list[AuditFn]:
 
         rows = _rows(pending, ("post_key", "body", "label"))
         counts = Counter(rows.column("label").to_pylist())
-        if minimum_per_class(counts, 10):
+        if minimum_per_class(counts, MIN_PER_CLASS_FOR_CLEANLAB):
             result.flagged = LABEL_ISSUES_SCHEMA.empty_table()
             return Audit(
                 "likely_mislabeled",
@@ -153,7 +174,8 @@ def label_audits(result: LabeledResult) -> list[AuditFn]:
                 blocking=False,
                 metadata={
                     "labels": rows.num_rows,
-                    "note": "too few labels per class to cross-validate",
+                    "note": f"fewer than {MIN_PER_CLASS_FOR_CLEANLAB} labels of a class: the "
+                    "cross-validated model is too weak to judge labels",
                 },
             )
         flagged = likely_mislabeled(rows)

@@ -173,7 +173,11 @@ def stage_labeled(
         watermark = None  # a new label config: every post is decided again
 
     changes = annotations.changed_since(watermark)
-    result.annotations = changes.annotations
+    # Agreement is a property of the whole overlap sample, not of the posts that changed
+    # in this run (a re-read window of a few seconds holds a handful of posts).
+    result.annotations = (
+        changes.annotations if watermark is None else annotations.changed_since(None).annotations
+    )
     result.changed_posts = len(changes.post_keys)
     result.invalid_tasks = list(changes.invalid)
     tasks = annotations.task_keys()
