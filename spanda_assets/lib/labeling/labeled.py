@@ -111,6 +111,12 @@ def _gold_rows(gold: Table, keys: list[str], snapshot_id: int) -> pa.Table:
     return rows.set_column(0, "post_key", rows.column("post_key").cast(pa.string()))
 
 
+def _post_keys(table: Table, branch: str) -> set[str]:
+    return set(
+        writes.scan(table, branch, selected_fields=("post_key",)).to_arrow()["post_key"].to_pylist()
+    )
+
+
 def published_among(gold: Table, snapshot_id: int, keys: set[str]) -> set[str]:
     """Which of `keys` gold publishes at `snapshot_id` (a filtered read of one column)."""
     if not keys:
@@ -154,12 +160,7 @@ def stage_labeled(
     result = LabeledResult(gold_snapshot_id=published.snapshot_id)
     # Withdrawals and erasures reach main now, whatever the audit will say.
     if writes.head(labeled, MAIN) is not None:
-        on_main = set(
-            writes.scan(labeled, MAIN, selected_fields=("post_key",))
-            .to_arrow()
-            .column("post_key")
-            .to_pylist()
-        )
+        on_main = _post_keys(labeled, MAIN)
         gone = sorted(departed(on_main - published_among(gold, published.snapshot_id, on_main)))
         if gone:
             result.erased_after_withdrawal = writes.erase_rows(labeled, in_filter("post_key", gone))
@@ -183,17 +184,10 @@ def stage_labeled(
     tasks = annotations.task_keys()
     # Which of the posts this run touches gold publishes: a lookup of those keys, so the
     # cost follows the labeled set and the changes, not the size of gold.
-    staged_before = (
-        set(
-            writes.scan(labeled, AUDIT, selected_fields=("post_key",))
-            .to_arrow()
-            .column("post_key")
-            .to_pylist()
-        )
-        if writes.head(labeled, AUDIT) is not None
-        else set()
-    )
-    live = published_among(gold, published.snapshot_id, staged_before | set(changes.post_keys))
+    # What the audit branch holds (open_audit made it): read once, the transaction below
+    # starts from the same head.
+    staged = _post_keys(labeled, AUDIT)
+    live = published_among(gold, published.snapshot_id, staged | set(changes.post_keys))
     resolution = resolve(changes.annotations, live_keys=tasks)
     result.resolution = resolution
     resolved = resolution.labels
@@ -215,13 +209,7 @@ def stage_labeled(
     }
     result.watermark = props[WATERMARK_KEY]
     tx = labeled.transaction()
-    # Staged but unpublished rows of posts gold no longer publishes go too.
-    staged = set(
-        writes.staged_scan(tx, labeled, AUDIT, selected_fields=("post_key",))
-        .to_arrow()
-        .column("post_key")
-        .to_pylist()
-    )
+    # Staged but unpublished rows of departed posts go too.
     dropped = departed(staged - live)
     # A task deleted in the tool takes its label with it (unless the tool is empty: a
     # switch from the local store to a server before its annotations were imported).
