@@ -24,9 +24,11 @@ from spanda_assets.lib.source_db import make_engine
 from spanda_assets.lib.sources import load_sources, snake_case
 from spanda_assets_tests.servers import (
     LabelStudioServer,
+    MlflowServer,
     Postgres,
     S3Server,
     label_studio_server,
+    mlflow_server,
     postgres_server,
     s3_server,
 )
@@ -85,6 +87,12 @@ def s3() -> Iterator[S3Server]:
 @pytest.fixture(scope="session")
 def label_studio() -> Iterator[LabelStudioServer]:
     with label_studio_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mlflow_tracking() -> Iterator[MlflowServer]:
+    with mlflow_server() as server:
         yield server
 
 

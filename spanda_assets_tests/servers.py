@@ -313,3 +313,57 @@ def _wait_for_label_studio(port: int, proc: subprocess.Popen[bytes], log: Path) 
                 return
         time.sleep(1)
     raise TimeoutError(f"Label Studio did not answer on 127.0.0.1:{port} within 180 s")
+
+
+@dataclass
+class MlflowServer:
+    url: str
+    log: Path
+
+
+@contextlib.contextmanager
+def mlflow_server() -> Iterator[MlflowServer]:
+    """A real MLflow tracking server on 127.0.0.1: SQLite backend, artifacts proxied to a
+    local directory, one worker and job execution off (half the memory), as the stack
+    notes measured it."""
+    exe = Path(sys.executable).with_name("mlflow")
+    root = Path(tempfile.mkdtemp(prefix="spanda-mlflow-"))
+    port = free_port()
+    env = {
+        **os.environ,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "1",
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    cmd = [
+        str(exe),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    log = root / "mlflow.log"
+    try:
+        with spawned(cmd, env, root, log) as proc:
+            deadline = time.monotonic() + 120
+            while True:
+                if proc.poll() is not None:
+                    tail = log.read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"mlflow server exited with {proc.returncode}:\n{tail}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"mlflow server did not answer on 127.0.0.1:{port}")
+                time.sleep(0.5)
+            yield MlflowServer(f"http://127.0.0.1:{port}", log)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from spanda_assets.cli import main
 from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
+from spanda_assets.lib.model import registry
 from spanda_assets.lib.writes import row_count
 
 
@@ -52,7 +53,7 @@ def test_demo_no_ui_end_to_end(spanda_home: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -70,9 +71,17 @@ def test_demo_no_ui_end_to_end(spanda_home: Path) -> None:
     assert rows["bronze.students"]["watermark"]
     # Demo instructors annotated the first batch of tasks; their labels are published.
     made = int(proc.stdout.split("demo instructors made ")[1].split()[0])
-    assert made >= 200  # every pushed task once, an overlap share twice
-    labeled = open_catalog(CatalogConfig.from_env()).load_table(("gold", "labeled_posts"))
-    assert 0 < row_count(labeled) <= 200
+    assert made >= 600  # every pushed task once (the demo pushes 600), an overlap share twice
+    catalog = open_catalog(CatalogConfig.from_env())
+    labeled = catalog.load_table(("gold", "labeled_posts"))
+    assert 0 < row_count(labeled) <= 600
+    # ... and the model trained on them passed its gates on the embedded MLflow store
+    assert registry.tracking_uri() == f"sqlite:///{spanda_home / 'mlflow' / 'mlflow.db'}"
+    champion = registry.champion(registry.client())
+    assert champion is not None, proc.stdout[-3000:]
+    assert f"champion=v{champion.version}" in proc.stdout
+    predictions = catalog.load_table(("gold", "post_predictions"))
+    assert 0 < row_count(predictions) <= validated
     # Runs are recorded in DAGSTER_HOME under SPANDA_HOME, so the UI shows them.
     os.environ["DAGSTER_HOME"] = str(spanda_home / "dagster")
     try:

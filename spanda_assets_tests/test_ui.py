@@ -47,7 +47,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         env=env,
         check=True,
         capture_output=True,
-        timeout=300,
+        timeout=600,
         cwd=ROOT,
     )
     port = free_port()
@@ -151,6 +151,29 @@ def test_labeled_set_shows_its_label_quality_checks(ui: str, page: Any, tmp_path
         assert name in checks, name
     overview = _open(page, url, "prelabels_accepted")
     for key in ("by_label", "by_annotator", "annotation_watermark", "unresolved_ties"):
+        assert key in overview, key
+
+
+def test_the_model_shows_its_gates_and_lineage(ui: str, page: Any, tmp_path: Path) -> None:
+    """The demo trained post_urgency: its page shows every gate as a check, and the
+    version, run and lineage a data engineer needs to trace it."""
+    url = f"{ui}/assets/model/post_urgency_model"
+    checks = _open(page, f"{url}?view=checks", "minimum_functionality", first_load=True)
+    page.screenshot(path=str(tmp_path / "model_checks.png"), full_page=True)
+    for name in (
+        "training_frame_schema",
+        "class_balance",
+        "no_single_feature_leakage",
+        "heldout_f1",
+        "invariance",
+        "directional",
+        "slice_recall_gap",
+        "no_regression",
+        "champion_consent",
+    ):
+        assert name in checks, name
+    overview = _open(page, url, "frame_digest")
+    for key in ("model_version", "mlflow_run_id", "labeled_snapshot_id", "promoted_to_champion"):
         assert key in overview, key
 
 

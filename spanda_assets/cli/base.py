@@ -53,15 +53,21 @@ def _load_defs() -> dg.Definitions:
     return defs()
 
 
+# What each kind of asset calls the rows it added, for the one-line summary.
+ADDED_KEYS = ("rows_added", "rows_written", "rows_validated", "posts_scored")
+
+
 def materialize(
-    selection: list[str] | None = None, run_config: dict[str, Any] | None = None
+    selection: list[str] | None = None,
+    run_config: dict[str, Any] | None = None,
+    job_name: str = "materialize_platform",
 ) -> bool:
     """Materialize assets through the Dagster instance, so runs show in the UI."""
     import dagster as dg
 
     prepare_dagster_home()
     definitions = _load_defs()
-    job = definitions.resolve_job_def("materialize_platform")
+    job = definitions.resolve_job_def(job_name)
     asset_selection = None
     if selection:
         asset_selection = [dg.AssetKey.from_user_string(s) for s in selection]
@@ -83,11 +89,13 @@ def materialize(
             rows = md.get("dagster/row_count", "?")
             click.echo(
                 f"  {mat.asset_key.to_user_string():<32} rows={rows!s:>9}"
-                f"  +{md.get('rows_added', md.get('rows_written', md.get('rows_validated', 0)))}"
+                f"  +{next((md[k] for k in ADDED_KEYS if k in md), 0)}"
                 f" ~{md.get('rows_updated', 0)}"
                 + (f"  quarantined={md['quarantine_total']}" if "quarantine_total" in md else "")
                 + (f"  watermark={md['watermark_after']}" if "watermark_after" in md else "")
                 + (f"  erased={md['rows_erased']}" if md.get("rows_erased") else "")
+                + (f"  champion=v{md['model_version']}" if md.get("promoted_to_champion") else "")
+                + (f"  F1={md['f1']}" if "f1" in md else "")
             )
         elif event.event_type_value == "STEP_FAILURE" and event.step_failure_data:
             err = event.step_failure_data.error

@@ -50,6 +50,14 @@ from spanda_assets.cli.base import (
 @click.option("--results", type=int, default=None)
 @click.option("--seed", "seed_value", type=int, default=42, show_default=True)
 @click.option("--append", is_flag=True, help="Add a later batch of new and changed rows.")
+@click.option(
+    "--drift",
+    is_flag=True,
+    help=(
+        "With --append: make the batch's new forum posts clearly shifted (posted at night, "
+        "longer, in two courses, more often urgent), for the drift checks to flag."
+    ),
+)
 def seed(
     url: str | None,
     size: str,
@@ -59,8 +67,11 @@ def seed(
     results: int | None,
     seed_value: int,
     append: bool,
+    drift: bool,
 ) -> None:
     """Create the demo operational database (or append a batch to it)."""
+    if drift and not append:
+        raise click.UsageError("--drift only applies with --append: it shifts the appended batch")
     from spanda_assets.lib.seed import SeedSizes
     from spanda_assets.lib.seed import seed as run_seed
 
@@ -87,6 +98,7 @@ def seed(
             sizes,
             seed=seed_value,
             append=append,
+            drift=drift,
             ground_truth=settings.ground_truth_dir(),
             progress=lambda m: click.echo(f"  {m}"),
         )
@@ -95,7 +107,9 @@ def seed(
         return
     from spanda_assets.lib.errors import redact_url
 
-    verb = "appended to" if append else "seeded"
+    verb = (
+        "appended a shifted batch (--drift) to" if drift else "appended to" if append else "seeded"
+    )
     click.echo(f"{verb} {redact_url(report.url)} in {time.perf_counter() - started:.1f}s")
     for table, n in report.rows.items():
         click.echo(f"  {table:<18} {n:>10,}")
@@ -228,6 +242,9 @@ def erase(student_id: int, reason: str, as_json: bool) -> None:
     click.echo(json.dumps(receipt.to_json(), indent=2) if as_json else receipt.text())
 
 
+DEMO_LABEL_BATCH = 600
+
+
 def _demo_annotations() -> None:
     """Play instructors on the pushed tasks (from the generator's ground truth), then
     resolve their labels into gold.labeled_posts: the demo's labeled set."""
@@ -261,6 +278,9 @@ def demo(ctx: click.Context, no_ui: bool, size: str, reseed: bool, host: str, po
     """Seed the demo database, materialize the whole graph, serve the Dagster UI."""
     # The demo uses a generated pseudonym key kept under SPANDA_HOME/secrets.
     os.environ.setdefault("SPANDA_DEMO", "1")
+    # The demo's instructors label three batches' worth at once: the model's gates need
+    # a few hundred labels (with 200, about 25 are urgent: too few to learn from).
+    os.environ.setdefault("SPANDA_LABEL_BATCH", str(DEMO_LABEL_BATCH))
     home = settings.ensure_home()
     click.echo(f"SPANDA_HOME={home}")
     db = home / "operational.db"
@@ -273,6 +293,10 @@ def demo(ctx: click.Context, no_ui: bool, size: str, reseed: bool, host: str, po
     click.echo("all assets materialized")
     if not os.environ.get("LABEL_STUDIO_URL"):
         _demo_annotations()
+        click.echo("training post_urgency on the labeled set, then scoring posts ...")
+        if not materialize(job_name="train_model"):
+            click.secho("the model was not promoted; see its checks in the Dagster UI", fg="red")
+            raise SystemExit(1)
     inbox = home / "inbox"
     if not inbox.exists():
         from spanda_assets.lib.submissions.sample import write_oneroster

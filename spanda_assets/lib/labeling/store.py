@@ -174,23 +174,27 @@ class AnnotationStore:
         at: dt.datetime | None = None,
     ) -> Annotation:
         """Record one annotator's choice on the task of `post_key`, as Label Studio would."""
-        when = at or _now()
         with self._editing() as tasks:
-            task = next((t for t in tasks if t.data.post_key == post_key), None)
-            if task is None:
-                raise SpandaError(f"no task for post {post_key!r}: add the post as a task first")
-            annotation = Annotation(
-                id=max((a.id for t in tasks for a in t.annotations), default=0) + 1,
+            return _annotate(
+                tasks,
+                post_key,
+                label,
                 completed_by=completed_by,
-                result=[] if was_cancelled else choice_result(label),
-                was_cancelled=was_cancelled,
                 ground_truth=ground_truth,
-                created_at=when,
-                updated_at=when,
+                was_cancelled=was_cancelled,
                 lead_time=lead_time,
+                at=at or _now(),
             )
-            task.annotations.append(annotation)
-        return annotation
+
+    def add_annotations(self, choices: Iterable[tuple[str, str, int | str]]) -> int:
+        """Record many (post key, label, annotator) choices in one rewrite of the store."""
+        when = _now()
+        with self._editing() as tasks:
+            n = 0
+            for post_key, label, who in choices:
+                _annotate(tasks, post_key, label, completed_by=who, at=when)
+                n += 1
+        return n
 
     def annotations_since(self, watermark: dt.datetime | None = None) -> pa.Table:
         """Annotations updated strictly after `watermark` (all with None), ANNOTATION_SCHEMA.
@@ -288,6 +292,34 @@ class AnnotationStore:
         return ImportResult(
             tasks_added=tasks_added, annotations_added=added, annotations_already_present=present
         )
+
+
+def _annotate(
+    tasks: list[Task],
+    post_key: str,
+    label: str,
+    *,
+    completed_by: int | str,
+    at: dt.datetime,
+    ground_truth: bool = False,
+    was_cancelled: bool = False,
+    lead_time: float | None = None,
+) -> Annotation:
+    task = next((t for t in tasks if t.data.post_key == post_key), None)
+    if task is None:
+        raise SpandaError(f"no task for post {post_key!r}: add the post as a task first")
+    annotation = Annotation(
+        id=max((a.id for t in tasks for a in t.annotations), default=0) + 1,
+        completed_by=completed_by,
+        result=[] if was_cancelled else choice_result(label),
+        was_cancelled=was_cancelled,
+        ground_truth=ground_truth,
+        created_at=at,
+        updated_at=at,
+        lead_time=lead_time,
+    )
+    task.annotations.append(annotation)
+    return annotation
 
 
 def write_atomically(path: Path, text: str) -> None:

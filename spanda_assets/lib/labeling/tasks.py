@@ -72,6 +72,8 @@ class SyncResult:
     not_in_gold_kept: int = 0  # gold lacks them for now (a rebuild), their student did not leave
     texts_updated: int = 0
     random_picks: int = 0
+    model_prelabels: int = 0  # pushed with the champion's prediction as pre-label
+    cold_start: bool = False  # no label yet: the batch was a random sample
     gold_snapshot_id: int | None = None
     stats: LabelingStats | None = None
     order: list[dict[str, Any]] = field(default_factory=list)
@@ -88,6 +90,8 @@ class SyncResult:
             "tasks_not_in_gold_kept": self.not_in_gold_kept,
             "task_texts_updated": self.texts_updated,
             "random_share_picks": self.random_picks,
+            "tasks_prelabeled_by_champion": self.model_prelabels,
+            "cold_start_random_batch": self.cold_start,
             "gold_snapshot_id": str(self.gold_snapshot_id or ""),
         }
         if self.stats is not None:
@@ -225,6 +229,13 @@ def sync_tasks(
         row_filter=writes.eq_filter("pushed", False),
         selected_fields=("post_key", "urgent_probability"),
     ).to_arrow()
+    if labeled is None or labeled.num_rows == 0:
+        # Cold start: before anyone labeled a post, the batch is a random sample. The
+        # labeling functions' margin is smallest where they abstain, which is mostly
+        # plain routine posts; a first labeled set drawn from those holds few urgent
+        # posts beyond label noise, and the first model learns nothing from it.
+        random_share = 1.0
+        result.cold_start = True
     order = review_order(
         waiting.to_batches(), batch_size=batch_size, random_share=random_share, seed=seed
     )
@@ -232,8 +243,10 @@ def sync_tasks(
     chosen = order.column("post_key").to_pylist()
     result.pool = max(waiting.num_rows - len(chosen), 0)
     if chosen:
+        from_model = model_prelabels(catalog, chosen)
+        result.model_prelabels = len(from_model)
         result.pushed, result.predictions_replaced = _push(
-            annotations, gold, snapshot_id, chosen, tx, pool
+            annotations, gold, snapshot_id, chosen, tx, pool, from_model
         )
         done = writes.staged_scan(
             tx, pool, MAIN, row_filter=in_filter("post_key", chosen)
@@ -248,6 +261,41 @@ def sync_tasks(
     return result
 
 
+PREDICTIONS = ("gold", "post_predictions")
+
+
+def model_prelabels(catalog: Catalog, keys: list[str]) -> dict[str, dict[str, Any]]:
+    """The champion's published predictions for these posts, as pre-labels.
+
+    Read from gold.post_predictions by key (the table the model stage writes; read by
+    name, so the labeling stage does not depend on the model stage's code, and not
+    declared as an asset dependency, which would close a cycle). Empty until a
+    champion has scored posts: the labeling functions' pre-labels serve until then.
+    """
+    if not keys:
+        return {}
+    try:
+        table = catalog.load_table(PREDICTIONS)
+    except Exception:
+        return {}
+    if table.snapshot_by_name(MAIN) is None:
+        return {}
+    rows = writes.scan(
+        table,
+        MAIN,
+        row_filter=in_filter("post_key", keys),
+        selected_fields=("post_key", "p_urgent", "label", "model_version"),
+    ).to_arrow()
+    return {
+        r["post_key"]: {
+            "prelabel": r["label"],
+            "confidence": max(r["p_urgent"], 1 - r["p_urgent"]),
+            "model_version": f"post_urgency/v{r['model_version']}",
+        }
+        for r in rows.to_pylist()
+    }
+
+
 def _push(
     annotations: Annotations,
     gold: Table,
@@ -255,9 +303,11 @@ def _push(
     chosen: list[str],
     tx: Any,
     pool: Table,
+    from_model: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[int, int]:
     """The chosen posts with their text and course, in review order (the tool serves
-    tasks in the order pushed), each with its pre-label from the pool."""
+    tasks in the order pushed), each with its pre-label: the champion's prediction
+    when it scored the post (`from_model`), else the labeling functions' from the pool."""
     texts = gold.scan(
         row_filter=in_filter("post_id", chosen),
         selected_fields=("post_id", "body", "course_id"),
@@ -272,6 +322,7 @@ def _push(
         .to_arrow()
         .to_pylist()
     }
+    pre.update(from_model or {})
     rows = [
         {
             "post_key": key,

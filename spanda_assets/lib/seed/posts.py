@@ -21,6 +21,17 @@ from spanda_assets.lib.seed.generator import CHUNK, Roster, Row
 from spanda_assets.lib.seed.vocabulary import vocabulary
 
 BLANK_POST_EVERY = 2_000  # the tiny preset (1,000 posts) has none
+URGENT_SHARE = 0.22
+
+# The shifted batch of `spanda seed --append --drift`: posts a drift monitor must flag.
+# Each shift is one a forum really sees (an exam week: students write at night, at
+# length, about one or two courses, and more of them need help now).
+DRIFT_URGENT_SHARE = 0.6
+DRIFT_EXTRA_SENTENCES = (2, 5)  # at least 2 and at most 4 more sentences per post
+DRIFT_NIGHT_HOURS = 6  # posted between 00:00 and 05:59
+DRIFT_POSTS_PER_NIGHT = 600  # a larger batch goes on over the following nights
+DRIFT_FOCUS_COURSES = 2
+DRIFT_FOCUS_SHARE = 0.85  # share of the batch's posts in its focus courses
 
 # Slot -> ground-truth category; slots not listed (TOPIC, WEEK, ASSIGNMENT) are not PII.
 SLOT_CATEGORY = {
@@ -82,24 +93,30 @@ def templates() -> Templates:
 
 
 def post_body(
-    g: Draws, roster: Roster, student_id: int, label_noise: float = 0.05
+    g: Draws, roster: Roster, student_id: int, label_noise: float = 0.05, drift: bool = False
 ) -> tuple[str, bool, list[tuple[str, int, int]]]:
     """One post body, its urgency label, and the (category, start, end) of every PII span.
 
     `label_noise` is the share of labels that disagree with the text; the noise draw is
     made whatever its value, so a noise-free pool has the same texts as the demo's.
+    `drift` writes the shifted batch's post: more often urgent and several sentences
+    longer. Without it no draw is added, so the same seed gives the same posts as before.
     """
     t = templates()
     parts: list[str] = []
     spans: list[tuple[str, int, int]] = []
     pos = 0
-    urgent = g.rng.random() < 0.22
+    urgent = g.rng.random() < (DRIFT_URGENT_SHARE if drift else URGENT_SHARE)
     sentences: list[Template] = [g.pick(t.urgent if urgent else t.routine)]
     n_pii = 0 if g.rng.random() < 0.55 else int(g.rng.integers(1, 3))
     for _ in range(n_pii):
         sentences.insert(int(g.rng.integers(0, len(sentences) + 1)), g.pick(t.pii))
     if g.rng.random() < 0.3:
         sentences.append(g.pick(t.routine))
+    if drift:
+        # Routine sentences only in a routine post, so the label still fits the text.
+        for _ in range(int(g.rng.integers(*DRIFT_EXTRA_SENTENCES))):
+            sentences.append(g.pick(t.urgent if urgent and g.rng.random() < 0.5 else t.routine))
     for si, segs in enumerate(sentences):
         if si:
             parts.append(" ")
@@ -159,27 +176,54 @@ def template_slots(texts: Sequence[str]) -> set[str]:
 
 
 def post_chunks(
-    g: Draws, roster: Roster, start_id: int, count: int, when: dt.datetime
+    g: Draws,
+    roster: Roster,
+    start_id: int,
+    count: int,
+    when: dt.datetime,
+    drift: bool = False,
 ) -> Iterator[tuple[list[Row], pa.Table]]:
-    """ForumPosts rows and their ground truth, `CHUNK` posts at a time."""
+    """ForumPosts rows and their ground truth, `CHUNK` posts at a time.
+
+    With `drift` the posts are the shifted batch (see DRIFT_*): written in the nights
+    after `when`, mostly in two courses, longer and more often urgent.
+    """
     pid = start_id
     end = start_id + count
     t = when
+    courses = np.asarray(roster.course_ids)
+    if drift:
+        focus = g.rng.choice(courses, size=min(DRIFT_FOCUS_COURSES, len(courses)), replace=False)
+        first_night = dt.datetime.combine(when.date() + dt.timedelta(days=1), dt.time())
+        per_night = min(count, DRIFT_POSTS_PER_NIGHT)
+        slot = DRIFT_NIGHT_HOURS * 3600 / per_night  # seconds of night per post
     while pid < end:
         n = min(CHUNK, end - pid)
         rows: list[Row] = []
         gt_ids, gt_urgent, gt_spans = [], [], []
         sids = g.rng.choice(np.asarray(roster.ids), size=n)
-        cids = g.rng.choice(np.asarray(roster.course_ids), size=n)
-        gaps = g.rng.integers(1, 60, size=n)
+        if drift:
+            in_focus = g.rng.random(n) < DRIFT_FOCUS_SHARE
+            cids = np.where(in_focus, g.rng.choice(focus, size=n), g.rng.choice(courses, size=n))
+            # Post j of the batch: night j // per_night, in the (j % per_night)-th slot of it.
+            offsets = g.rng.random(n)
+        else:
+            cids = g.rng.choice(courses, size=n)
+            gaps = g.rng.integers(1, 60, size=n)
         for i in range(n):
             sid = int(sids[i])
-            body, urgent, spans = post_body(g, roster, sid)
+            body, urgent, spans = post_body(g, roster, sid, drift=drift)
             if pid % BLANK_POST_EVERY == 0:
                 # A blank post now and then, as forms let through: the demo's gold
                 # quarantine has something to show (rule body_present).
                 body, urgent, spans = "  ", False, []
-            t = t + dt.timedelta(seconds=int(gaps[i]))
+            if drift:
+                j = pid - start_id
+                t = first_night + dt.timedelta(
+                    days=j // per_night, seconds=int((j % per_night + offsets[i]) * slot)
+                )
+            else:
+                t = t + dt.timedelta(seconds=int(gaps[i]))
             rows.append(
                 {
                     "PostID": pid,

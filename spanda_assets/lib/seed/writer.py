@@ -2,8 +2,9 @@
 
 `seed()` creates the schema, generates rows with the pure generator modules and
 inserts them; with `append=True` it reads the database's current state (top
-keys, latest timestamps, existing students) to generate the next batch. Ground
-truth goes to Parquet files beside the database, never into it.
+keys, latest timestamps, existing students) to generate the next batch, and with
+`drift=True` as well that batch's forum posts are clearly shifted, for the drift
+checks to find. Ground truth goes to Parquet files beside the database, never into it.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class SeedReport:
     appended: bool
     rows: dict[str, int]
     ground_truth: Path
+    drift: bool = False
 
 
 def seed(
@@ -54,10 +56,17 @@ def seed(
     *,
     seed: int = 42,
     append: bool = False,
+    drift: bool = False,
     ground_truth: Path,
     progress: Say | None = None,
 ) -> SeedReport:
-    """Create (or, with `append`, extend) the demo operational database at `url`."""
+    """Create (or, with `append`, extend) the demo operational database at `url`.
+
+    `drift` (with `append` only) shifts the appended forum posts (`posts.DRIFT_*`):
+    a batch the drift checks must flag, with ground truth kept as for any other.
+    """
+    if drift and not append:
+        raise ValueError("drift shifts an appended batch: it needs append=True")
     say = progress or (lambda _msg: None)
     u = make_url(url)
     if u.get_backend_name() == "sqlite" and u.database:
@@ -86,7 +95,7 @@ def seed(
         ground_truth.mkdir(parents=True, exist_ok=True)
         try:
             if append:
-                rows = _append(engine, md, writer, sizes, seed, ground_truth, say)
+                rows = _append(engine, md, writer, sizes, seed, ground_truth, say, drift)
             else:
                 for old in ground_truth.glob("posts-*.parquet"):
                     old.unlink()
@@ -96,7 +105,11 @@ def seed(
     finally:
         engine.dispose()
     return SeedReport(
-        url=u.render_as_string(), appended=append, rows=rows, ground_truth=ground_truth
+        url=u.render_as_string(),
+        appended=append,
+        rows=rows,
+        ground_truth=ground_truth,
+        drift=drift,
     )
 
 
@@ -193,6 +206,7 @@ def _append(
     seed: int,
     gt: Path,
     say: Say,
+    drift: bool = False,
 ) -> dict[str, int]:
     tables = {t.name: t for t in md.tables.values()}
     with engine.connect() as conn:
@@ -239,7 +253,7 @@ def _append(
     who = roster(students + batch.new_students, courses)
     new_posts = max(1, sizes.posts // 10)
     new_results = max(1, sizes.results // 10)
-    n_posts = _write_posts(g, writer, who, max_post + 1, new_posts, when, gt, say)
+    n_posts = _write_posts(g, writer, who, max_post + 1, new_posts, when, gt, say, drift)
     n_results = _write_results(g, writer, who, max_ids["AssessmentResults"] + 1, new_results, when)
     return {
         "Students": len(batch.new_students) + len(batch.changed_students),
@@ -260,6 +274,7 @@ def _write_posts(
     when: dt.datetime,
     gt: Path,
     say: Say,
+    drift: bool = False,
 ) -> int:
     """ForumPosts into the database, their ground truth into one Parquet part per batch."""
     if count <= 0:
@@ -267,7 +282,7 @@ def _write_posts(
     written = 0
     path = gt / f"posts-{start_id:012d}.parquet"
     with pq.ParquetWriter(path, GROUND_TRUTH_SCHEMA) as out:
-        for rows, truth in post_chunks(g, who, start_id, count, when):
+        for rows, truth in post_chunks(g, who, start_id, count, when, drift=drift):
             writer.insert("ForumPosts", rows)
             out.write_table(truth)
             written += len(rows)

@@ -1,0 +1,1 @@
+"""The urgency model: training, scoring, and watching its inputs and outputs drift."""

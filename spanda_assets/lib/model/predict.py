@@ -1,0 +1,211 @@
+"""gold.post_predictions: the champion's P(urgent) for every published post, incremental.
+
+Each run reads only the gold.validated_posts main rows added since the gold position
+it recorded (`rows_added_after`, in Arrow batches), scores them with
+`models:/post_urgency@champion` and merges them by post key on the table's audit
+branch, with the position, in one commit (write-audit-publish, decision 0017). A
+post whose text gold re-derived is scored again (it arrives as a new gold row).
+The table is rescored from all of gold when gold was recreated.
+
+Rows keep the model version that scored them: a new champion scores the posts
+published after it took the alias; earlier rows keep their version (re-scoring
+all of gold on every promotion would make cost grow with total data).
+
+Rows of students whose consent is gone are erased from main at once, like every
+other gold table (erasure never waits for an audit).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from spanda_assets.lib import writes
+from spanda_assets.lib.incremental import rows_added_after
+from spanda_assets.lib.model.frame import POSTS
+from spanda_assets.lib.writes import AUDIT, MAIN, in_filter
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
+
+PREDICTIONS = ("gold", "post_predictions")
+PREDICTIONS_SCHEMA = pa.schema(
+    [
+        pa.field("post_key", pa.string(), nullable=False),
+        ("subject_id", pa.string()),
+        ("course_id", pa.int64()),
+        ("body_length", pa.int32()),
+        ("word_count", pa.int32()),
+        ("p_urgent", pa.float64()),
+        ("label", pa.string()),
+        ("model_version", pa.string()),
+        ("gold_snapshot_id", pa.int64()),  # the batch: gold's main when it was scored
+        ("scored_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+GOLD_SEQ_KEY = "spanda.predictions-gold-seq"
+GOLD_UUID_KEY = "spanda.predictions-gold-uuid"
+STATE_KEYS = (GOLD_SEQ_KEY, GOLD_UUID_KEY)
+READ_ROWS = 20_000
+
+
+@dataclass
+class ScoreResult:
+    scored: int = 0
+    gold_rows_read: int = 0
+    rescored_all: bool = False
+    erased_after_withdrawal: int = 0
+    model_version: str = ""
+    gold_snapshot_id: int | None = None
+    batches: int = 0
+    by_label: dict[str, int] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "posts_scored": self.scored,
+            "gold_rows_read": self.gold_rows_read,
+            "rescored_all_of_gold": self.rescored_all,
+            "rows_erased_after_withdrawal": self.erased_after_withdrawal,
+            "model_version": self.model_version,
+            "gold_snapshot_id": str(self.gold_snapshot_id or ""),
+            "batches": self.batches,
+            "scored_by_label": self.by_label,
+        }
+
+
+def open_predictions(catalog: Catalog) -> Table:
+    return catalog.create_table_if_not_exists(
+        PREDICTIONS, schema=PREDICTIONS_SCHEMA, properties={writes.NO_RETRY: "0"}
+    )
+
+
+def erase_departed(table: Table, allowed_subjects: set[str]) -> int:
+    """Erase rows of students outside `allowed_subjects` from main (one narrow scan)."""
+    if writes.row_count(table, MAIN) == 0:
+        return 0
+    subjects = set(
+        writes.scan(table, MAIN, selected_fields=("subject_id",))
+        .to_arrow()["subject_id"]
+        .to_pylist()
+    )
+    gone = sorted(s for s in subjects if s is not None and s not in allowed_subjects)
+    if not gone:
+        return 0
+    return writes.erase_rows(table, in_filter("subject_id", gone))
+
+
+def score_batch(
+    model: Any,
+    batch: pa.RecordBatch,
+    version: str,
+    snapshot_id: int,
+    now: dt.datetime,
+    threshold: float = 0.5,
+) -> pa.Table:
+    """One gold batch (post_id, subject_id, course_id, body) as prediction rows, stamped
+    with the run's time (`now`: one per run, so a run's rows share it)."""
+    import pandas as pd
+
+    bodies = batch.column("body").to_pylist()
+    out = model.predict(pd.DataFrame({"body": bodies}))
+    p = np.asarray(out["p_urgent"] if isinstance(out, pd.DataFrame) else out, dtype=float).ravel()
+    texts = [b or "" for b in bodies]
+    return pa.table(
+        {
+            "post_key": batch.column("post_id").cast(pa.string()),
+            "subject_id": batch.column("subject_id").cast(pa.string()),
+            "course_id": batch.column("course_id").cast(pa.int64()),
+            "body_length": pa.array([len(t) for t in texts], pa.int32()),
+            "word_count": pa.array([len(t.split()) for t in texts], pa.int32()),
+            "p_urgent": pa.array(p, pa.float64()),
+            "label": pa.array(np.where(p >= threshold, "urgent", "not_urgent"), pa.string()),
+            "model_version": pa.array([version] * batch.num_rows, pa.string()),
+            "gold_snapshot_id": pa.array([snapshot_id] * batch.num_rows, pa.int64()),
+            "scored_at": pa.array([now] * batch.num_rows, pa.timestamp("us", tz="UTC")),
+        },
+        schema=PREDICTIONS_SCHEMA,
+    )
+
+
+def stage_predictions(
+    catalog: Catalog,
+    model: Any,
+    version: str,
+    allowed_subjects: set[str],
+    threshold: float = 0.5,
+) -> ScoreResult:
+    """Score the gold rows added since the last run and stage them on the audit branch."""
+    gold = catalog.load_table(POSTS)
+    head = gold.snapshot_by_name(MAIN)
+    table = open_predictions(catalog)
+    result = ScoreResult(model_version=version)
+    result.erased_after_withdrawal = erase_departed(table, allowed_subjects)
+    table.refresh()
+    writes.open_audit(table)
+    table.refresh()
+    if head is None:
+        return result
+    result.gold_snapshot_id = head.snapshot_id
+    state = writes.read_state(table, GOLD_SEQ_KEY, STATE_KEYS, AUDIT)
+    uuid = str(gold.metadata.table_uuid)
+    result.rescored_all = state.get(GOLD_UUID_KEY) not in (None, uuid)
+    after = 0 if state.get(GOLD_UUID_KEY) != uuid else int(state.get(GOLD_SEQ_KEY, 0) or 0)
+    props = {GOLD_SEQ_KEY: str(writes.sequence(head)), GOLD_UUID_KEY: uuid}
+    now = dt.datetime.now(dt.UTC)
+    tx = table.transaction()
+    if result.rescored_all:
+        tx.delete(delete_filter=_all(), branch=AUDIT)
+    counts: dict[str, int] = {}
+    allowed = pa.array(sorted(allowed_subjects), pa.string())
+    for batch in rows_added_after(
+        gold, after, READ_ROWS, selected_fields=("post_id", "subject_id", "course_id", "body")
+    ):
+        result.gold_rows_read += batch.num_rows
+        keep = pc.is_in(batch.column("subject_id").cast(pa.string()), allowed)
+        consenting = batch.filter(keep)
+        if consenting.num_rows == 0:
+            continue
+        rows = score_batch(model, consenting, version, head.snapshot_id, now, threshold)
+        writes.merge_rows(tx, table, rows, ["post_key"], props, branch=AUDIT)
+        result.scored += rows.num_rows
+        result.batches += 1
+        for label, n in zip(
+            *np.unique(rows["label"].to_numpy(zero_copy_only=False), return_counts=True),
+            strict=True,
+        ):
+            counts[str(label)] = counts.get(str(label), 0) + int(n)
+    result.by_label = counts
+    writes.close_run(tx, PREDICTIONS_SCHEMA, props, AUDIT)
+    tx.commit_transaction()
+    return result
+
+
+def _all() -> Any:
+    from pyiceberg.expressions import AlwaysTrue
+
+    return AlwaysTrue()
+
+
+def newest_batch(table: Table, max_rows: int, seed: int = 0) -> pa.Table:
+    """The rows this run staged (the audit branch's files main lacks), a seeded sample of
+    at most `max_rows`: what the drift checks compare. Reads the new files only."""
+    from spanda_assets.lib.incremental import read_files
+
+    pending = writes.pending(table)
+    if not pending.anything:
+        return PREDICTIONS_SCHEMA.empty_table()
+    files = writes.unpublished_files(pending.view, pending.after_sequence)
+    batches = list(read_files(pending.view, files, READ_ROWS, ("*",)))
+    if not batches:
+        return PREDICTIONS_SCHEMA.empty_table()
+    rows = pa.Table.from_batches(batches).cast(PREDICTIONS_SCHEMA)
+    if rows.num_rows > max_rows:
+        idx = np.sort(np.random.default_rng(seed).choice(rows.num_rows, max_rows, replace=False))
+        rows = rows.take(pa.array(idx))
+    return rows

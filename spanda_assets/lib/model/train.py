@@ -1,0 +1,422 @@
+"""Train, gate, log, register, promote: one run of the urgency model's lifecycle.
+
+1. The frame: gold.labeled_posts at its published snapshot (`frame.read_frame`).
+2. Pre-train gates; a failed blocking gate ends the run before training. The MLflow
+   run is still logged (with the gates' figures), so the attempt is on record.
+3. Fit on the train split (students the held-out split never sees), score the
+   held-out split, run the post-train gates, the champion scored on the same
+   held-out posts for the regression gate.
+4. Log params, metrics, the confusion matrix, the gates, the dataset input (its
+   source names the Iceberg table and snapshot) and the model (models-from-code
+   pyfunc + skops pipeline), register it as a new version of `post_urgency`.
+5. Move `champion` to it only when every blocking gate passed; otherwise the version
+   is tagged `blocked` with the gates that blocked it.
+
+Lineage rides as run tags and version tags: the labeled and validated snapshot ids,
+the label-config hash, the code version and the frame digest (decision 0029).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from spanda_assets.lib.model import behavior, gates, registry
+from spanda_assets.lib.model.features import LABELS, build_pipeline, model_inputs, p_urgent
+from spanda_assets.lib.model.frame import (
+    LABELED,
+    POSTS,
+    TrainingFrame,
+    main_snapshot_id,
+    read_frame,
+)
+from spanda_assets.lib.model.gates import Gate
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyiceberg.catalog import Catalog
+
+SEED = 0
+THRESHOLD_SAMPLE = 20_000  # training posts the decision threshold is chosen on, at most
+THRESHOLD_TAG = "spanda.threshold"
+TRAINING_KEYS = "training_keys.json"
+MODEL_DIR = Path(__file__).resolve().parent
+LINEAGE_TAGS = (
+    "spanda.labeled_snapshot_id",
+    "spanda.validated_snapshot_id",
+    "spanda.label_config_hash",
+    "spanda.code_version",
+    "spanda.frame_digest",
+    "spanda.frame_rows",
+)
+
+
+def code_version() -> str:
+    """The package version and a digest of the code and test cases that make the model."""
+    h = hashlib.sha256()
+    for path in sorted([*MODEL_DIR.glob("*.py"), *behavior.TESTS_DIR.glob("*")]):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    try:
+        version = importlib_metadata.version("spanda")
+    except importlib_metadata.PackageNotFoundError:
+        version = "0"
+    return f"{version}+{h.hexdigest()[:12]}"
+
+
+@dataclass
+class TrainResult:
+    frame: TrainingFrame
+    pre: list[Gate]
+    post: list[Gate] = field(default_factory=list)
+    run_id: str | None = None
+    version: str | None = None
+    promoted: bool = False
+    metrics: dict[str, float] = field(default_factory=dict)
+    lineage: dict[str, str] = field(default_factory=dict)
+    champion_before: str | None = None
+    threshold: float = 0.5  # p_urgent at or above it is called urgent
+
+    @property
+    def gates(self) -> list[Gate]:
+        return [*self.pre, *self.post]
+
+    @property
+    def blocked_by(self) -> list[str]:
+        return [g.name for g in self.gates if g.blocking and not g.passed]
+
+    def metadata(self) -> dict[str, Any]:
+        md: dict[str, Any] = {
+            "model_name": registry.MODEL_NAME,
+            "model_version": self.version or "",
+            "mlflow_run_id": self.run_id or "",
+            "promoted_to_champion": self.promoted,
+            "decision_threshold": self.threshold,
+            "champion_before": self.champion_before or "",
+            "blocked_by": self.blocked_by,
+            "tracking_uri": registry.redacted_uri(),
+            **{k.removeprefix("spanda."): v for k, v in self.lineage.items()},
+        }
+        md.update({k: round(v, 4) for k, v in self.metrics.items() if np.isfinite(v)})
+        return md
+
+
+def _lineage(catalog: Catalog, frame: TrainingFrame) -> dict[str, str]:
+    hashes = sorted(set(_column(catalog, frame, "label_config_hash")))
+    return {
+        "spanda.labeled_snapshot_id": str(frame.snapshot_id),
+        "spanda.validated_snapshot_id": str(main_snapshot_id(catalog, POSTS) or ""),
+        "spanda.label_config_hash": ",".join(h for h in hashes if h),
+        "spanda.code_version": code_version(),
+        "spanda.frame_digest": frame.digest,
+        "spanda.frame_rows": str(frame.table.num_rows),
+    }
+
+
+def _column(catalog: Catalog, frame: TrainingFrame, column: str) -> list[str]:
+    table = catalog.load_table(LABELED)
+    return [
+        str(v)
+        for v in table.scan(selected_fields=(column,), snapshot_id=frame.snapshot_id)
+        .to_arrow()
+        .column(0)
+        .unique()
+        .to_pylist()
+    ]
+
+
+def _scorer(pipeline: Any) -> behavior.Score:
+    import pandas as pd
+
+    return lambda texts: p_urgent(pipeline, pd.DataFrame({"body": list(texts)}))
+
+
+def model_threshold(version: Any) -> float:
+    """A registered version's decision threshold (0.5 for a version without one)."""
+    return float(version.tags.get(THRESHOLD_TAG) or 0.5)
+
+
+def choose_threshold(train: pd.DataFrame) -> float:
+    """The F1-best threshold on out-of-fold calibrated probabilities of the train split,
+    grouped by student like the split itself (a sample of at most THRESHOLD_SAMPLE posts:
+    the threshold's cost stays flat as the labeled set grows)."""
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+
+    sample = train
+    if len(train) > THRESHOLD_SAMPLE:
+        sample = train.sample(THRESHOLD_SAMPLE, random_state=SEED)
+    folds = min(3, sample["subject_id"].nunique())
+    if folds < 2:
+        return 0.5
+    proba = cross_val_predict(
+        build_pipeline(seed=SEED),
+        model_inputs(sample),
+        sample["label"],
+        cv=GroupKFold(folds),
+        groups=sample["subject_id"],
+        method="predict_proba",
+    )
+    p = proba[:, sorted(LABELS).index("urgent")]
+    return gates.choose_threshold((sample["label"] == "urgent").to_numpy().astype(int), p)
+
+
+def _champion_f1(c: Any, test: pd.DataFrame) -> tuple[float | None, str | None]:
+    """The champion's F1 on this held-out split, at its own threshold (None without one)."""
+    from sklearn.metrics import f1_score
+
+    current = registry.champion(c)
+    if current is None:
+        return None, None
+    import mlflow
+
+    model = mlflow.pyfunc.load_model(f"models:/{registry.MODEL_NAME}@{registry.CHAMPION}")
+    p = np.asarray(model.predict(test[["body"]])["p_urgent"], dtype=float)
+    y = (test["label"] == "urgent").to_numpy().astype(int)
+    pred = (p >= model_threshold(current)).astype(int)
+    return float(f1_score(y, pred, zero_division=0)), str(current.version)
+
+
+def _confusion_figure(cm: list[list[int]]) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3.6, 3.2))
+    ax.imshow(np.asarray(cm), cmap="Blues")
+    ax.set_xticks([0, 1], labels=list(LABELS))
+    ax.set_yticks([0, 1], labels=list(LABELS))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("labeled")
+    for i in range(2):
+        for j in range(2):
+            ax.text(j, i, str(cm[i][j]), ha="center", va="center")
+    fig.tight_layout()
+    return fig
+
+
+def _dataset(frame: TrainingFrame, df: pd.DataFrame) -> Any:
+    from mlflow.data.dataset_source import DatasetSource
+
+    class IcebergSnapshot(DatasetSource):
+        """An Iceberg table at one snapshot: where the training rows came from."""
+
+        def __init__(self, table: str, snapshot_id: int) -> None:
+            self.table = table
+            self.snapshot_id = snapshot_id
+
+        @staticmethod
+        def _get_source_type() -> str:
+            return "iceberg"
+
+        def load(self) -> Any:
+            raise NotImplementedError("read it with `spanda model lineage`")
+
+        @staticmethod
+        def _can_resolve(raw_source: Any) -> bool:
+            return False
+
+        @classmethod
+        def _resolve(cls, raw_source: Any) -> DatasetSource:
+            raise NotImplementedError
+
+        def to_dict(self) -> dict[str, Any]:
+            return {"table": self.table, "snapshot_id": self.snapshot_id}
+
+        @classmethod
+        def from_dict(cls, d: dict[str, Any]) -> DatasetSource:
+            return cls(d["table"], int(d["snapshot_id"]))
+
+    from mlflow.data.pandas_dataset import from_pandas
+
+    return from_pandas(
+        df.drop(columns=["body"]),  # the profile and digest, never the text
+        source=IcebergSnapshot(".".join(LABELED), frame.snapshot_id),
+        name=".".join(LABELED),
+        targets="label",
+        digest=frame.digest[:36],
+    )
+
+
+def _input_example() -> pd.DataFrame:
+    import pandas as pd
+
+    # A written example, not a student's post: the example is stored with the model.
+    return pd.DataFrame(
+        {"body": ["The upload keeps failing and the deadline is tonight, please help."]}
+    )
+
+
+def train_and_register(
+    catalog: Catalog,
+    *,
+    promote: bool = True,
+    label_transform: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+    trigger: str = "asset",
+) -> TrainResult:
+    """One training run. `label_transform` edits the frame before training (a drill:
+    the tests shuffle the labels with it and expect the gates to block)."""
+    import mlflow
+
+    c = registry.client()
+    frame = read_frame(catalog)
+    df = frame.to_pandas()
+    if label_transform is not None:
+        df = label_transform(df)
+    result = TrainResult(frame=frame, pre=gates.pre_train(df))
+    result.lineage = _lineage(catalog, frame)
+    current = registry.champion(c)
+    result.champion_before = current.version if current else None
+    try:
+        exp = registry.experiment_id(c)
+        run = mlflow.start_run(
+            experiment_id=exp, tags={**result.lineage, "spanda.trigger": trigger}
+        )
+    except Exception as exc:
+        raise registry.wrap("start a run", exc) from exc
+    with run:
+        result.run_id = run.info.run_id
+        mlflow.log_input(_dataset(frame, df), context="training")
+        mlflow.log_params(
+            {
+                "model": "tfidf-word-char+post-features+logreg-calibrated",
+                "C": 4.0,
+                "seed": SEED,
+                "min_labels_per_class": gates.min_per_class(),
+                "train_posts": int((df["split"] == "train").sum()),
+                "test_posts": int((df["split"] == "test").sum()),
+            }
+        )
+        if result.blocked_by:
+            _log_gates(result)
+            mlflow.set_tag(registry.STATUS_TAG, "blocked_before_training")
+            return result
+
+        train = df[df["split"] == "train"].reset_index(drop=True)
+        test = df[df["split"] == "test"].reset_index(drop=True)
+        pipeline = build_pipeline(seed=SEED).fit(model_inputs(train), train["label"])
+        result.threshold = choose_threshold(train)
+        t = result.threshold
+        ev = gates.evaluate(p_urgent(pipeline, test), test, train, threshold=t)
+        score = _scorer(pipeline)
+        champion_f1, champion_version = _champion_f1(c, test)
+        d = behavior.TESTS_DIR
+        result.post = [
+            gates.heldout_f1(ev),
+            gates.behaviour_gate(behavior.minimum_functionality(score, d, threshold=t)),
+            gates.behaviour_gate(behavior.invariance(score, d, threshold=t)),
+            gates.behaviour_gate(behavior.directional(score)),
+            gates.slice_recall_gap(ev),
+            gates.no_regression(ev, champion_f1, champion_version),
+        ]
+        result.metrics = dict(ev.metrics)
+        result.metrics.update({f"recall.course_{k}": v for k, v in ev.by_course_recall.items()})
+        if champion_f1 is not None:
+            result.metrics["champion_f1_same_heldout"] = champion_f1
+        mlflow.log_metrics({k: v for k, v in result.metrics.items() if np.isfinite(v)})
+        _log_gates(result)
+        mlflow.log_figure(_confusion_figure(ev.confusion), "confusion_matrix.png")
+        with tempfile.TemporaryDirectory() as tmp:
+            keys = Path(tmp) / TRAINING_KEYS
+            # Pseudonymous keys only: what consent staleness needs, no text.
+            keys.write_text(json.dumps(sorted(df["post_key"].tolist())))
+            mlflow.log_artifact(str(keys))
+            version = _log_model(pipeline, Path(tmp), result)
+        result.version = version
+    _tag_version(c, result)
+    if promote and not result.blocked_by:
+        registry.move_champion(
+            c,
+            version,
+            by="spanda (every blocking gate passed)",
+            reason=f"trained by run {result.run_id}",
+        )
+        result.promoted = True
+    return result
+
+
+def metric_name(name: str) -> str:
+    """MLflow accepts letters, digits and `_-. :/` in metric names, up to 250 characters."""
+    return re.sub(r"[^A-Za-z0-9_\-. :/]", "_", name)[:250]
+
+
+def _log_gates(result: TrainResult) -> None:
+    import mlflow
+
+    mlflow.log_metrics({f"gate.{g.name}": float(g.passed) for g in result.gates})
+    for g in result.gates:
+        for k, v in g.metadata.items():
+            if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v):
+                mlflow.log_metric(metric_name(f"{g.name}.{k}"), float(v))
+            elif k == "pass_rate_by_capability" and isinstance(v, dict):
+                rates = {metric_name(f"{g.name}.{cap}"): float(r) for cap, r in v.items()}
+                mlflow.log_metrics(rates)
+    mlflow.log_dict(
+        {g.name: {"passed": g.passed, "blocking": g.blocking, **g.metadata} for g in result.gates},
+        "gates.json",
+    )
+
+
+def _log_model(pipeline: Any, tmp: Path, result: TrainResult) -> str:
+    import mlflow
+    import pandas as pd
+    import skops.io
+    from mlflow.models import infer_signature
+
+    path = tmp / "pipeline.skops"
+    skops.io.dump(pipeline, path)
+    example = _input_example()
+    signature = infer_signature(
+        example, pd.DataFrame({"p_urgent": _scorer(pipeline)(example["body"].tolist())})
+    )
+    requirements = [
+        f"{dist}=={importlib_metadata.version(dist)}"
+        for dist in ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy")
+    ]
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(MODEL_DIR / "pyfunc_model.py"),
+        artifacts={"pipeline": str(path)},
+        code_paths=[str(MODEL_DIR / "features.py")],
+        signature=signature,
+        input_example=example,
+        pip_requirements=requirements,
+        tags=dict(result.lineage),
+        metadata={"decision_threshold": result.threshold},
+    )
+    try:
+        mv = mlflow.register_model(info.model_uri, registry.MODEL_NAME, tags=dict(result.lineage))
+    except Exception as exc:
+        raise registry.wrap("register a model version", exc) from exc
+    return str(mv.version)
+
+
+def _tag_version(c: Any, result: TrainResult) -> None:
+    if result.version is None:
+        return
+    blocked = result.blocked_by
+    c.set_model_version_tag(
+        registry.MODEL_NAME,
+        result.version,
+        registry.STATUS_TAG,
+        "blocked" if blocked else "candidate",
+    )
+    c.set_model_version_tag(
+        registry.MODEL_NAME, result.version, "spanda.run_id", result.run_id or ""
+    )
+    c.set_model_version_tag(
+        registry.MODEL_NAME, result.version, "spanda.f1", f"{result.metrics.get('f1', 0):.4f}"
+    )
+    if blocked:
+        c.set_model_version_tag(
+            registry.MODEL_NAME, result.version, registry.BLOCKED_BY_TAG, ",".join(blocked)
+        )
