@@ -4,7 +4,8 @@ One world for the module: the tiny demo (seed, chain, simulated instructors labe
 600 tasks, `train_model`) run by the real `spanda demo --no-ui` with
 MLFLOW_TRACKING_URI pointing at the server. The tests then read and move that world
 in file order: registry and lineage first, the gates against shuffled labels, alias
-moves by hand, scoring and drift on appended batches, and consent last (it retrains).
+moves by hand, consent (it retrains), then scoring and drift on appended batches (their
+consent events may make the champion stale again).
 """
 
 from __future__ import annotations
@@ -234,97 +235,6 @@ def test_promote_and_rollback_move_the_alias_and_are_recorded(in_world: World) -
     assert missing.exit_code == 2 and "no version 999" in missing.output
 
 
-# ------------------------------------------------------------------ scoring and drift
-
-
-def _append(world: World, drift: bool, posts: int = 1_000) -> None:
-
-    sizes = SeedSizes(students=200, courses=12, posts=posts * 10, results=1_000)
-    seed(world.url, sizes, seed=11, append=True, drift=drift, ground_truth=world.home / "gt")
-
-
-def test_scoring_is_incremental_and_drift_trips_only_on_a_shifted_batch(
-    in_world: World,
-) -> None:
-    champ = registry.champion(registry.client())
-    assert champ is not None
-    gold = _catalog().load_table(("gold", "validated_posts"))
-    before = _predictions()
-    # the demo scored every published post of a consenting student, with the champion
-    assert len(before) > 0 and set(before["model_version"]) == {champ.version}
-    assert len(before) <= row_count(gold)
-    assert before["post_key"].is_unique
-
-    # nothing new: nothing read from gold, nothing scored
-    idle = _run("train_model", [dg.AssetKey(["gold", "post_predictions"])])
-    assert idle.success
-    md = {
-        k: v.value
-        for k, v in idle.asset_materializations_for_node("gold__post_predictions")[
-            -1
-        ].metadata.items()
-    }
-    assert md["gold_rows_read"] == 0 and md["posts_scored"] == 0
-
-    # an ordinary batch: scored alone, no drift
-    _append(in_world, drift=False, posts=300)
-    assert _run("materialize_platform").success
-    plain = _run("train_model", [dg.AssetKey(["gold", "post_predictions"])])
-    assert plain.success
-    checks = _checks(plain, "gold__post_predictions")
-    assert checks["predictions_valid"].passed
-    assert checks["data_drift"].passed, checks["data_drift"].metadata
-    md = {
-        k: v.value
-        for k, v in plain.asset_materializations_for_node("gold__post_predictions")[
-            -1
-        ].metadata.items()
-    }
-    assert 0 < md["posts_scored"] <= 300 and md["gold_rows_read"] <= 300 + 50
-    report = Path(str(checks["data_drift"].metadata["report"].value))
-    assert report.is_file() and report.read_text()[:200].lower().count("html")
-
-    # the shifted batch (nights, longer posts, two courses, more urgent): drift warns
-    _append(in_world, drift=True, posts=3_000)
-    assert _run("materialize_platform").success
-    shifted = _run("train_model", [dg.AssetKey(["gold", "post_predictions"])])
-    assert shifted.success  # WARN checks do not stop publication
-    checks = _checks(shifted, "gold__post_predictions")
-    data = checks["data_drift"]
-    assert not data.passed and data.severity == dg.AssetCheckSeverity.WARN
-    drifted = data.metadata["drifted_columns"].value
-    assert "body_length" in drifted or "body: length (chars)" in drifted, drifted
-    assert "5,000" in str(data.metadata["sampling"].value) or "all" in str(
-        data.metadata["sampling"].value
-    )
-    assert not checks["prediction_drift"].passed  # far more urgent posts
-
-    # performance without labels: the estimate is within 0.03 of the realized F1
-    truth = _ground_truth(in_world)
-    preds = _predictions()
-    batch = preds[preds["scored_at"] == preds["scored_at"].max()]  # this run's rows
-    y = batch["post_key"].map(truth).dropna().astype(bool).to_numpy()
-    p = batch.set_index("post_key").loc[
-        batch["post_key"][batch["post_key"].isin(truth)], "p_urgent"
-    ]
-
-    threshold = model_threshold(champ)
-    realized = f1_score(y, p.to_numpy() >= threshold)
-    estimated = estimate_performance(p.to_numpy(), threshold)["f1"]
-    assert len(y) > 2_000
-    assert abs(estimated - realized) <= 0.03, (estimated, realized)
-
-
-def _ground_truth(world: World) -> dict[str, bool]:
-
-    pseudonymizer = Pseudonymizer(load_key())
-    truth = read_ground_truth(world.home / "gt")
-    return {
-        pseudonymizer.one("forum_posts.post_id", pid): bool(u)
-        for pid, u in zip(truth["post_id"].to_pylist(), truth["urgent"].to_pylist(), strict=True)
-    }
-
-
 # ------------------------------------------------------------------ consent
 
 
@@ -382,3 +292,98 @@ def test_a_withdrawal_makes_the_champion_stale_and_retraining_clears_it(
     # the new champion's predictions hold no row of the withdrawn student
     assert subject_of(student) not in set(_predictions()["subject_id"])
     assert row_count(_catalog().load_table(LABELED)) > 0
+
+
+# ------------------------------------------------------------------ scoring and drift
+
+
+def _append(world: World, drift: bool, posts: int = 1_000) -> None:
+
+    sizes = SeedSizes(students=200, courses=12, posts=posts * 10, results=1_000)
+    seed(world.url, sizes, seed=11, append=True, drift=drift, ground_truth=world.home / "gt")
+
+
+def test_scoring_is_incremental_and_drift_trips_only_on_a_shifted_batch(
+    in_world: World,
+) -> None:
+    champ = registry.champion(registry.client())
+    assert champ is not None
+    gold = _catalog().load_table(("gold", "validated_posts"))
+    before = _predictions()
+    # every published post of a consenting student is scored, each row with the version
+    # that scored it (the demo's first champion; a retrained one scores what comes after)
+    versions = {v.version for v in registry.client().search_model_versions("name='post_urgency'")}
+    assert len(before) > 0 and set(before["model_version"]) <= versions
+    assert len(before) <= row_count(gold)
+    assert before["post_key"].is_unique
+
+    # nothing new: nothing read from gold, nothing scored
+    idle = _run("train_model", [dg.AssetKey(["gold", "post_predictions"])])
+    assert idle.success
+    md = {
+        k: v.value
+        for k, v in idle.asset_materializations_for_node("gold__post_predictions")[
+            -1
+        ].metadata.items()
+    }
+    assert md["gold_rows_read"] == 0 and md["posts_scored"] == 0
+
+    # an ordinary batch: scored alone, no drift
+    _append(in_world, drift=False, posts=300)
+    assert _run("materialize_platform").success
+    plain = _run("train_model", [dg.AssetKey(["gold", "post_predictions"])])
+    assert plain.success
+    checks = _checks(plain, "gold__post_predictions")
+    assert checks["predictions_valid"].passed
+    assert checks["data_drift"].passed, checks["data_drift"].metadata
+    md = {
+        k: v.value
+        for k, v in plain.asset_materializations_for_node("gold__post_predictions")[
+            -1
+        ].metadata.items()
+    }
+    assert 0 < md["posts_scored"] <= 300 and md["gold_rows_read"] <= 300 + 50
+    new = _predictions().loc[lambda d: ~d["post_key"].isin(before["post_key"])]
+    assert len(new) == md["posts_scored"] and set(new["model_version"]) == {champ.version}
+    report = Path(str(checks["data_drift"].metadata["report"].value))
+    assert report.is_file() and report.read_text()[:200].lower().count("html")
+
+    # the shifted batch (nights, longer posts, two courses, more urgent): drift warns
+    _append(in_world, drift=True, posts=3_000)
+    assert _run("materialize_platform").success
+    shifted = _run("train_model", [dg.AssetKey(["gold", "post_predictions"])])
+    assert shifted.success  # WARN checks do not stop publication
+    checks = _checks(shifted, "gold__post_predictions")
+    data = checks["data_drift"]
+    assert not data.passed and data.severity == dg.AssetCheckSeverity.WARN
+    drifted = data.metadata["drifted_columns"].value
+    assert "body_length" in drifted or "body: length (chars)" in drifted, drifted
+    assert "5,000" in str(data.metadata["sampling"].value) or "all" in str(
+        data.metadata["sampling"].value
+    )
+    assert not checks["prediction_drift"].passed  # far more urgent posts
+
+    # performance without labels: the estimate is within 0.03 of the realized F1
+    truth = _ground_truth(in_world)
+    preds = _predictions()
+    batch = preds[preds["scored_at"] == preds["scored_at"].max()]  # this run's rows
+    y = batch["post_key"].map(truth).dropna().astype(bool).to_numpy()
+    p = batch.set_index("post_key").loc[
+        batch["post_key"][batch["post_key"].isin(truth)], "p_urgent"
+    ]
+
+    threshold = model_threshold(champ)
+    realized = f1_score(y, p.to_numpy() >= threshold)
+    estimated = estimate_performance(p.to_numpy(), threshold)["f1"]
+    assert len(y) > 2_000
+    assert abs(estimated - realized) <= 0.03, (estimated, realized)
+
+
+def _ground_truth(world: World) -> dict[str, bool]:
+
+    pseudonymizer = Pseudonymizer(load_key())
+    truth = read_ground_truth(world.home / "gt")
+    return {
+        pseudonymizer.one("forum_posts.post_id", pid): bool(u)
+        for pid, u in zip(truth["post_id"].to_pylist(), truth["urgent"].to_pylist(), strict=True)
+    }

@@ -92,9 +92,10 @@ def _published_labels(catalog: Any) -> Any:
         f"`{ENV_TASK_BATCH}` least certain (plus a 10% random share for unbiased "
         "evaluation) are pushed, in that order; until the first label is published the "
         "batch is a random sample (cold start). Once a champion model scored the posts, "
-        "its prediction is the pre-label (`post_urgency/v<N>`). Task identity is the post's pseudonymous "
-        "key; re-runs never duplicate a task. Tasks of posts gone from gold (consent "
-        "withdrawn) are deleted with their annotations. The tool is Label Studio when "
+        "its prediction is the pre-label (`post_urgency/v<N>`). Task identity is the "
+        "post's pseudonymous key; re-runs never duplicate a task. Tasks of posts gone "
+        "from gold (consent withdrawn) are deleted with their annotations. The tool is "
+        "Label Studio when "
         "LABEL_STUDIO_URL is set, else the local store under SPANDA_HOME."
     ),
 )

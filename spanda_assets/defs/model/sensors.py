@@ -45,8 +45,10 @@ def champion_consent(
     from spanda_assets.lib.model.consent import champion_staleness
     from spanda_assets.lib.model.frame import LABELED, main_snapshot_id
 
-    catalog = lakehouse.namespace("gold")
     c = registry.client()
+    if registry.champion(c) is None:
+        return dg.SkipReason("no champion of post_urgency yet: nothing can be stale")
+    catalog = lakehouse.namespace("gold")
     staleness = champion_staleness(c, _departed(catalog))
     seen = json.loads(context.cursor) if context.cursor else {}
     state = {"version": staleness.version, "stale": staleness.stale}
