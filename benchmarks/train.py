@@ -87,12 +87,22 @@ def main() -> None:
         f"{fit_s:.1f} s ({len(train) / fit_s:,.0f} posts/s)",
         "-",
     )
+    from spanda_assets.lib.model.train import THRESHOLD_SAMPLE, choose_threshold
+
+    t = time.perf_counter()
+    with_students = train.assign(subject_id=[f"s{i % 5_000}" for i in range(len(train))])
+    threshold = choose_threshold(with_students)
+    line(
+        f"decision threshold (OOF, <= {THRESHOLD_SAMPLE:,} posts)",
+        f"{time.perf_counter() - t:.1f} s (t = {threshold})",
+        "-",
+    )
 
     t = time.perf_counter()
     p = p_urgent(pipeline, test)
-    ours = gates.evaluate(p, test.reset_index(drop=True), train)
+    ours = gates.evaluate(p, test.reset_index(drop=True), train, threshold=threshold)
     ours_s = time.perf_counter() - t
-    peer_s, peer_f1 = _mlflow_evaluate(pipeline, test)
+    peer_s, peer_f1 = _mlflow_evaluate(pipeline, test, threshold)
     line(
         f"held-out metrics, {len(test):,} posts",
         f"{ours_s:.2f} s (F1 {ours.metrics['f1']:.3f})",
@@ -176,7 +186,7 @@ def _drift_frame(df: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _mlflow_evaluate(pipeline: object, test: pd.DataFrame) -> tuple[float, float]:
+def _mlflow_evaluate(pipeline: object, test: pd.DataFrame, threshold: float) -> tuple[float, float]:
     """mlflow.models.evaluate on the same rows, with a scikit-learn flavor of the model."""
     import mlflow
     from sklearn.pipeline import FunctionTransformer, make_pipeline
@@ -185,7 +195,7 @@ def _mlflow_evaluate(pipeline: object, test: pd.DataFrame) -> tuple[float, float
         mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
         mlflow.set_experiment(experiment_id=mlflow.create_experiment("bench", f"file://{tmp}/a"))
         data = test.assign(target=(test["label"] == "urgent").astype(int))[["body", "target"]]
-        wrapped = make_pipeline(FunctionTransformer(model_inputs), _binary(pipeline))
+        wrapped = make_pipeline(FunctionTransformer(model_inputs), _binary(pipeline, threshold))
         with mlflow.start_run():
             info = mlflow.sklearn.log_model(wrapped, name="m", serialization_format="cloudpickle")
             t = time.perf_counter()
@@ -196,7 +206,7 @@ def _mlflow_evaluate(pipeline: object, test: pd.DataFrame) -> tuple[float, float
         return took, float(result.metrics["f1_score"])
 
 
-def _binary(pipeline: object) -> object:
+def _binary(pipeline: object, threshold: float) -> object:
     """The fitted pipeline answering 0/1, as mlflow's classifier evaluator expects."""
     from sklearn.base import BaseEstimator, ClassifierMixin
 
@@ -209,7 +219,7 @@ def _binary(pipeline: object) -> object:
             return self
 
         def predict(self, x: pd.DataFrame) -> np.ndarray:
-            return (self.predict_proba(x)[:, 1] >= 0.5).astype(int)
+            return (self.predict_proba(x)[:, 1] >= threshold).astype(int)
 
         def predict_proba(self, x: pd.DataFrame) -> np.ndarray:
             classes = list(self.pipeline.classes_)  # type: ignore[attr-defined]

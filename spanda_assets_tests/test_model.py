@@ -37,7 +37,7 @@ from spanda_assets.lib.model.consent import champion_staleness, training_keys
 from spanda_assets.lib.model.drift import estimate_performance
 from spanda_assets.lib.model.frame import LABELED, read_frame
 from spanda_assets.lib.model.predict import PREDICTIONS
-from spanda_assets.lib.model.train import model_threshold, train_and_register
+from spanda_assets.lib.model.train import THRESHOLD_TAG, model_threshold, train_and_register
 from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
 from spanda_assets.lib.seed import SeedSizes, read_ground_truth, seed
 from spanda_assets.lib.writes import MAIN, row_count, scan
@@ -219,7 +219,13 @@ def test_promote_and_rollback_move_the_alias_and_are_recorded(in_world: World) -
     before = registry.champion(c)
     assert before is not None
     blocked = max(int(v.version) for v in c.search_model_versions("name='post_urgency'"))
-    out = CliRunner().invoke(main, ["model", "promote", str(blocked), "--reason", "drill"])
+    # a blocked version may not hold the alias, unless forced (and the move says so)
+    refused = CliRunner().invoke(main, ["model", "promote", str(blocked)])
+    assert refused.exit_code == 2 and f"v{blocked} is blocked" in refused.output
+    assert registry.champion(c).version == before.version  # type: ignore[union-attr]
+    out = CliRunner().invoke(
+        main, ["model", "promote", str(blocked), "--force", "--reason", "drill"]
+    )
     assert out.exit_code == 0, out.output
     assert registry.champion(c).version == str(blocked)  # type: ignore[union-attr]
     back = CliRunner().invoke(main, ["model", "rollback", "--reason", "end of drill"])
@@ -230,9 +236,34 @@ def test_promote_and_rollback_move_the_alias_and_are_recorded(in_world: World) -
         (before.version, str(blocked)),
         (str(blocked), before.version),
     ]
-    assert moves[0].reason == "drill" and "end of drill" in moves[1].reason
+    assert moves[0].reason.startswith("FORCED (") and moves[0].reason.endswith("drill")
+    assert "end of drill" in moves[1].reason
+    # a second rollback goes further back, not back to the forced version: there is none
+    again = CliRunner().invoke(main, ["model", "rollback"])
+    assert again.exit_code == 2 and "no earlier champion" in again.output
     missing = CliRunner().invoke(main, ["model", "promote", "999"])
     assert missing.exit_code == 2 and "no version 999" in missing.output
+
+
+def test_the_same_labels_are_not_trained_twice(in_world: World) -> None:
+    """labeled_posts publishes on every run; the daily schedule must not register a new
+    version for the same frame and code."""
+    c = registry.client()
+    versions = {v.version for v in c.search_model_versions("name='post_urgency'")}
+    champ = registry.champion(c)
+    assert champ is not None
+    result = _run("train_model", [dg.AssetKey(["model", "post_urgency_model"])])
+    assert result.success
+    assert {v.version for v in c.search_model_versions("name='post_urgency'")} == versions
+    assert registry.champion(c).version == champ.version  # type: ignore[union-attr]
+    checks = _checks(result, "model__post_urgency_model")
+    assert checks["heldout_f1"].passed and "unchanged since" in str(
+        checks["heldout_f1"].metadata["note"].value
+    )
+    # the version carries its decision threshold, the same the pyfunc's metadata holds
+    info = mlflow.models.get_model_info(f"models:/post_urgency/{champ.version}")
+    assert info.metadata["decision_threshold"] == model_threshold(champ)
+    assert champ.tags[THRESHOLD_TAG] == str(model_threshold(champ))
 
 
 # ------------------------------------------------------------------ consent
@@ -259,6 +290,21 @@ def test_a_withdrawal_makes_the_champion_stale_and_retraining_clears_it(
     student = next(s for s in range(1, 400) if subject_of(s) in trained_subjects)
     assert not champion_staleness(c, _departed(_catalog())).stale
     _add_consent_event(in_world.url, 990_001, student, "withdrawn", purpose="model_training")
+
+    def sensor() -> Any:
+        with dg.DagsterInstance.get() as instance:
+            ctx = dg.build_sensor_context(
+                instance=instance, resources={"lakehouse": LakehouseResource()}
+            )
+            return champion_consent(ctx)
+
+    # the extract sees the withdrawal first: the sensor waits for the labeled set to erase
+    # the student's posts, or the retrained model would learn them again
+    assert _run("extract_bronze", [dg.AssetKey(["bronze", "consent_events"])]).success
+    waiting = sensor()
+    assert isinstance(waiting, dg.SkipReason) and "waiting for gold/labeled_posts" in str(
+        waiting.skip_message
+    )
     assert _run("materialize_platform").success  # the labeled set erases the student's rows
 
     stale = champion_staleness(c, _departed(_catalog()))
@@ -269,11 +315,7 @@ def test_a_withdrawal_makes_the_champion_stale_and_retraining_clears_it(
     assert "STALE since" in status.output
 
     # the sensor shows it in the UI and requests the retraining run
-    with dg.DagsterInstance.get() as instance:
-        ctx = dg.build_sensor_context(
-            instance=instance, resources={"lakehouse": LakehouseResource()}
-        )
-        out = champion_consent(ctx)
+    out = sensor()
     assert isinstance(out, dg.SensorResult)
     assert out.run_requests and out.run_requests[0].tags["spanda/trigger"] == "consent"
     (obs,) = out.asset_events

@@ -4,6 +4,7 @@ pyfunc's trust list, credentials in URIs. No server, no Dagster."""
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,10 @@ import pytest
 import skops.io
 
 from spanda_assets.lib.errors import ConfigError
-from spanda_assets.lib.model import behavior, gates
+from spanda_assets.lib.model import behavior, gates, registry
 from spanda_assets.lib.model.features import model_inputs, normalize
 from spanda_assets.lib.model.frame import frame_digest
+from spanda_assets.lib.model.predict import Reservoir
 from spanda_assets.lib.model.pyfunc_model import load_pipeline
 from spanda_assets.lib.model.registry import redacted_uri
 from spanda_assets.lib.model.train import metric_name
@@ -61,7 +63,7 @@ def _frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
 
 
 def test_a_clean_frame_passes_every_pre_train_gate() -> None:
-    result = {g.name: g for g in gates.pre_train(_frame(), need=20)}
+    result = {g.name: g for g in gates.pre_train(_frame(), need=20, departed=lambda k: set())}
     assert set(result) == set(gates.PRE_TRAIN)
     assert all(g.passed for g in result.values()), {n: g.failing for n, g in result.items()}
 
@@ -214,3 +216,46 @@ def test_the_pyfunc_refuses_a_pipeline_with_unexpected_types(tmp_path: Path) -> 
     skops.io.dump({"x": Sneaky()}, path)
     with pytest.raises(ValueError, match="refusing to load"):
         load_pipeline(str(path))
+
+
+def test_the_consent_gate_refuses_a_frame_with_a_departed_students_post() -> None:
+    df = _frame()
+    gone = set(df["post_key"].iloc[:3])
+    gate = gates.consent_current(df, lambda keys: keys & gone)
+    assert not gate.passed and gate.failing["departed_posts"] == 3
+    assert gates.consent_current(df, lambda keys: set()).passed
+    names = [g.name for g in gates.pre_train(df, need=20, departed=lambda keys: keys & gone)]
+    assert "consent_current" in names
+
+
+def test_the_scoring_sample_is_uniform_bounded_and_seeded() -> None:
+    def sample(seed: int) -> np.ndarray:
+        r = Reservoir(200, seed=seed)
+        for start in range(0, 20_000, 1_300):
+            r.add(pa.table({"x": np.arange(start, min(start + 1_300, 20_000))}))
+        t = r.table()
+        assert t is not None
+        return np.asarray(t["x"])
+
+    x = sample(1)
+    assert len(x) == 200 == len(set(x.tolist()))
+    assert 8_000 < x.mean() < 12_000  # uniform over 0..19,999, not the first 200 rows
+    assert (sample(1) == x).all() and not (sample(2) == x).all()
+    small = Reservoir(50)
+    small.add(pa.table({"x": np.arange(10)}))
+    assert small.table().num_rows == 10  # type: ignore[union-attr]
+
+
+def test_credentials_in_the_tracking_uri_move_to_mlflows_own_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    bare = registry._credentials_to_env("https://alice:s%40cret@mlflow.example:5000/root")
+    assert bare == "https://mlflow.example:5000/root"
+    assert os.environ["MLFLOW_TRACKING_USERNAME"] == "alice"
+    assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "s@cret"
+    err = registry.wrap(
+        "register", RuntimeError("API request to https://bob:pw@h/api?token=abc failed")
+    )
+    assert "pw" not in str(err) and "abc" not in str(err) and "https://h/api" in str(err)

@@ -99,12 +99,19 @@ def model_status(as_json: bool) -> None:
 @model.command("promote")
 @click.argument("version")
 @click.option("--reason", default="promoted by hand", show_default=True)
-def model_promote(version: str, reason: str) -> None:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also a version that is blocked, pending or stale (recorded as forced).",
+)
+def model_promote(version: str, reason: str, force: bool) -> None:
     """Give `champion` to VERSION (recorded with who and why)."""
     from spanda_assets.lib.model import registry
 
     try:
-        move = registry.move_champion(registry.client(), version, registry.whoami(), reason)
+        move = registry.move_champion(
+            registry.client(), version, registry.whoami(), reason, force=force
+        )
     except SpandaError as exc:
         fail(exc)
     click.echo(
@@ -114,12 +121,14 @@ def model_promote(version: str, reason: str) -> None:
 
 @model.command("rollback")
 @click.option("--reason", default="rolled back by hand", show_default=True)
-def model_rollback(reason: str) -> None:
-    """Give `champion` back to the version that held it before the current one."""
+@click.option("--force", is_flag=True, help="Also to a blocked or stale earlier champion.")
+def model_rollback(reason: str, force: bool) -> None:
+    """Give `champion` back to the champion before the current one (a second rollback
+    goes further back)."""
     from spanda_assets.lib.model import registry
 
     try:
-        move = registry.rollback(registry.client(), registry.whoami(), reason)
+        move = registry.rollback(registry.client(), registry.whoami(), reason, force=force)
     except SpandaError as exc:
         fail(exc)
     click.echo(f"champion: v{move.from_version} -> v{move.to_version} (recorded at {move.at})")

@@ -21,11 +21,11 @@ from typing import Any
 
 import dagster as dg
 
-from spanda_assets.defs.automation.policies import GOLD_FRESHNESS, downstream_of_gold
+from spanda_assets.defs.automation.policies import GOLD_FRESHNESS
 from spanda_assets.defs.labeling.assets import LABELED_POSTS_KEY, _departed
 from spanda_assets.defs.model.checks import (
-    DRIFT_AUDITS,
     LABEL_DRIFT,
+    drift_audit_specs,
     drift_audits,
     label_drift_gate,
     severity_blocking,
@@ -61,6 +61,11 @@ def _gate_descriptions() -> dict[str, tuple[str, bool]]:
         "no_single_feature_leakage": (
             "Pre-train: no column, post feature or frequent word separates the labels by "
             "itself (ROC AUC >= 0.98): that is a leak, not a signal.",
+            True,
+        ),
+        "consent_current": (
+            "Pre-train: the frame holds no post of a student who has withdrawn "
+            "model_training consent or was erased (the labeled set erases them first).",
             True,
         ),
         "can_overfit_tiny_sample": (
@@ -165,10 +170,18 @@ def post_urgency_model(
     from spanda_assets.lib.model.train import train_and_register
 
     catalog = lakehouse.namespace("gold")
-    result = train_and_register(catalog, trigger=context.run.tags.get("spanda/trigger", "asset"))
+    departed = _departed(catalog)
+    result = train_and_register(
+        catalog,
+        trigger=context.run.tags.get("spanda/trigger", "asset"),
+        departed=departed,
+    )
     c = registry.client()
-    label_gate = label_drift_gate(catalog, c, result, context.run.run_id)
-    staleness = champion_staleness(c, _departed(catalog))
+    if result.reused:
+        label_gate = Audit(LABEL_DRIFT, True, {"note": "nothing trained: same frame"}, False)
+    else:
+        label_gate = label_drift_gate(catalog, c, result, context.run.run_id)
+    staleness = champion_staleness(c, departed)
     gates = [Audit(g.name, g.passed, g.metadata, g.blocking, g.failing) for g in result.gates] + [
         label_gate
     ]
@@ -197,6 +210,13 @@ def post_urgency_model(
             metadata=gate.metadata,
         )
     md = {**result.metadata(), **_mlflow_link(result.version)}
+    if result.reused and not result.promoted:
+        context.log.info(
+            f"the labeled set holds the same rows as when v{result.version} was judged: "
+            "nothing trained"
+        )
+        yield dg.AssetObservation(asset_key=MODEL_KEY, metadata=md)
+        return
     if result.promoted:
         context.log.info(f"{registry.MODEL_NAME} v{result.version} is the champion")
         yield dg.MaterializeResult(asset_key=MODEL_KEY, metadata=md)
@@ -228,11 +248,16 @@ def post_urgency_model(
     owners=OWNERS,
     tags={"spanda/layer": "gold", "spanda/pii": "de-identified"},
     pool=MODEL_POOL,
-    automation_condition=downstream_of_gold(),
+    # Scoring follows gold; a blocked candidate (its failed checks) must not stop it:
+    # the champion keeps scoring, and withdrawals keep being erased.
+    automation_condition=dg.AutomationCondition.eager()
+    & dg.AutomationCondition.all_deps_blocking_checks_passed().ignore(
+        dg.AssetSelection.assets(MODEL_KEY)
+    ),
     freshness_policy=GOLD_FRESHNESS,
     check_specs=[
         audit_spec(PREDICTIONS_KEY, name, description, blocking=blocking)
-        for name, (description, blocking) in DRIFT_AUDITS.items()
+        for name, (description, blocking) in drift_audit_specs().items()
     ],
     output_required=False,
     description=(
@@ -253,11 +278,15 @@ def post_predictions(
     from spanda_assets.defs.extract.assets import table_metadata
     from spanda_assets.defs.validation.assets import gold_consent
     from spanda_assets.lib.model import registry
-    from spanda_assets.lib.model.predict import open_predictions, stage_predictions
+    from spanda_assets.lib.model.predict import erase_departed, open_predictions, stage_predictions
+    from spanda_assets.lib.model.train import model_threshold
     from spanda_assets.lib.privacy.policy import policy_for
     from spanda_assets.lib.writes import row_count
 
     catalog = lakehouse.namespace("gold")
+    consent = gold_consent(catalog, "model_training", policy_for("forum_posts").purpose)
+    # Erasure first: it must not wait for a champion, nor for an audit.
+    erased = erase_departed(open_predictions(catalog), consent)
     c = registry.client()
     champ = registry.champion(c)
     if champ is None:
@@ -272,16 +301,16 @@ def post_predictions(
         )
     import mlflow
 
-    model = mlflow.pyfunc.load_model(f"models:/{registry.MODEL_NAME}@{registry.CHAMPION}")
-    consent = gold_consent(catalog, "model_training", policy_for("forum_posts").purpose)
-    from spanda_assets.lib.model.train import model_threshold
-
-    result = stage_predictions(
-        catalog, model, str(champ.version), set(consent.active), model_threshold(champ)
-    )
+    # by version: a hand move of the alias mid-run cannot mix two models' rows and threshold
+    model = mlflow.pyfunc.load_model(f"models:/{registry.MODEL_NAME}/{champ.version}")
+    result = stage_predictions(catalog, model, str(champ.version), consent, model_threshold(champ))
+    result.erased_after_withdrawal = erased
     table = open_predictions(catalog)
     outcome = write_audit_publish(
-        table, drift_audits(catalog, c, champ, model, context.run.run_id, severity_blocking())
+        table,
+        drift_audits(
+            catalog, c, champ, model, context.run.run_id, severity_blocking(), result.sample
+        ),
     )
     table.refresh()
     yield from outcome_events(

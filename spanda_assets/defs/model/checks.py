@@ -65,6 +65,16 @@ DRIFT_AUDITS: dict[str, tuple[str, bool]] = {
 }
 
 
+def drift_audit_specs() -> dict[str, tuple[str, bool]]:
+    """The audits as declared: the drift audits are blocking when SPANDA_DRIFT_SEVERITY is
+    error (read when the code location loads, so Dagster holds downstream runs too)."""
+    blocking = severity_blocking()
+    return {
+        name: (description, is_blocking or (blocking and name != "predictions_valid"))
+        for name, (description, is_blocking) in DRIFT_AUDITS.items()
+    }
+
+
 def severity_blocking() -> bool:
     """Drift audits block publication only when SPANDA_DRIFT_SEVERITY=error."""
     raw = os.environ.get(ENV_DRIFT_SEVERITY, "warn").strip().lower()
@@ -122,16 +132,26 @@ def reference_frame(catalog: Catalog, champ: Any) -> tuple[Any, str]:
 
 
 def drift_audits(
-    catalog: Catalog, client: Any, champ: Any, model: Any, run_id: str, blocking: bool
+    catalog: Catalog,
+    client: Any,
+    champ: Any,
+    model: Any,
+    run_id: str,
+    blocking: bool,
+    sample: Any = None,
 ) -> list[AuditFn]:
-    """The audits of one scoring run (drift against `champ`, scored by `model`)."""
+    """The audits of one scoring run (drift against `champ`, scored by `model`).
+
+    `sample` is the run's own seeded sample of scored posts with their text: the drift
+    audits compare it without reading gold again. Without it (the run scored nothing
+    and audits rows an earlier run staged), they read the staged rows' features from
+    the audit branch, and data drift goes without the text descriptors."""
     from spanda_assets.lib.model import drift
     from spanda_assets.lib.model.frame import (
         DRIFT_CATEGORICAL,
         DRIFT_NUMERIC,
         DRIFT_TEXT,
         drift_frame,
-        gold_rows,
         mean_scores,
     )
     from spanda_assets.lib.model.predict import open_predictions
@@ -144,7 +164,11 @@ def drift_audits(
         if "batch" not in state:
             from spanda_assets.lib.model.predict import newest_batch
 
-            state["batch"] = newest_batch(open_predictions(catalog), MAX_ROWS, SEED)
+            state["batch"] = (
+                sample
+                if sample is not None and sample.num_rows
+                else newest_batch(open_predictions(catalog), MAX_ROWS, SEED)
+            )
         return state["batch"]
 
     def reference() -> Any:
@@ -152,7 +176,20 @@ def drift_audits(
             state["reference"] = reference_frame(catalog, champ)
         return state["reference"]
 
+    cuts: dict[str | None, float] = {str(champ.version): threshold}
+
+    def cut_of(version: str | None) -> float:
+        if version not in cuts:
+            from spanda_assets.lib.model.registry import MODEL_NAME
+
+            try:
+                cuts[version] = model_threshold(client.get_model_version(MODEL_NAME, version))
+            except Exception:  # a version deleted from the registry: judge at 0.5
+                cuts[version] = 0.5
+        return cuts[version]
+
     def valid(pending: Pending) -> Audit:
+        import pyarrow as pa
         import pyarrow.compute as pc
 
         from spanda_assets.lib.incremental import read_files
@@ -175,7 +212,11 @@ def drift_audits(
                 ).as_py()
                 or 0
             )
-            implied = pc.if_else(pc.greater_equal(p, threshold), "urgent", "not_urgent")
+            # each row at the threshold of the version that scored it (rows an earlier
+            # champion staged may still wait on the branch)
+            versions = b.column("model_version").to_pylist()
+            cuts = pa.array([cut_of(v) for v in versions], pa.float64())
+            implied = pc.if_else(pc.greater_equal(p, cuts), "urgent", "not_urgent")
             bad["label_mismatch"] += int(
                 pc.sum(pc.fill_null(pc.not_equal(implied, b.column("label")), True)).as_py() or 0
             )
@@ -204,20 +245,17 @@ def drift_audits(
         if current.num_rows == 0:
             return _none("data_drift")
         ref_rows, note = reference()
-        cur_rows = gold_rows(catalog, current["post_key"].to_pylist())
-        cur_rows = cur_rows.rename_columns(
-            ["post_key" if n == "post_id" else n for n in cur_rows.column_names]
-        )
+        with_text = "body" in current.column_names
         subjects = [
-            s for s in ref_rows["subject_id"].to_pylist() + cur_rows["subject_id"].to_pylist() if s
+            s for s in ref_rows["subject_id"].to_pylist() + current["subject_id"].to_pylist() if s
         ]
         scores = mean_scores(catalog, subjects)
         result = drift.data_drift(
-            drift_frame(ref_rows, scores),
-            drift_frame(cur_rows, scores),
+            drift_frame(ref_rows, scores, with_text),
+            drift_frame(current, scores, with_text),
             numerical=DRIFT_NUMERIC,
             categorical=DRIFT_CATEGORICAL,
-            text=DRIFT_TEXT,
+            text=DRIFT_TEXT if with_text else (),
             report_path=report_path("data_drift", run_id),
             max_rows=MAX_ROWS,
             seed=SEED,

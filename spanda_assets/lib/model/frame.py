@@ -31,7 +31,6 @@ from spanda_assets.lib.writes import MAIN, in_filter
 if TYPE_CHECKING:
     import pandas as pd
     from pyiceberg.catalog import Catalog
-    from pyiceberg.table import Table
 
 LABELED = ("gold", "labeled_posts")
 POSTS = ("gold", "validated_posts")
@@ -146,30 +145,22 @@ def mean_scores(catalog: Catalog, subjects: list[str]) -> dict[str, float]:
     )
 
 
-def drift_frame(rows: pa.Table, scores: dict[str, float]) -> pd.DataFrame:
-    """The columns data drift compares, from rows with subject_id, course_id and body."""
+def drift_frame(rows: pa.Table, scores: dict[str, float], with_text: bool = True) -> pd.DataFrame:
+    """The columns data drift compares, from rows with subject_id and course_id, and either
+    the text (`body`) or its measured `body_length` and `word_count` (staged predictions)."""
     import pandas as pd
 
-    bodies = [b or "" for b in rows["body"].to_pylist()]
     subjects = rows["subject_id"].to_pylist()
-    return pd.DataFrame(
-        {
-            "body": bodies,
-            "body_length": [len(b) for b in bodies],
-            "word_count": [len(b.split()) for b in bodies],
-            "course_id": [str(c) for c in rows["course_id"].to_pylist()],
-            "student_mean_score": [scores.get(s or "", float("nan")) for s in subjects],
-        }
-    )
-
-
-def gold_rows(catalog: Catalog, keys: list[str], snapshot_id: int | None = None) -> pa.Table:
-    """subject, course and text of these posts in gold.validated_posts (main, or a snapshot)."""
-    table: Table = catalog.load_table(POSTS)
-    kwargs: dict[str, Any] = {
-        "row_filter": in_filter("post_id", keys),
-        "selected_fields": ("post_id", "subject_id", "course_id", "body"),
-    }
-    if snapshot_id is not None:
-        return table.scan(snapshot_id=snapshot_id, **kwargs).to_arrow()
-    return writes.scan(table, MAIN, **kwargs).to_arrow()
+    out: dict[str, Any] = {}
+    if "body" in rows.column_names:
+        bodies = [b or "" for b in rows["body"].to_pylist()]
+        out["body_length"] = [len(b) for b in bodies]
+        out["word_count"] = [len(b.split()) for b in bodies]
+        if with_text:
+            out["body"] = bodies
+    else:
+        out["body_length"] = rows["body_length"].to_pylist()
+        out["word_count"] = rows["word_count"].to_pylist()
+    out["course_id"] = [str(c) for c in rows["course_id"].to_pylist()]
+    out["student_mean_score"] = [scores.get(s or "", float("nan")) for s in subjects]
+    return pd.DataFrame(out)

@@ -52,6 +52,7 @@ SHOWN = 20
 
 PRE_TRAIN = (
     "training_frame_schema",
+    "consent_current",
     "class_balance",
     "split_disjoint",
     "no_single_feature_leakage",
@@ -251,13 +252,31 @@ def can_overfit(frame: pd.DataFrame, seed: int = 0) -> Gate:
     )
 
 
-def pre_train(frame: pd.DataFrame, need: int | None = None) -> list[Gate]:
+def consent_current(frame: pd.DataFrame, departed: Any) -> Gate:
+    """No post of a student who withdrew model_training consent or was erased: the labeled
+    set erases them, but a training run that starts before it did must not learn them."""
+    gone = sorted(departed(set(frame["post_key"])))
+    return Gate(
+        "consent_current",
+        passed=not gone,
+        metadata={"posts": len(frame), "departed_posts": len(gone)},
+        failing={
+            "departed_posts": len(gone),
+            "what_now": "materialize gold/labeled_posts first: it erases them",
+        },
+    )
+
+
+def pre_train(frame: pd.DataFrame, need: int | None = None, departed: Any = None) -> list[Gate]:
+    """The pre-train gates; `departed` (post keys -> those whose student left) adds the
+    consent gate."""
     schema = frame_schema(frame)
     if not schema.passed:
         # Later gates would fail on the same broken rows, less clearly.
         return [schema]
     return [
         schema,
+        *([consent_current(frame, departed)] if departed is not None else []),
         class_balance(frame, min_per_class() if need is None else need),
         split_disjoint(frame),
         single_feature_leakage(frame),

@@ -51,7 +51,8 @@ PREDICTIONS_SCHEMA = pa.schema(
 )
 GOLD_SEQ_KEY = "spanda.predictions-gold-seq"
 GOLD_UUID_KEY = "spanda.predictions-gold-uuid"
-STATE_KEYS = (GOLD_SEQ_KEY, GOLD_UUID_KEY)
+CONSENT_KEY = "spanda.predictions-consent-watermark"
+STATE_KEYS = (GOLD_SEQ_KEY, GOLD_UUID_KEY, CONSENT_KEY)
 READ_ROWS = 20_000
 
 
@@ -65,6 +66,9 @@ class ScoreResult:
     gold_snapshot_id: int | None = None
     batches: int = 0
     by_label: dict[str, int] = field(default_factory=dict)
+    # A seeded sample of this run's scored posts with their text, for the drift audits:
+    # they compare it in the same run, so nothing is read back from gold.
+    sample: pa.Table | None = None
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -85,16 +89,26 @@ def open_predictions(catalog: Catalog) -> Table:
     )
 
 
-def erase_departed(table: Table, allowed_subjects: set[str]) -> int:
-    """Erase rows of students outside `allowed_subjects` from main (one narrow scan)."""
+def erase_departed(table: Table, consent: Any) -> int:
+    """Erase from main the rows of students whose consent is gone (`consent` is gold's
+    GoldConsent: active subjects, the newest consent event id, subjects changed since).
+
+    Only the students whose consent changed since the watermark the table last published
+    are looked at, so an ordinary run reads nothing; the first run looks at every
+    student once.
+    """
     if writes.row_count(table, MAIN) == 0:
         return 0
-    subjects = set(
-        writes.scan(table, MAIN, selected_fields=("subject_id",))
-        .to_arrow()["subject_id"]
-        .to_pylist()
-    )
-    gone = sorted(s for s in subjects if s is not None and s not in allowed_subjects)
+    state = writes.read_state(table, GOLD_SEQ_KEY, STATE_KEYS, MAIN)
+    if CONSENT_KEY in state:
+        candidates = consent.changed_since(int(state[CONSENT_KEY] or 0))
+    else:
+        candidates = set(
+            writes.scan(table, MAIN, selected_fields=("subject_id",))
+            .to_arrow()["subject_id"]
+            .to_pylist()
+        )
+    gone = sorted(s for s in candidates if s is not None and s not in consent.active)
     if not gone:
         return 0
     return writes.erase_rows(table, in_filter("subject_id", gone))
@@ -137,16 +151,17 @@ def stage_predictions(
     catalog: Catalog,
     model: Any,
     version: str,
-    allowed_subjects: set[str],
+    consent: Any,
     threshold: float = 0.5,
+    sample_rows: int = 5_000,
 ) -> ScoreResult:
-    """Score the gold rows added since the last run and stage them on the audit branch."""
+    """Score the gold rows added since the last run and stage them on the audit branch.
+    Run `erase_departed` first: erasure must not wait for a champion."""
     gold = catalog.load_table(POSTS)
     head = gold.snapshot_by_name(MAIN)
     table = open_predictions(catalog)
     result = ScoreResult(model_version=version)
-    result.erased_after_withdrawal = erase_departed(table, allowed_subjects)
-    table.refresh()
+    reservoir = Reservoir(sample_rows)
     writes.open_audit(table)
     table.refresh()
     if head is None:
@@ -156,13 +171,17 @@ def stage_predictions(
     uuid = str(gold.metadata.table_uuid)
     result.rescored_all = state.get(GOLD_UUID_KEY) not in (None, uuid)
     after = 0 if state.get(GOLD_UUID_KEY) != uuid else int(state.get(GOLD_SEQ_KEY, 0) or 0)
-    props = {GOLD_SEQ_KEY: str(writes.sequence(head)), GOLD_UUID_KEY: uuid}
+    props = {
+        GOLD_SEQ_KEY: str(writes.sequence(head)),
+        GOLD_UUID_KEY: uuid,
+        CONSENT_KEY: str(consent.watermark),
+    }
     now = dt.datetime.now(dt.UTC)
     tx = table.transaction()
     if result.rescored_all:
         tx.delete(delete_filter=_all(), branch=AUDIT)
     counts: dict[str, int] = {}
-    allowed = pa.array(sorted(allowed_subjects), pa.string())
+    allowed = pa.array(sorted(consent.active), pa.string())
     for batch in rows_added_after(
         gold, after, READ_ROWS, selected_fields=("post_id", "subject_id", "course_id", "body")
     ):
@@ -172,6 +191,7 @@ def stage_predictions(
         if consenting.num_rows == 0:
             continue
         rows = score_batch(model, consenting, version, head.snapshot_id, now, threshold)
+        reservoir.add(rows.append_column("body", consenting.column("body").cast(pa.string())))
         writes.merge_rows(tx, table, rows, ["post_key"], props, branch=AUDIT)
         result.scored += rows.num_rows
         result.batches += 1
@@ -181,9 +201,48 @@ def stage_predictions(
         ):
             counts[str(label)] = counts.get(str(label), 0) + int(n)
     result.by_label = counts
+    result.sample = reservoir.table()
     writes.close_run(tx, PREDICTIONS_SCHEMA, props, AUDIT)
     tx.commit_transaction()
     return result
+
+
+class Reservoir:
+    """A uniform, seeded sample of at most `size` rows of a stream of Arrow tables
+    (Vitter's algorithm R): memory stays at `size` rows, whatever the stream's length."""
+
+    def __init__(self, size: int, seed: int = 0) -> None:
+        self.size = size
+        self.rng = np.random.default_rng(seed)
+        self.seen = 0
+        self.kept: pa.Table | None = None
+        self.slots: Any = np.empty(0, dtype=np.int64)  # the reservoir slot of each kept row
+
+    def add(self, rows: pa.Table) -> None:
+        n = rows.num_rows
+        if n == 0 or self.size == 0:
+            return
+        pos = np.arange(self.seen, self.seen + n)
+        self.seen += n
+        # row i of the stream takes slot i while the reservoir fills, then a random slot
+        # with probability size / (i + 1); within a batch the later row wins a slot
+        slot = np.where(pos < self.size, pos, self.rng.integers(0, pos + 1))
+        winner: dict[int, int] = {}
+        for i in np.flatnonzero(slot < self.size):
+            winner[int(slot[i])] = int(i)
+        if not winner:
+            return
+        taken = np.fromiter(winner.keys(), dtype=np.int64)
+        new = rows.take(pa.array(list(winner.values()), pa.int64()))
+        if self.kept is None:
+            self.kept, self.slots = new, taken
+            return
+        stay = ~np.isin(self.slots, taken)
+        self.kept = pa.concat_tables([self.kept.filter(pa.array(stay)), new])
+        self.slots = np.concatenate([self.slots[stay], taken])
+
+    def table(self) -> pa.Table | None:
+        return self.kept
 
 
 def _all() -> Any:

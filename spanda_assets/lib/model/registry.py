@@ -18,9 +18,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from spanda_assets import settings
 from spanda_assets.lib.errors import SpandaError
@@ -75,12 +76,30 @@ def _quiet() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
+def _credentials_to_env(uri: str) -> str:
+    """A tracking URI with `user:password@` is split: the credentials go to MLflow's own
+    MLFLOW_TRACKING_USERNAME/PASSWORD (unless set), the URI keeps the host. MLflow puts
+    the URI it calls into its error messages; without this, they would carry the
+    password into logs and the UI."""
+    parts = urlsplit(uri)
+    if not (parts.username or parts.password):
+        return uri
+    if parts.username:
+        os.environ.setdefault("MLFLOW_TRACKING_USERNAME", unquote(parts.username))
+    if parts.password:
+        os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", unquote(parts.password))
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
 def client() -> MlflowClient:
     """A client on the configured tracking URI (also made mlflow's current one)."""
     _quiet()
     import mlflow
 
-    uri = tracking_uri()
+    uri = _credentials_to_env(tracking_uri())
     if uri.startswith("sqlite:///"):
         mlflow_home().mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
@@ -106,12 +125,22 @@ def experiment_id(c: MlflowClient) -> str:
         return str(exp.experiment_id)
 
 
+_USERINFO = re.compile(r"//[^/@\s]+@")
+_QUERY_SECRET = re.compile(r"(?i)([?&](token|key|secret|password|sig)[^=]*=)[^&\s]+")
+
+
+def scrub(text: str) -> str:
+    """`text` without URL credentials or secret-looking query values."""
+    return _QUERY_SECRET.sub(r"\1***", _USERINFO.sub("//", text))
+
+
 def wrap(action: str, exc: Exception) -> RegistryError:
     """A registry failure naming the server (without credentials) and what to do."""
+    first = str(exc).splitlines()[0][:300] if str(exc) else ""
     return RegistryError(
         f"MLflow at {redacted_uri()} failed to {action}: {type(exc).__name__}: "
-        f"{str(exc).splitlines()[0][:300] if str(exc) else ''}. Check that the tracking server "
-        f"is up and {ENV_TRACKING_URI} points at it"
+        f"{scrub(first)}. Check that the tracking server is up and {ENV_TRACKING_URI} "
+        "points at it"
     )
 
 
@@ -150,16 +179,38 @@ def alias_history(c: MlflowClient) -> list[AliasMove]:
     return sorted(moves, key=lambda m: m.at)
 
 
-def move_champion(c: MlflowClient, version: str, by: str, reason: str) -> AliasMove:
-    """Point `champion` at `version` and record the move."""
+def move_champion(
+    c: MlflowClient, version: str, by: str, reason: str, force: bool = False
+) -> AliasMove:
+    """Point `champion` at `version` and record the move (the record first: a crash
+    between the two leaves a record of a move that did not happen, which `status`
+    shows, never a move without a record).
+
+    A version that did not pass its gates (blocked), was never judged (pending) or
+    trained on a withdrawn student's posts (stale) is refused unless `force`: the
+    alias promises a model that passed every blocking check.
+    """
     current = champion(c)
     try:
-        c.get_model_version(MODEL_NAME, version)
+        mv = c.get_model_version(MODEL_NAME, version)
     except Exception as exc:
         raise RegistryError(f"{MODEL_NAME} has no version {version}") from exc
+    status = mv.tags.get(STATUS_TAG, "pending")
+    refusal = None
+    if status in ("blocked", "pending", "blocked_before_training"):
+        why = mv.tags.get(BLOCKED_BY_TAG, "")
+        refusal = f"v{version} is {status}" + (f" (by {why})" if why else "")
+    elif mv.tags.get(STALE_TAG):
+        refusal = f"v{version} is stale: it trained on posts of students who withdrew consent"
+    if refusal and not force:
+        raise RegistryError(
+            f"{refusal}; the champion must have passed every blocking check. Pass --force "
+            "to move the alias anyway (the move is recorded as forced)"
+        )
     at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if refusal:
+        reason = f"FORCED ({refusal}): {reason}"
     move = AliasMove(at, current.version if current else None, str(version), by, reason)
-    c.set_registered_model_alias(MODEL_NAME, CHAMPION, str(version))
     c.set_registered_model_tag(
         MODEL_NAME,
         ALIAS_TAG + at,
@@ -167,6 +218,7 @@ def move_champion(c: MlflowClient, version: str, by: str, reason: str) -> AliasM
             {"from": move.from_version, "to": move.to_version, "by": by, "reason": reason[:500]}
         ),
     )
+    c.set_registered_model_alias(MODEL_NAME, CHAMPION, str(version))
     if current is not None and current.version != str(version):
         c.set_model_version_tag(MODEL_NAME, current.version, STATUS_TAG, "retired")
     c.set_model_version_tag(MODEL_NAME, str(version), STATUS_TAG, CHAMPION)
@@ -180,23 +232,36 @@ def _trim_history(c: MlflowClient) -> None:
         c.delete_registered_model_tag(MODEL_NAME, ALIAS_TAG + old.at)
 
 
-def rollback(c: MlflowClient, by: str, reason: str) -> AliasMove:
-    """Give the alias back to the version that held it before the current champion."""
+def rollback(c: MlflowClient, by: str, reason: str, force: bool = False) -> AliasMove:
+    """Give the alias back to the champion before the current one.
+
+    Walks the recorded moves back from the current champion, skipping rollbacks
+    themselves (a second rollback goes further back, it does not undo the first)
+    and versions that may not hold the alias (blocked, stale) unless `force`.
+    """
     current = champion(c)
     if current is None:
         raise RegistryError(f"{MODEL_NAME} has no champion: nothing to roll back")
+    earlier: list[str] = []
     for move in reversed(alias_history(c)):
-        if (
-            move.to_version == current.version
-            and move.from_version
-            and move.from_version != current.version
+        if move.reason.startswith("rollback"):
+            continue
+        if move.from_version and move.from_version not in earlier:
+            earlier.append(move.from_version)
+    for version in earlier:
+        if version == current.version:
+            continue
+        mv = c.get_model_version(MODEL_NAME, version)
+        if not force and (
+            mv.tags.get(STATUS_TAG) in ("blocked", "pending") or mv.tags.get(STALE_TAG)
         ):
-            return move_champion(
-                c, move.from_version, by, f"rollback from v{current.version}: {reason}"
-            )
+            continue
+        return move_champion(
+            c, version, by, f"rollback from v{current.version}: {reason}", force=force
+        )
     raise RegistryError(
-        f"no earlier champion of {MODEL_NAME} is recorded before v{current.version}; "
-        "use `spanda model promote VERSION`"
+        f"no earlier champion of {MODEL_NAME} that may hold the alias is recorded before "
+        f"v{current.version}; use `spanda model promote VERSION`"
     )
 
 

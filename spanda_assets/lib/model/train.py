@@ -33,9 +33,11 @@ import numpy as np
 from spanda_assets.lib.model import behavior, gates, registry
 from spanda_assets.lib.model.features import LABELS, build_pipeline, model_inputs, p_urgent
 from spanda_assets.lib.model.frame import (
+    FRAME_SCHEMA,
     LABELED,
     POSTS,
     TrainingFrame,
+    frame_digest,
     main_snapshot_id,
     read_frame,
 )
@@ -85,6 +87,7 @@ class TrainResult:
     lineage: dict[str, str] = field(default_factory=dict)
     champion_before: str | None = None
     threshold: float = 0.5  # p_urgent at or above it is called urgent
+    reused: bool = False  # the frame and code were judged before: nothing trained
 
     @property
     def gates(self) -> list[Gate]:
@@ -101,6 +104,7 @@ class TrainResult:
             "mlflow_run_id": self.run_id or "",
             "promoted_to_champion": self.promoted,
             "decision_threshold": self.threshold,
+            "retrained": not self.reused,
             "champion_before": self.champion_before or "",
             "blocked_by": self.blocked_by,
             "tracking_uri": registry.redacted_uri(),
@@ -178,7 +182,8 @@ def _champion_f1(c: Any, test: pd.DataFrame) -> tuple[float | None, str | None]:
         return None, None
     import mlflow
 
-    model = mlflow.pyfunc.load_model(f"models:/{registry.MODEL_NAME}@{registry.CHAMPION}")
+    # by version, not by alias: a hand move between the two reads cannot mix them up
+    model = mlflow.pyfunc.load_model(f"models:/{registry.MODEL_NAME}/{current.version}")
     p = np.asarray(model.predict(test[["body"]])["p_urgent"], dtype=float)
     y = (test["label"] == "urgent").to_numpy().astype(int)
     pred = (p >= model_threshold(current)).astype(int)
@@ -201,6 +206,7 @@ def _confusion_figure(cm: list[list[int]]) -> Any:
         for j in range(2):
             ax.text(j, i, str(cm[i][j]), ha="center", va="center")
     fig.tight_layout()
+    plt.close(fig)  # mlflow.log_figure renders it; pyplot must not keep it alive
     return fig
 
 
@@ -256,25 +262,90 @@ def _input_example() -> pd.DataFrame:
     )
 
 
+def judged_before(c: Any, lineage: dict[str, str]) -> Any:
+    """The registered version trained on this exact frame by this exact code, if any."""
+    for mv in c.search_model_versions(f"name='{registry.MODEL_NAME}'"):
+        tags = mv.tags
+        if (
+            tags.get("spanda.frame_digest") == lineage["spanda.frame_digest"]
+            and tags.get("spanda.code_version") == lineage["spanda.code_version"]
+            and tags.get(registry.STATUS_TAG) not in (None, "pending")
+        ):
+            return mv
+    return None
+
+
+def _reuse(c: Any, mv: Any, result: TrainResult, promote: bool) -> TrainResult:
+    """The verdict of a version that already judged this frame and code: nothing new to
+    learn, so nothing is trained. A version that passed every gate but never took the
+    alias (a crash between the two) takes it now."""
+    path = c.download_artifacts(mv.run_id, "gates.json", tempfile.mkdtemp())
+    recorded = json.loads(Path(path).read_text())
+    note = f"frame and code unchanged since v{mv.version}: its verdict stands"
+    result.pre = [
+        Gate(name, bool(g["passed"]), {**_plain(g), "note": note}, {}, bool(g["blocking"]))
+        for name, g in recorded.items()
+        if name in gates.PRE_TRAIN
+    ]
+    result.post = [
+        Gate(name, bool(g["passed"]), {**_plain(g), "note": note}, {}, bool(g["blocking"]))
+        for name, g in recorded.items()
+        if name in gates.POST_TRAIN
+    ]
+    result.version, result.run_id, result.reused = str(mv.version), mv.run_id, True
+    result.threshold = model_threshold(mv)
+    result.metrics = {"f1": float(mv.tags.get("spanda.f1") or 0.0)}
+    status = mv.tags.get(registry.STATUS_TAG)
+    if promote and status == "candidate" and not result.blocked_by:
+        registry.move_champion(
+            c, result.version, by="spanda (every blocking gate passed)", reason="recovered"
+        )
+        result.promoted = True
+    return result
+
+
+def _plain(g: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in g.items() if k not in ("passed", "blocking")}
+
+
 def train_and_register(
     catalog: Catalog,
     *,
     promote: bool = True,
     label_transform: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
     trigger: str = "asset",
+    departed: Any = None,
 ) -> TrainResult:
     """One training run. `label_transform` edits the frame before training (a drill:
-    the tests shuffle the labels with it and expect the gates to block)."""
+    the tests shuffle the labels with it and expect the gates to block). `departed`
+    (post keys -> those whose student left) adds the consent gate.
+
+    A frame and code a registered version already judged is not trained again
+    (labeled_posts publishes on every run, so the daily schedule fires without new
+    labels): that version's verdict is returned."""
     import mlflow
 
     c = registry.client()
     frame = read_frame(catalog)
     df = frame.to_pandas()
-    if label_transform is not None:
-        df = label_transform(df)
-    result = TrainResult(frame=frame, pre=gates.pre_train(df))
-    result.lineage = _lineage(catalog, frame)
+    lineage = _lineage(catalog, frame)
     current = registry.champion(c)
+    if label_transform is None:
+        seen = judged_before(c, lineage)
+        if seen is not None:
+            result = TrainResult(frame=frame, pre=[], lineage=lineage)
+            result.champion_before = current.version if current else None
+            return _reuse(c, seen, result, promote)
+    else:
+        # A drill trains on rows the snapshot does not hold: its digest says so, and no
+        # later run mistakes its verdict for the snapshot's.
+        import pyarrow as pa
+
+        df = label_transform(df)
+        edited = pa.Table.from_pandas(df[list(FRAME_SCHEMA.names)], preserve_index=False)
+        lineage = {**lineage, "spanda.frame_digest": frame_digest(edited.cast(FRAME_SCHEMA))}
+    result = TrainResult(frame=frame, pre=gates.pre_train(df, departed=departed))
+    result.lineage = lineage
     result.champion_before = current.version if current else None
     try:
         exp = registry.experiment_id(c)
@@ -393,8 +464,16 @@ def _log_model(pipeline: Any, tmp: Path, result: TrainResult) -> str:
         tags=dict(result.lineage),
         metadata={"decision_threshold": result.threshold},
     )
+    tags = {
+        **result.lineage,
+        # Pending until its gates are recorded: a crash before that leaves a version
+        # nobody can promote by accident, and the next run judges the same frame again.
+        registry.STATUS_TAG: "pending",
+        THRESHOLD_TAG: str(result.threshold),
+        "spanda.run_id": result.run_id or "",
+    }
     try:
-        mv = mlflow.register_model(info.model_uri, registry.MODEL_NAME, tags=dict(result.lineage))
+        mv = mlflow.register_model(info.model_uri, registry.MODEL_NAME, tags=tags)
     except Exception as exc:
         raise registry.wrap("register a model version", exc) from exc
     return str(mv.version)
