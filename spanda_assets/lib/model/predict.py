@@ -182,6 +182,7 @@ def stage_predictions(
         tx.delete(delete_filter=_all(), branch=AUDIT)
     counts: dict[str, int] = {}
     allowed = pa.array(sorted(consent.active), pa.string())
+    known: Known | None = None
     for batch in rows_added_after(
         gold, after, READ_ROWS, selected_fields=("post_id", "subject_id", "course_id", "body")
     ):
@@ -192,7 +193,9 @@ def stage_predictions(
             continue
         rows = score_batch(model, consenting, version, head.snapshot_id, now, threshold)
         reservoir.add(rows.append_column("body", consenting.column("body").cast(pa.string())))
-        writes.merge_rows(tx, table, rows, ["post_key"], props, branch=AUDIT)
+        if known is None:
+            known = Known(table, empty=result.rescored_all)
+        _write(tx, table, rows, props, known)
         result.scored += rows.num_rows
         result.batches += 1
         for label, n in zip(
@@ -205,6 +208,39 @@ def stage_predictions(
     writes.close_run(tx, PREDICTIONS_SCHEMA, props, AUDIT)
     tx.commit_transaction()
     return result
+
+
+class Known:
+    """The post keys the predictions table holds, read once per run (the key column
+    only) when the first batch needs it; keys appended in this run are added."""
+
+    def __init__(self, table: Table, empty: bool = False) -> None:
+        keys: list[str] = []
+        if not empty and writes.head(table, AUDIT) is not None:
+            keys = (
+                writes.scan(table, AUDIT, selected_fields=("post_key",))
+                .to_arrow()["post_key"]
+                .to_pylist()
+            )
+        self.keys = set(keys)
+
+    def split(self, rows: pa.Table) -> tuple[pa.Table, pa.Table]:
+        """(rows whose key is new, rows whose key the table already holds)."""
+        mask = pa.array([k in self.keys for k in rows["post_key"].to_pylist()], pa.bool_())
+        return rows.filter(pc.invert(mask)), rows.filter(mask)
+
+
+def _write(tx: Any, table: Table, rows: pa.Table, props: dict[str, str], known: Known) -> None:
+    """New posts are appended; a post scored before (its text re-derived) is merged by
+    key. Random pseudonymous keys defeat file pruning, so a key lookup reads every
+    file: done once per run on the key column (`Known`), not per batch on all columns."""
+    rows = writes.latest_per_key(rows, ["post_key"], None)
+    fresh, again = known.split(rows)
+    if fresh.num_rows:
+        tx.append(fresh, snapshot_properties=dict(props), branch=AUDIT)
+        known.keys.update(fresh["post_key"].to_pylist())
+    if again.num_rows:
+        writes.merge_rows(tx, table, again, ["post_key"], props, branch=AUDIT)
 
 
 class Reservoir:
