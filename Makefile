@@ -51,6 +51,7 @@ bench: install
 	$(BIN)/python benchmarks/validate.py
 	$(BIN)/python benchmarks/wap.py --daemon
 	$(BIN)/python benchmarks/active_learning.py
+	$(BIN)/python benchmarks/train.py
 
 # Re-resolve pinned versions after editing pyproject.toml dependencies.
 lock: install

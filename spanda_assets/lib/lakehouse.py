@@ -7,15 +7,17 @@ benchmarks build exactly the catalog the assets use.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from spanda_assets import settings
 from spanda_assets.lib.errors import ConfigError, redact_url
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
 
@@ -123,3 +125,22 @@ def load_table_or_none(catalog: Catalog, namespace: str, name: str) -> Table | N
         return catalog.load_table((namespace, name))
     except NoSuchTableError:
         return None
+
+
+def published_rows(
+    catalog: Catalog,
+    name: tuple[str, str],
+    column: str,
+    values: Iterable[Any],
+    fields: tuple[str, ...],
+) -> pa.Table | None:
+    """`fields` of the rows of table `name` whose `column` is in `values`, as readers see
+    them (main). None when the table does not exist or has published nothing yet."""
+    from spanda_assets.lib.writes import MAIN, in_filter, scan
+
+    table = load_table_or_none(catalog, *name)
+    if table is None or table.snapshot_by_name(MAIN) is None:
+        return None
+    return scan(
+        table, MAIN, row_filter=in_filter(column, values), selected_fields=fields
+    ).to_arrow()

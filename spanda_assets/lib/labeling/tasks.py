@@ -33,6 +33,7 @@ from spanda_assets.lib.labeling.departed import Departed
 from spanda_assets.lib.labeling.labeled import SOURCE, published_among
 from spanda_assets.lib.labeling.rules import RuleSet
 from spanda_assets.lib.labeling.weak import LabelingStats, prelabel_batches
+from spanda_assets.lib.lakehouse import published_rows
 from spanda_assets.lib.writes import MAIN, in_filter
 
 if TYPE_CHECKING:
@@ -272,20 +273,10 @@ def model_prelabels(catalog: Catalog, keys: list[str]) -> dict[str, dict[str, An
     declared as an asset dependency, which would close a cycle). Empty until a
     champion has scored posts: the labeling functions' pre-labels serve until then.
     """
-    if not keys:
+    fields = ("post_key", "p_urgent", "label", "model_version")
+    rows = published_rows(catalog, PREDICTIONS, "post_key", keys, fields) if keys else None
+    if rows is None:
         return {}
-    try:
-        table = catalog.load_table(PREDICTIONS)
-    except Exception:
-        return {}
-    if table.snapshot_by_name(MAIN) is None:
-        return {}
-    rows = writes.scan(
-        table,
-        MAIN,
-        row_filter=in_filter("post_key", keys),
-        selected_fields=("post_key", "p_urgent", "label", "model_version"),
-    ).to_arrow()
     return {
         r["post_key"]: {
             "prelabel": r["label"],

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from spanda_assets.lib import writes
 from spanda_assets.lib.errors import SpandaError
-from spanda_assets.lib.writes import MAIN, in_filter
+from spanda_assets.lib.lakehouse import published_rows
+from spanda_assets.lib.writes import MAIN
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -116,21 +116,13 @@ def main_snapshot_id(catalog: Catalog, name: tuple[str, str]) -> int | None:
 
 def mean_scores(catalog: Catalog, subjects: list[str]) -> dict[str, float]:
     """Each student's mean share of the maximum score, over their published assessments."""
-    if not subjects:
-        return {}
-    try:
-        table = catalog.load_table(ASSESSMENTS)
-    except Exception:
-        return {}
-    if table.snapshot_by_name(MAIN) is None:
-        return {}
-    rows = writes.scan(
-        table,
-        MAIN,
-        row_filter=in_filter("subject_id", sorted(set(subjects))),
-        selected_fields=("subject_id", "score", "max_score"),
-    ).to_arrow()
-    if rows.num_rows == 0:
+    fields = ("subject_id", "score", "max_score")
+    rows = (
+        published_rows(catalog, ASSESSMENTS, "subject_id", sorted(set(subjects)), fields)
+        if subjects
+        else None
+    )
+    if rows is None or rows.num_rows == 0:
         return {}
     share = pc.divide(
         pc.cast(rows["score"], pa.float64()), pc.cast(rows["max_score"], pa.float64())
