@@ -183,7 +183,7 @@ def test_a_test_case_file_with_a_bad_row_says_which(tmp_path: Path) -> None:
 def test_normalization_removes_what_carries_no_urgency() -> None:
     assert normalize("Hi [NAME],  CS101 exam\tTOMORROW") == "hi , exam tomorrow"
     inputs = model_inputs(pd.DataFrame({"body": ["Help!!", None], "other": [1, 2]}))
-    assert list(inputs.columns) == ["text", "log_chars", "exclamations", "questions"]
+    assert list(inputs.columns) == ["text", "exclamations", "questions"]
     assert inputs["exclamations"].tolist() == [2, 0]
     with pytest.raises(ValueError, match="body"):
         model_inputs(pd.DataFrame({"text": ["x"]}))

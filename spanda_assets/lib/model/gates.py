@@ -26,7 +26,9 @@ import numpy as np
 
 from spanda_assets.lib.model.features import (
     LABELS,
+    NUMERIC,
     POSITIVE,
+    TEXT,
     build_pipeline,
     model_inputs,
     normalize,
@@ -199,8 +201,9 @@ def single_feature_leakage(frame: pd.DataFrame) -> Gate:
         score = np.where(counts.to_numpy() >= 5, rate.to_numpy(), 0.5)
         aucs[column] = _auc(score, y)
     inputs = model_inputs(frame)
-    for column in ("log_chars", "exclamations", "questions"):
+    for column in NUMERIC:
         aucs[column] = _auc(inputs[column].to_numpy(dtype=float), y)
+    aucs["length"] = _auc(inputs[TEXT].str.len().to_numpy(dtype=float), y)
     min_df = max(5, int(0.01 * len(frame)))
     if len(frame) >= min_df:
         vec = CountVectorizer(binary=True, min_df=min_df, token_pattern=r"(?u)\b\w+\b")
