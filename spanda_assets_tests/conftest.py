@@ -41,9 +41,14 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 @pytest.fixture(autouse=True)
 def spanda_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own SPANDA_HOME and no inherited SPANDA_* settings."""
+    """Every test gets its own SPANDA_HOME and no inherited SPANDA_* settings (nor an
+    MLflow tracking URI: MLflow writes the one it is given into the environment)."""
     for key in list(os.environ):
-        if key.startswith("SPANDA_") or key == "DAGSTER_HOME":
+        if key.startswith("SPANDA_") or key in (
+            "DAGSTER_HOME",
+            "MLFLOW_TRACKING_URI",
+            "MLFLOW_REGISTRY_URI",
+        ):
             monkeypatch.delenv(key)
     home = tmp_path / "home"
     home.mkdir()

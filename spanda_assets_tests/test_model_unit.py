@@ -259,3 +259,15 @@ def test_credentials_in_the_tracking_uri_move_to_mlflows_own_variables(
         "register", RuntimeError("API request to https://bob:pw@h/api?token=abc failed")
     )
     assert "pw" not in str(err) and "abc" not in str(err) and "https://h/api" in str(err)
+
+
+def test_the_default_store_follows_spanda_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mlflow copies a tracking URI into the environment; the embedded default must not
+    stick there, or a later SPANDA_HOME (a test, a child process) would use this one."""
+    monkeypatch.setenv("SPANDA_HOME", str(tmp_path / "a"))
+    registry.client()
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    monkeypatch.setenv("SPANDA_HOME", str(tmp_path / "b"))
+    assert registry.tracking_uri() == f"sqlite:///{tmp_path / 'b' / 'mlflow' / 'mlflow.db'}"

@@ -71,7 +71,13 @@ def champion_consent(
         return dg.SkipReason("no champion of post_urgency yet: nothing can be stale")
     catalog = lakehouse.namespace("gold")
     seen = json.loads(context.cursor) if context.cursor else {}
-    watermark = gold_consent(catalog, "model_training", policy_for("forum_posts").purpose).watermark
+    from pyiceberg.exceptions import NoSuchTableError
+
+    try:
+        consent = gold_consent(catalog, "model_training", policy_for("forum_posts").purpose)
+    except NoSuchTableError as exc:
+        return dg.SkipReason(f"consent not extracted yet ({exc}): nothing to compare")
+    watermark = consent.watermark
     if seen.get("version") == champ.version and seen.get("consent") == watermark:
         # Nothing changed since the last look: no consent event, same champion. The
         # departed check reads silver by every training key; it runs only when needed.

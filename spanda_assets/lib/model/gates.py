@@ -203,7 +203,7 @@ def single_feature_leakage(frame: pd.DataFrame) -> Gate:
     inputs = model_inputs(frame)
     for column in NUMERIC:
         aucs[column] = _auc(inputs[column].to_numpy(dtype=float), y)
-    aucs["length"] = _auc(inputs[TEXT].str.len().to_numpy(dtype=float), y)
+    aucs["length"] = _auc(np.asarray([len(t) for t in inputs[TEXT]], dtype=float), y)
     min_df = max(5, int(0.01 * len(frame)))
     if len(frame) >= min_df:
         vec = CountVectorizer(binary=True, min_df=min_df, token_pattern=r"(?u)\b\w+\b")

@@ -99,11 +99,18 @@ def client() -> MlflowClient:
     _quiet()
     import mlflow
 
+    configured = ENV_TRACKING_URI in os.environ
     uri = _credentials_to_env(tracking_uri())
     if uri.startswith("sqlite:///"):
         mlflow_home().mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if not configured:
+        # mlflow copies the URI into the environment, where every later call (and every
+        # child process) would take it for the user's setting and keep using this
+        # SPANDA_HOME's store after SPANDA_HOME changed. The default stays a default.
+        os.environ.pop(ENV_TRACKING_URI, None)
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
