@@ -39,6 +39,8 @@ ENV_INSTITUTION_KEY_FILE = "SPANDA_INSTITUTION_KEY_FILE"
 ENV_SUBJECT_DIDS = "SPANDA_SUBJECT_DIDS"
 ENV_STATUS_LIST_URL = "SPANDA_STATUS_LIST_URL"
 ENV_LABELING_FUNCTIONS_FILE = "SPANDA_LABELING_FUNCTIONS_FILE"
+ENV_MIN_LABELS_PER_CLASS = "SPANDA_MIN_LABELS_PER_CLASS"
+DEFAULT_MIN_LABELS_PER_CLASS = 20
 
 DEFAULT_BATCH_ROWS = 100_000
 DEFAULT_COMMIT_ROWS = 500_000
@@ -163,6 +165,13 @@ def orphan_grace() -> dt.timedelta:
     """How old a file no snapshot references must be before it is deleted: younger ones may
     belong to a write still in flight."""
     return dt.timedelta(minutes=env_int(ENV_ORPHAN_GRACE_MINUTES, DEFAULT_ORPHAN_GRACE_MINUTES))
+
+
+def min_labels_per_class() -> int:
+    """Labels of each class the labeled set should hold (it warns below) and training
+    needs (it refuses below). 0 switches the minimum off."""
+    raw = os.environ.get(ENV_MIN_LABELS_PER_CLASS, "")
+    return int(raw) if raw.strip().isdigit() else DEFAULT_MIN_LABELS_PER_CLASS
 
 
 def sensor_interval(default: int) -> int:

@@ -14,20 +14,22 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from spanda_assets.defs.publishing import Audit, AuditFn
+from spanda_assets.settings import (
+    DEFAULT_MIN_LABELS_PER_CLASS,
+    ENV_MIN_LABELS_PER_CLASS,
+    min_labels_per_class,
+)
 
 if TYPE_CHECKING:
     from spanda_assets.lib.labeling.labeled import LabeledResult
     from spanda_assets.lib.writes import Pending
 
-ENV_MIN_PER_CLASS = "SPANDA_MIN_LABELS_PER_CLASS"
-DEFAULT_MIN_PER_CLASS = 20
 ALPHA_FLOOR = 0.6
 MIN_OVERLAP = 20  # posts annotated by two or more people before agreement is judged
 MIN_PER_CLASS_FOR_CLEANLAB = 50  # below it, the out-of-fold model is too weak to accuse
@@ -41,7 +43,8 @@ AUDIT_DESCRIPTIONS: dict[str, tuple[str, bool]] = {
         True,
     ),
     "minimum_labels_per_class": (
-        f"Every label has at least {ENV_MIN_PER_CLASS} (default {DEFAULT_MIN_PER_CLASS}) "
+        f"Every label has at least {ENV_MIN_LABELS_PER_CLASS} "
+        f"(default {DEFAULT_MIN_LABELS_PER_CLASS}) "
         "resolved posts. Published either way; training refuses a set that fails it.",
         False,
     ),
@@ -57,11 +60,6 @@ AUDIT_DESCRIPTIONS: dict[str, tuple[str, bool]] = {
         False,
     ),
 }
-
-
-def min_per_class() -> int:
-    raw = os.environ.get(ENV_MIN_PER_CLASS, "")
-    return int(raw) if raw.strip().isdigit() else DEFAULT_MIN_PER_CLASS
 
 
 def _rows(pending: Pending, columns: tuple[str, ...]) -> Any:
@@ -104,7 +102,7 @@ def label_audits(result: LabeledResult) -> list[AuditFn]:
 
         rows = _rows(pending, ("label",))
         counts = Counter(rows.column("label").to_pylist())
-        need = min_per_class()
+        need = min_labels_per_class()
         short = minimum_per_class(counts, need)
         return Audit(
             "minimum_labels_per_class",

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from spanda_assets.lib.errors import SpandaError
-from spanda_assets.lib.lakehouse import published_rows
+from spanda_assets.lib.lakehouse import load_table_or_none, published_rows
 from spanda_assets.lib.writes import MAIN
 
 if TYPE_CHECKING:
@@ -60,12 +60,10 @@ class TrainingFrame:
     table: pa.Table  # FRAME_SCHEMA, sorted by post_key
     snapshot_id: int  # of gold.labeled_posts main
     digest: str
+    config_hashes: tuple[str, ...] = ()  # the label configs its labels were given under
 
     def to_pandas(self) -> pd.DataFrame:
         return self.table.to_pandas()
-
-    def split(self, name: str) -> pd.DataFrame:
-        return self.table.filter(pc.equal(self.table["split"], name)).to_pandas()
 
 
 def frame_digest(table: pa.Table) -> str:
@@ -99,16 +97,18 @@ def read_frame(catalog: Catalog, snapshot_id: int | None = None) -> TrainingFram
             "(expired by the maintenance job after SPANDA_RETENTION_DAYS): the frame cannot be "
             "rebuilt; keep snapshots longer, or tag the training snapshot so expiry keeps it"
         )
-    rows = table.scan(selected_fields=FRAME_COLUMNS, snapshot_id=snapshot_id).to_arrow()
-    rows = rows.select(list(FRAME_COLUMNS)).cast(FRAME_SCHEMA)
+    read = table.scan(
+        selected_fields=(*FRAME_COLUMNS, "label_config_hash"), snapshot_id=snapshot_id
+    ).to_arrow()
+    hashes = tuple(sorted(str(h) for h in read["label_config_hash"].unique().to_pylist() if h))
+    rows = read.select(list(FRAME_COLUMNS)).cast(FRAME_SCHEMA)
     rows = rows.sort_by([("post_key", "ascending")]).combine_chunks()
-    return TrainingFrame(rows, snapshot_id, frame_digest(rows))
+    return TrainingFrame(rows, snapshot_id, frame_digest(rows), hashes)
 
 
 def main_snapshot_id(catalog: Catalog, name: tuple[str, str]) -> int | None:
-    try:
-        table = catalog.load_table(name)
-    except Exception:
+    table = load_table_or_none(catalog, *name)
+    if table is None:
         return None
     head = table.snapshot_by_name(MAIN)
     return head.snapshot_id if head is not None else None

@@ -33,12 +33,11 @@ from spanda_assets.lib.model.features import (
     model_inputs,
     normalize,
 )
+from spanda_assets.settings import min_labels_per_class
 
 if TYPE_CHECKING:
     import pandas as pd
 
-ENV_MIN_PER_CLASS = "SPANDA_MIN_LABELS_PER_CLASS"  # shared with the labeled set's audit
-DEFAULT_MIN_PER_CLASS = 20
 ENV_F1_FLOOR = "SPANDA_MODEL_F1_FLOOR"
 DEFAULT_F1_FLOOR = 0.70
 ENV_DUMMY_MARGIN = "SPANDA_MODEL_DUMMY_MARGIN"
@@ -80,11 +79,6 @@ def env_float(name: str, default: float) -> float:
         from spanda_assets.lib.errors import ConfigError
 
         raise ConfigError(f"{name}={raw!r}: expected a number") from None
-
-
-def min_per_class() -> int:
-    raw = os.environ.get(ENV_MIN_PER_CLASS, "")
-    return int(raw) if raw.strip().isdigit() else DEFAULT_MIN_PER_CLASS
 
 
 @dataclass
@@ -280,7 +274,7 @@ def pre_train(frame: pd.DataFrame, need: int | None = None, departed: Any = None
     return [
         schema,
         *([consent_current(frame, departed)] if departed is not None else []),
-        class_balance(frame, min_per_class() if need is None else need),
+        class_balance(frame, min_labels_per_class() if need is None else need),
         split_disjoint(frame),
         single_feature_leakage(frame),
         can_overfit(frame),

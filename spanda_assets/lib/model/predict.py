@@ -289,18 +289,16 @@ def _all() -> Any:
 
 def newest_batch(table: Table, max_rows: int, seed: int = 0) -> pa.Table:
     """The rows this run staged (the audit branch's files main lacks), a seeded sample of
-    at most `max_rows`: what the drift checks compare. Reads the new files only."""
+    at most `max_rows`: what the drift checks compare. Reads the new files only, in
+    batches, holding no more than the sample."""
     from spanda_assets.lib.incremental import read_files
 
     pending = writes.pending(table)
     if not pending.anything:
         return PREDICTIONS_SCHEMA.empty_table()
     files = writes.unpublished_files(pending.view, pending.after_sequence)
-    batches = list(read_files(pending.view, files, READ_ROWS, ("*",)))
-    if not batches:
-        return PREDICTIONS_SCHEMA.empty_table()
-    rows = pa.Table.from_batches(batches).cast(PREDICTIONS_SCHEMA)
-    if rows.num_rows > max_rows:
-        idx = np.sort(np.random.default_rng(seed).choice(rows.num_rows, max_rows, replace=False))
-        rows = rows.take(pa.array(idx))
-    return rows
+    sample = Reservoir(max_rows, seed)
+    for batch in read_files(pending.view, files, READ_ROWS, ("*",)):
+        sample.add(pa.Table.from_batches([batch]))
+    rows = sample.table()
+    return PREDICTIONS_SCHEMA.empty_table() if rows is None else rows.cast(PREDICTIONS_SCHEMA)

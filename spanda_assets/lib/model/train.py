@@ -42,6 +42,7 @@ from spanda_assets.lib.model.frame import (
     read_frame,
 )
 from spanda_assets.lib.model.gates import Gate
+from spanda_assets.settings import min_labels_per_class
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,14 +53,6 @@ THRESHOLD_SAMPLE = 20_000  # training posts the decision threshold is chosen on,
 THRESHOLD_TAG = "spanda.threshold"
 TRAINING_KEYS = "training_keys.json"
 MODEL_DIR = Path(__file__).resolve().parent
-LINEAGE_TAGS = (
-    "spanda.labeled_snapshot_id",
-    "spanda.validated_snapshot_id",
-    "spanda.label_config_hash",
-    "spanda.code_version",
-    "spanda.frame_digest",
-    "spanda.frame_rows",
-)
 
 
 def code_version() -> str:
@@ -115,27 +108,14 @@ class TrainResult:
 
 
 def _lineage(catalog: Catalog, frame: TrainingFrame) -> dict[str, str]:
-    hashes = sorted(set(_column(catalog, frame, "label_config_hash")))
     return {
         "spanda.labeled_snapshot_id": str(frame.snapshot_id),
         "spanda.validated_snapshot_id": str(main_snapshot_id(catalog, POSTS) or ""),
-        "spanda.label_config_hash": ",".join(h for h in hashes if h),
+        "spanda.label_config_hash": ",".join(frame.config_hashes),
         "spanda.code_version": code_version(),
         "spanda.frame_digest": frame.digest,
         "spanda.frame_rows": str(frame.table.num_rows),
     }
-
-
-def _column(catalog: Catalog, frame: TrainingFrame, column: str) -> list[str]:
-    table = catalog.load_table(LABELED)
-    return [
-        str(v)
-        for v in table.scan(selected_fields=(column,), snapshot_id=frame.snapshot_id)
-        .to_arrow()
-        .column(0)
-        .unique()
-        .to_pylist()
-    ]
 
 
 def _scorer(pipeline: Any) -> behavior.Score:
@@ -362,7 +342,7 @@ def train_and_register(
                 "model": "tfidf-word-char+post-features+logreg-calibrated",
                 "C": 4.0,
                 "seed": SEED,
-                "min_labels_per_class": gates.min_per_class(),
+                "min_labels_per_class": min_labels_per_class(),
                 "train_posts": int((df["split"] == "train").sum()),
                 "test_posts": int((df["split"] == "test").sum()),
             }
