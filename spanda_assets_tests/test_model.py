@@ -37,7 +37,12 @@ from spanda_assets.lib.model.consent import champion_staleness, training_keys
 from spanda_assets.lib.model.drift import estimate_performance
 from spanda_assets.lib.model.frame import LABELED, read_frame
 from spanda_assets.lib.model.predict import PREDICTIONS
-from spanda_assets.lib.model.train import THRESHOLD_TAG, model_threshold, train_and_register
+from spanda_assets.lib.model.train import (
+    THRESHOLD_TAG,
+    model_threshold,
+    model_training_prior,
+    train_and_register,
+)
 from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
 from spanda_assets.lib.seed import SeedSizes, read_ground_truth, seed
 from spanda_assets.lib.writes import MAIN, row_count, scan
@@ -131,6 +136,16 @@ def test_the_demo_registers_a_champion_with_its_run_and_lineage(in_world: World)
     assert any(k.startswith("recall.course_") for k in run.data.metrics)
     assert run.data.metrics["minimum_functionality.pass_rate"] >= 0.95
     assert run.data.metrics["gate.heldout_f1"] == 1.0
+    # what the label-free estimate needs: the share of urgent posts trained on (the
+    # train split's), and the estimate on the held-out posts as the check's baseline
+    frame_df = read_frame(_catalog()).to_pandas()
+    train = frame_df[frame_df["split"] == "train"]
+    share = (train["label"] == "urgent").mean()
+    assert model_training_prior(champ) == pytest.approx(share, abs=1e-6)  # 6 decimals
+    assert float(run.data.params["training_prior"]) == pytest.approx(share, abs=1e-6)
+    assert float(champ.tags["spanda.estimated_f1"]) == pytest.approx(
+        run.data.metrics["estimated_f1"], abs=1e-4
+    )
     # lineage tags: the labeled snapshot is main's, the digest is the frame's
     frame = read_frame(_catalog())
     assert run.data.tags["spanda.labeled_snapshot_id"] == str(frame.snapshot_id)
@@ -378,6 +393,12 @@ def test_scoring_is_incremental_and_drift_trips_only_on_a_shifted_batch(
     checks = _checks(plain, "gold__post_predictions")
     assert checks["predictions_valid"].passed
     assert checks["data_drift"].passed, checks["data_drift"].metadata
+    # the estimate is compared with the same estimator on the champion's held-out posts
+    perf = checks["estimated_performance"]
+    assert perf.passed, perf.metadata
+    assert perf.metadata["champion_heldout_estimated_f1"].value == pytest.approx(
+        float(champ.tags["spanda.estimated_f1"]), abs=1e-4
+    )
     md = {
         k: v.value
         for k, v in plain.asset_materializations_for_node("gold__post_predictions")[
@@ -416,8 +437,18 @@ def test_scoring_is_incremental_and_drift_trips_only_on_a_shifted_batch(
 
     threshold = model_threshold(champ)
     realized = f1_score(y, p.to_numpy() >= threshold)
-    estimated = estimate_performance(p.to_numpy(), threshold)["f1"]
-    assert len(y) > 2_000
+    assert len(y) > 2_000 and len(y) == len(batch)  # every post of the batch has its truth
+    # the check's own figure: the whole batch, moved to its own urgent share by EM
+    perf = checks["estimated_performance"].metadata
+    assert perf["rows"].value == len(batch)
+    assert "EM" in str(perf["method"].value)
+    estimated = perf["estimated_f1"].value
+    share = perf["estimated_expected_positive_rate"].value
+    assert abs(share - y.mean()) <= 0.03, (share, y.mean())  # 0.6 against ~0.25 trained on
+    assert estimated == pytest.approx(
+        estimate_performance(p.to_numpy(), threshold, model_training_prior(champ))["f1"],
+        abs=1e-3,
+    )
     assert abs(estimated - realized) <= 0.03, (estimated, realized)
 
 

@@ -12,10 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from scipy.stats import beta
 
 from spanda_assets.cli import main
 from spanda_assets.lib.model.drift import (
     DriftResult,
+    adjust_to_batch_prior,
     data_drift,
     estimate_performance,
     label_drift,
@@ -184,6 +186,65 @@ def test_estimated_f1_matches_the_realized_f1() -> None:
     assert abs(est["accuracy"] - (pred == y).mean()) < 0.02
     assert est["expected_positive_rate"] == pytest.approx(y.mean(), abs=0.01)
     assert est["rows"] == 200_000
+
+
+def _label_shift_batch(
+    rng: np.random.Generator, n: int, training_prior: float, batch_prior: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """A batch whose urgent share moved from `training_prior` to `batch_prior`, scored by
+    a model calibrated at `training_prior`: each class's scores keep their distribution
+    (Beta(5, 2) for urgent, Beta(2, 5) for routine), only the mix changes."""
+    y = rng.random(n) < batch_prior
+    s = np.where(y, rng.beta(5, 2, n), rng.beta(2, 5, n))
+    up = training_prior * beta.pdf(s, 5, 2)
+    p = up / (up + (1 - training_prior) * beta.pdf(s, 2, 5))
+    return p, y
+
+
+def _f1(y: np.ndarray, pred: np.ndarray) -> float:
+    tp, fp, fn = (pred & y).sum(), (pred & ~y).sum(), (~pred & y).sum()
+    return float(2 * tp / (2 * tp + fp + fn))
+
+
+def test_a_moved_urgent_share_is_estimated_and_the_f1_follows_it() -> None:
+    rng = np.random.default_rng(5)
+    p, y = _label_shift_batch(rng, 50_000, training_prior=0.22, batch_prior=0.6)
+    q, share = adjust_to_batch_prior(p, 0.22)
+    assert share == pytest.approx(y.mean(), abs=0.01)  # 0.6, from unlabeled p alone
+    assert q.mean() == pytest.approx(share)
+    realized = _f1(y, p >= 0.5)
+    plain = estimate_performance(p, 0.5)
+    moved = estimate_performance(p, 0.5, training_prior=0.22)
+    assert abs(moved["f1"] - realized) < 0.01
+    # read through the old base rate, the share and the F1 are both off
+    assert abs(plain["f1"] - realized) > 0.02
+    assert abs(plain["expected_positive_rate"] - y.mean()) > 0.1
+    assert moved["expected_positive_rate"] == pytest.approx(y.mean(), abs=0.01)
+    assert moved["predicted_positive_rate"] == plain["predicted_positive_rate"]
+
+
+def test_without_a_shift_the_adjustment_changes_nothing() -> None:
+    rng = np.random.default_rng(8)
+    p, y = _label_shift_batch(rng, 50_000, training_prior=0.3, batch_prior=0.3)
+    q, share = adjust_to_batch_prior(p, 0.3)
+    assert share == pytest.approx(0.3, abs=0.01)
+    assert np.abs(q - p).max() < 0.03
+    realized = _f1(y, p >= 0.5)
+    assert abs(estimate_performance(p, 0.5, training_prior=0.3)["f1"] - realized) < 0.01
+
+
+def test_the_prior_adjustment_refuses_nonsense() -> None:
+    for bad in (0.0, 1.0, -0.2, 1.5):
+        with pytest.raises(ValueError, match="strictly between 0 and 1"):
+            adjust_to_batch_prior([0.2, 0.7], bad)
+    with pytest.raises(ValueError, match="probabilities"):
+        adjust_to_batch_prior([0.2, np.nan], 0.3)
+    q, share = adjust_to_batch_prior([], 0.3)
+    assert q.size == 0 and share == 0.3
+    # certain scores stay finite and inside [0, 1]
+    q, share = adjust_to_batch_prior([0.0, 1.0, 1.0], 0.3)
+    assert np.all((q >= 0) & (q <= 1)) and 0 < share < 1
+    assert estimate_performance([0.0, 1.0], 0.5, training_prior=0.3)["rows"] == 2
 
 
 def test_estimate_performance_edge_cases() -> None:

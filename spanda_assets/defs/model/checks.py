@@ -8,8 +8,9 @@
 * `prediction_drift` (WARN): the distribution of p_urgent against the champion's
   scores of its own training posts.
 * `estimated_performance` (WARN): F1 estimated from calibrated probabilities without
-  labels (CBPE) must stay within SPANDA_MODEL_PERFORMANCE_DROP (0.10) of the
-  champion's held-out F1.
+  labels (CBPE, after moving them to the batch's own urgent share by EM) must stay
+  within SPANDA_MODEL_PERFORMANCE_DROP (0.10) of the same estimate on the champion's
+  held-out posts.
 
 SPANDA_DRIFT_SEVERITY=error makes the three drift audits blocking: a drifted batch is
 then held on the audit branch instead of published. Each drift audit saves its
@@ -58,8 +59,9 @@ DRIFT_AUDITS: dict[str, tuple[str, bool]] = {
     ),
     "estimated_performance": (
         "F1 estimated without labels from calibrated probabilities (confidence-based "
-        "performance estimation) stays within SPANDA_MODEL_PERFORMANCE_DROP (0.10) of the "
-        "champion's held-out F1.",
+        "performance estimation, moved to the batch's own urgent share by EM) stays within "
+        "SPANDA_MODEL_PERFORMANCE_DROP (0.10) of the same estimate on the champion's "
+        "held-out posts.",
         False,
     ),
 }
@@ -155,7 +157,11 @@ def drift_audits(
         mean_scores,
     )
     from spanda_assets.lib.model.predict import open_predictions
-    from spanda_assets.lib.model.train import model_threshold
+    from spanda_assets.lib.model.train import (
+        ESTIMATED_F1_TAG,
+        model_threshold,
+        model_training_prior,
+    )
 
     state: dict[str, Any] = {}
     threshold = model_threshold(champ)
@@ -302,17 +308,29 @@ def drift_audits(
         current = batch()
         if current.num_rows == 0:
             return _none("estimated_performance")
-        est = drift.estimate_performance(current["p_urgent"].to_numpy(), threshold)
+        prior = model_training_prior(champ)
+        est = drift.estimate_performance(current["p_urgent"].to_numpy(), threshold, prior)
         heldout = float(champ.tags.get("spanda.f1") or "nan")
+        # Like with like: the same estimator on the champion's held-out posts, so its
+        # own bias cancels (a version without that figure is compared with its F1).
+        baseline = float(champ.tags.get(ESTIMATED_F1_TAG) or heldout)
         drop_limit = float(os.environ.get(ENV_PERFORMANCE_DROP) or DEFAULT_PERFORMANCE_DROP)
-        drop = heldout - est["f1"] if np.isfinite(heldout) else 0.0
+        drop = baseline - est["f1"] if np.isfinite(baseline) else 0.0
         md = {
             **{f"estimated_{k}": round(v, 4) for k, v in est.items() if k != "rows"},
             "rows": int(est["rows"]),
             "champion_heldout_f1": round(heldout, 4) if np.isfinite(heldout) else None,
+            "champion_heldout_estimated_f1": round(baseline, 4) if np.isfinite(baseline) else None,
             "estimated_drop": round(drop, 4),
             "max_drop": drop_limit,
-            "method": "confidence-based performance estimation from calibrated p_urgent",
+            "method": "confidence-based performance estimation from calibrated p_urgent"
+            + (
+                f", moved from the training share of urgent posts ({prior:.3f}) to the "
+                "batch's own share estimated by EM"
+                if prior is not None
+                else " (the champion records no training share: no prior adjustment)"
+            ),
+            "training_urgent_share": round(prior, 4) if prior is not None else None,
             "decision_threshold": threshold,
         }
         return Audit(

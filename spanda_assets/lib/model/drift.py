@@ -19,6 +19,9 @@ longer, which is the drift that matters here. The descriptors need no downloads
 `estimate_performance` estimates precision, recall and F1 from calibrated
 probabilities alone (confidence-based performance estimation, the idea behind
 NannyML's CBPE): it is what can be said about a batch before anyone labels it.
+Given the share of urgent posts the model was trained on, it first re-estimates the
+batch's own share by EM (`adjust_to_batch_prior`), so that a week in which far more
+posts are urgent is not read through the training week's base rate.
 
 Evidently is imported inside the functions (~2.6 s), never when this module loads.
 """
@@ -189,34 +192,90 @@ def label_drift(
     )
 
 
+def _probabilities(p_urgent: np.ndarray | Sequence[float]) -> np.ndarray:
+    p = np.asarray(p_urgent, dtype=float).ravel()
+    if p.size and (not np.all(np.isfinite(p)) or p.min() < 0.0 or p.max() > 1.0):
+        raise ValueError("p_urgent must hold probabilities in [0, 1], without NaN")
+    return p
+
+
+def adjust_to_batch_prior(
+    p_urgent: np.ndarray | Sequence[float],
+    training_prior: float,
+    *,
+    tolerance: float = 1e-8,
+    max_iterations: int = 1_000,
+) -> tuple[np.ndarray, float]:
+    """The batch's share of urgent posts, and its posts' probabilities under that share.
+
+    A calibrated model's p is P(urgent | text) at the share of urgent posts it was
+    trained on. When the share moves (an exam week), every p is read through the old
+    base rate and the expected confusion matrix is off even if nothing else changed.
+    EM re-estimates the batch's share from its own unlabeled probabilities (Saerens,
+    Latinne & Decaestecker, Neural Computation 14(1), 2002): rescale each p by the
+    ratio of the new share to the old, renormalize, take the mean as the new share,
+    repeat. Without a shift it stays where it started. The text-to-label relation is
+    assumed unchanged (label shift); under concept drift no unlabeled method can tell.
+    """
+    p = _probabilities(p_urgent)
+    if not 0.0 < training_prior < 1.0:
+        raise ValueError(
+            f"training_prior must be a share strictly between 0 and 1, got {training_prior!r}"
+        )
+    if p.size == 0:
+        return p, training_prior
+    eps = 1e-9
+    p = np.clip(p, eps, 1.0 - eps)
+    prior = training_prior
+    q = p
+    for _ in range(max_iterations):
+        up = prior / training_prior * p
+        down = (1.0 - prior) / (1.0 - training_prior) * (1.0 - p)
+        q = up / (up + down)
+        new = float(q.mean())
+        done = abs(new - prior) < tolerance
+        prior = new
+        if done:
+            break
+    return q, prior
+
+
 def estimate_performance(
-    p_urgent: np.ndarray | Sequence[float], threshold: float = 0.5
+    p_urgent: np.ndarray | Sequence[float],
+    threshold: float = 0.5,
+    training_prior: float | None = None,
 ) -> dict[str, float]:
     """Expected precision, recall, F1 and accuracy of `p >= threshold`, from `p` alone.
 
     If the probabilities are calibrated, a post predicted urgent is truly urgent with
     probability p, so the expected confusion matrix is TP = sum p and FP = sum (1 - p)
-    over the predicted positives, FN = sum p and TN = sum (1 - p) over the rest. The
+    over the predicted positives, FN = sum p and TN = sum (1 - p) over the rest.
+
+    With `training_prior` (the urgent share of the model's training posts) the
+    probabilities are first moved to the batch's own share by `adjust_to_batch_prior`;
+    the decisions stay those of the raw `p >= threshold`, as the model made them. The
     estimate is only as good as the calibration, and says nothing under concept drift
     (when the same text comes to mean something else); it is a warning, not a score.
     An empty batch or an empty denominator gives 0.0, never NaN.
     """
-    p = np.asarray(p_urgent, dtype=float).ravel()
-    if p.size and (not np.all(np.isfinite(p)) or p.min() < 0.0 or p.max() > 1.0):
-        raise ValueError("p_urgent must hold probabilities in [0, 1], without NaN")
+    p = _probabilities(p_urgent)
     predicted = p >= threshold
-    tp = float(p[predicted].sum())
-    fp = float((1.0 - p[predicted]).sum())
-    fn = float(p[~predicted].sum())
-    tn = float((1.0 - p[~predicted]).sum())
+    q = p
+    if training_prior is not None:
+        q, _ = adjust_to_batch_prior(p, training_prior)
+    tp = float(q[predicted].sum())
+    fp = float((1.0 - q[predicted]).sum())
+    fn = float(q[~predicted].sum())
+    tn = float((1.0 - q[~predicted]).sum())
     n = int(p.size)
     return {
         "precision": _ratio(tp, tp + fp),
         "recall": _ratio(tp, tp + fn),
         "f1": _ratio(2 * tp, 2 * tp + fp + fn),
         "accuracy": _ratio(tp + tn, n),
-        # the expected share of truly urgent posts, and the share predicted urgent
-        "expected_positive_rate": _ratio(float(p.sum()), n),
+        # the expected share of truly urgent posts (after the prior adjustment, when
+        # one was asked for), and the share predicted urgent
+        "expected_positive_rate": _ratio(float(q.sum()), n),
         "predicted_positive_rate": _ratio(float(predicted.sum()), n),
         "rows": float(n),
     }

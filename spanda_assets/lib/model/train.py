@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from spanda_assets.lib.model import behavior, gates, registry
+from spanda_assets.lib.model.drift import estimate_performance
 from spanda_assets.lib.model.features import LABELS, build_pipeline, model_inputs, p_urgent
 from spanda_assets.lib.model.frame import (
     FRAME_SCHEMA,
@@ -51,6 +52,11 @@ if TYPE_CHECKING:
 SEED = 0
 THRESHOLD_SAMPLE = 20_000  # training posts the decision threshold is chosen on, at most
 THRESHOLD_TAG = "spanda.threshold"
+# The urgent share of the training split: the base rate p_urgent is calibrated to, which
+# the label-free performance estimate needs to follow a batch with another share.
+TRAINING_PRIOR_TAG = "spanda.training_prior"
+# The label-free F1 estimate on the held-out posts (beside their realized F1, spanda.f1).
+ESTIMATED_F1_TAG = "spanda.estimated_f1"
 TRAINING_KEYS = "training_keys.json"
 MODEL_DIR = Path(__file__).resolve().parent
 
@@ -80,6 +86,7 @@ class TrainResult:
     lineage: dict[str, str] = field(default_factory=dict)
     champion_before: str | None = None
     threshold: float = 0.5  # p_urgent at or above it is called urgent
+    training_prior: float | None = None  # urgent share of the training split
     reused: bool = False  # the frame and code were judged before: nothing trained
 
     @property
@@ -127,6 +134,16 @@ def _scorer(pipeline: Any) -> behavior.Score:
 def model_threshold(version: Any) -> float:
     """A registered version's decision threshold (0.5 for a version without one)."""
     return float(version.tags.get(THRESHOLD_TAG) or 0.5)
+
+
+def model_training_prior(version: Any) -> float | None:
+    """A registered version's training share of urgent posts (None when not recorded)."""
+    raw = version.tags.get(TRAINING_PRIOR_TAG)
+    try:
+        prior = float(raw) if raw else None
+    except ValueError:
+        return None
+    return prior if prior is not None and 0.0 < prior < 1.0 else None
 
 
 def choose_threshold(train: pd.DataFrame) -> float:
@@ -356,6 +373,8 @@ def train_and_register(
         test = df[df["split"] == "test"].reset_index(drop=True)
         pipeline = build_pipeline(seed=SEED).fit(model_inputs(train), train["label"])
         result.threshold = choose_threshold(train)
+        result.training_prior = float((train["label"] == "urgent").mean())
+        mlflow.log_param("training_prior", round(result.training_prior, 6))
         t = result.threshold
         ev = gates.evaluate(p_urgent(pipeline, test), test, train, threshold=t)
         score = _scorer(pipeline)
@@ -370,6 +389,13 @@ def train_and_register(
             gates.no_regression(ev, champion_f1, champion_version),
         ]
         result.metrics = dict(ev.metrics)
+        # The label-free estimate on posts whose labels are known: the baseline the
+        # estimated_performance check compares a batch's estimate with, so that the
+        # estimator's own bias (Platt scaling is under-confident near the threshold
+        # here) cancels instead of reading as a loss of F1.
+        result.metrics["estimated_f1"] = estimate_performance(ev.p_test, t, result.training_prior)[
+            "f1"
+        ]
         result.metrics.update({f"recall.course_{k}": v for k, v in ev.by_course_recall.items()})
         if champion_f1 is not None:
             result.metrics["champion_f1_same_heldout"] = champion_f1
@@ -442,7 +468,10 @@ def _log_model(pipeline: Any, tmp: Path, result: TrainResult) -> str:
         input_example=example,
         pip_requirements=requirements,
         tags=dict(result.lineage),
-        metadata={"decision_threshold": result.threshold},
+        metadata={
+            "decision_threshold": result.threshold,
+            "training_prior": result.training_prior,
+        },
     )
     tags = {
         **result.lineage,
@@ -452,6 +481,8 @@ def _log_model(pipeline: Any, tmp: Path, result: TrainResult) -> str:
         THRESHOLD_TAG: str(result.threshold),
         "spanda.run_id": result.run_id or "",
     }
+    if result.training_prior is not None:
+        tags[TRAINING_PRIOR_TAG] = f"{result.training_prior:.6f}"
     try:
         mv = mlflow.register_model(info.model_uri, registry.MODEL_NAME, tags=tags)
     except Exception as exc:
@@ -475,6 +506,13 @@ def _tag_version(c: Any, result: TrainResult) -> None:
     c.set_model_version_tag(
         registry.MODEL_NAME, result.version, "spanda.f1", f"{result.metrics.get('f1', 0):.4f}"
     )
+    if "estimated_f1" in result.metrics:
+        c.set_model_version_tag(
+            registry.MODEL_NAME,
+            result.version,
+            ESTIMATED_F1_TAG,
+            f"{result.metrics['estimated_f1']:.4f}",
+        )
     if blocked:
         c.set_model_version_tag(
             registry.MODEL_NAME, result.version, registry.BLOCKED_BY_TAG, ",".join(blocked)
