@@ -14,6 +14,10 @@ import secrets
 import tempfile
 from pathlib import Path
 
+from croniter import croniter
+
+from spanda_assets.lib.errors import ConfigError
+
 ENV_HOME = "SPANDA_HOME"
 ENV_SOURCE_URL = "SPANDA_SOURCE_URL"
 ENV_SOURCES_FILE = "SPANDA_SOURCES_FILE"
@@ -40,6 +44,10 @@ ENV_SUBJECT_DIDS = "SPANDA_SUBJECT_DIDS"
 ENV_STATUS_LIST_URL = "SPANDA_STATUS_LIST_URL"
 ENV_LABELING_FUNCTIONS_FILE = "SPANDA_LABELING_FUNCTIONS_FILE"
 ENV_MIN_LABELS_PER_CLASS = "SPANDA_MIN_LABELS_PER_CLASS"
+ENV_TRAIN_CRON = "SPANDA_TRAIN_CRON"
+ENV_PUBLISH_CRON = "SPANDA_PUBLISH_CRON"
+DEFAULT_TRAIN_CRON = "0 3 * * *"  # nightly training, UTC
+DEFAULT_PUBLISH_CRON = "0 5 * * *"  # daily publication, after training
 DEFAULT_MIN_LABELS_PER_CLASS = 20
 
 DEFAULT_BATCH_ROWS = 100_000
@@ -88,6 +96,18 @@ def ground_truth_dir() -> Path:
 def annotations_path() -> Path:
     """The embedded annotation store: one JSON file in Label Studio's export format."""
     return spanda_home() / "labels" / "annotations.json"
+
+
+def cron(variable: str, default: str) -> str:
+    """A cron schedule (UTC) from `variable`, or `default`; read when the code location
+    loads, so a site moves its nightly jobs (and a test keeps them out of its way)."""
+    value = (os.environ.get(variable) or "").strip() or default
+    if not croniter.is_valid(value) or len(value.split()) != 5:
+        raise ConfigError(
+            f"{variable}={value!r} is not a five-field cron schedule "
+            "(minute hour day-of-month month day-of-week), e.g. '0 3 * * *'"
+        )
+    return value
 
 
 def demo_mode() -> bool:

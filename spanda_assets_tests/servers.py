@@ -11,6 +11,7 @@ A server that cannot start fails the tests that need it; nothing is skipped.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import glob
 import os
 import shutil
@@ -244,6 +245,12 @@ def dagster_daemon(env: dict[str, str], log_path: Path) -> Iterator[subprocess.P
     """The real Dagster daemon (scheduler, sensors, automation, run queue), as an operator
     starts it: `dagster-daemon run -w workspace.yaml` from the project root."""
     exe = Path(sys.executable).with_name("dagster-daemon")
+    # The nightly jobs (training, publication) run on cron ticks: a test that happens to
+    # span 03:00 UTC would see a training run nobody asked for. Twelve hours away, they
+    # never tick while a test runs; a test that wants them sets its own.
+    t = dt.datetime.now(dt.UTC) + dt.timedelta(hours=12)
+    away = f"{t.minute} {t.hour} * * *"
+    env = {"SPANDA_TRAIN_CRON": away, "SPANDA_PUBLISH_CRON": away, **env}
     with spawned([str(exe), "run", "-w", "workspace.yaml"], env, PROJECT_ROOT, log_path) as proc:
         yield proc
 

@@ -13,10 +13,13 @@ import tomllib
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml
 from croniter import croniter  # Dagster's own cron dependency
 
+from spanda_assets import settings
 from spanda_assets.definitions import defs
+from spanda_assets.lib.errors import ConfigError
 from spanda_assets.lib.sources import load_sources
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,3 +102,15 @@ def test_workspace_file_agrees_with_the_project_declaration() -> None:
     module = entry["python_module"]["module_name"]
     assert module == f"{dg_project['root_module']}.definitions"
     assert dg_project["defs_module"] == f"{dg_project['root_module']}.defs"
+
+
+def test_the_nightly_crons_are_settings_and_a_bad_one_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert settings.cron(settings.ENV_TRAIN_CRON, settings.DEFAULT_TRAIN_CRON) == "0 3 * * *"
+    monkeypatch.setenv(settings.ENV_PUBLISH_CRON, " 15 6 * * 1-5 ")
+    assert settings.cron(settings.ENV_PUBLISH_CRON, "0 5 * * *") == "15 6 * * 1-5"
+    for bad in ("every night", "0 3 * *", "0 25 * * *", "0 3 * * * *"):
+        monkeypatch.setenv(settings.ENV_TRAIN_CRON, bad)
+        with pytest.raises(ConfigError, match=r"SPANDA_TRAIN_CRON=.*five-field cron"):
+            settings.cron(settings.ENV_TRAIN_CRON, settings.DEFAULT_TRAIN_CRON)

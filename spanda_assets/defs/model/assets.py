@@ -21,6 +21,7 @@ from typing import Any
 
 import dagster as dg
 
+from spanda_assets import settings
 from spanda_assets.defs.automation.policies import GOLD_FRESHNESS
 from spanda_assets.defs.labeling.assets import LABELED_POSTS_KEY, _departed
 from spanda_assets.defs.model.checks import (
@@ -39,7 +40,7 @@ OWNERS = ["team:ml-platform"]
 MODEL_KEY = dg.AssetKey(["model", "post_urgency_model"])
 PREDICTIONS_KEY = gold_key("post_predictions")
 MODEL_POOL = "model_training"
-TRAIN_CRON = "0 3 * * *"
+TRAIN_CRON = settings.cron(settings.ENV_TRAIN_CRON, settings.DEFAULT_TRAIN_CRON)
 
 
 def _gate_descriptions() -> dict[str, tuple[str, bool]]:
