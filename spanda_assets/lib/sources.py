@@ -10,7 +10,6 @@ import difflib
 import os
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,6 +29,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from spanda_assets.lib.arrow_types import parse_type_name
 from spanda_assets.lib.errors import ConfigError
+from spanda_assets.lib.files import config_text
 from spanda_assets.lib.naming import snake_case
 from spanda_assets.settings import ENV_SOURCES_FILE
 
@@ -317,10 +317,5 @@ def sources_path() -> Path | None:
 
 def load_sources(path: Path | None = None) -> list[SourceTable]:
     """Load the sources file from `path`, SPANDA_SOURCES_FILE, or the packaged default."""
-    path = path or sources_path()
-    if path is not None:
-        if not path.is_file():
-            raise ConfigError(f"{ENV_SOURCES_FILE}={path} does not exist")
-        return parse_sources(path.read_text(encoding="utf-8"), origin=str(path))
-    text = resources.files("spanda_assets").joinpath("config/sources.yaml").read_text("utf-8")
-    return parse_sources(text, origin="spanda_assets/config/sources.yaml")
+    text, origin = config_text(path or sources_path(), ENV_SOURCES_FILE, "config/sources.yaml")
+    return parse_sources(text, origin=origin)

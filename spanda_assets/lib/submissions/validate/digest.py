@@ -35,14 +35,6 @@ class SubmissionChanged(SpandaError):
     """The submission's files are not the ones its validation report checked."""
 
 
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def submission_digest(files: Mapping[str, str]) -> str:
     """One digest for the whole submission: its file names and their digests."""
     h = hashlib.sha256()

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from spanda_assets.lib.files import file_digest
 from spanda_assets.lib.submissions.validate.archive import safe_extract
 from spanda_assets.lib.submissions.validate.base import FormatChecker
 from spanda_assets.lib.submissions.validate.config import Config
@@ -18,7 +19,6 @@ from spanda_assets.lib.submissions.validate.context import Context
 from spanda_assets.lib.submissions.validate.description import check_description
 from spanda_assets.lib.submissions.validate.digest import (
     checked_files,
-    file_digest,
     private_copy,
     submission_digest,
 )
