@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python benchmarks/wap.py --daemon
 	$(BIN)/python benchmarks/active_learning.py
 	$(BIN)/python benchmarks/train.py
+	$(BIN)/python benchmarks/search.py
 
 # Re-resolve pinned versions after editing pyproject.toml dependencies.
 lock: install

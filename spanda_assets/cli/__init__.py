@@ -4,10 +4,16 @@ Each command is a thin layer over `lib/` and the Dagster definitions, so what
 the CLI does is what a scheduled run does.
 """
 
-from spanda_assets.cli import consent, data, labels, model  # the commands register themselves
+from spanda_assets.cli import (  # the commands register themselves
+    consent,
+    data,
+    labels,
+    model,
+    publish,
+)
 from spanda_assets.cli.base import main
 
-__all__ = ["consent", "data", "labels", "main", "model"]
+__all__ = ["consent", "data", "labels", "main", "model", "publish"]
 
 if __name__ == "__main__":
     main()

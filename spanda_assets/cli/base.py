@@ -96,6 +96,7 @@ def materialize(
                 + (f"  erased={md['rows_erased']}" if md.get("rows_erased") else "")
                 + (f"  champion=v{md['model_version']}" if md.get("promoted_to_champion") else "")
                 + (f"  F1={md['f1']}" if "f1" in md else "")
+                + (f"  {md['outcome']} doi={md['doi']}" if md.get("doi") else "")
             )
         elif event.event_type_value == "STEP_FAILURE" and event.step_failure_data:
             err = event.step_failure_data.error

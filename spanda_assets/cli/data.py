@@ -297,6 +297,10 @@ def demo(ctx: click.Context, no_ui: bool, size: str, reseed: bool, host: str, po
         if not materialize(job_name="train_model"):
             click.secho("the model was not promoted; see its checks in the Dagster UI", fg="red")
             raise SystemExit(1)
+    click.echo("publishing the declared datasets (a DOI per version) ...")
+    if not materialize(job_name="publish_datasets"):
+        click.secho("publication failed; see the publish assets in the Dagster UI", fg="red")
+        raise SystemExit(1)
     inbox = home / "inbox"
     if not inbox.exists():
         from spanda_assets.lib.submissions.sample import write_oneroster

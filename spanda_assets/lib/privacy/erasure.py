@@ -33,6 +33,7 @@ from spanda_assets.lib import writes
 from spanda_assets.lib.errors import SpandaError
 from spanda_assets.lib.lakehouse import ensure_namespace, load_table_or_none
 from spanda_assets.lib.privacy.subjects import SUBJECTS, did_of
+from spanda_assets.lib.publish.versions import PUBLISH_TAG_PREFIX, withdraw_version
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -106,6 +107,7 @@ class Receipt:
     bytes_removed: int = 0
     unreferenced_files_in_grace: int = 0
     rows_remaining: int = 0
+    published_versions_withdrawn: list[str] = field(default_factory=list)
     bronze_kept: str = "bronze keeps the legal record (restricted zone)"
 
     def to_json(self) -> dict[str, Any]:
@@ -119,6 +121,8 @@ class Receipt:
             f"  snapshots expired: {self.snapshots_expired}",
             f"  files removed: {self.files_removed} ({self.bytes_removed:,} bytes)",
             f"  rows of the subject left outside bronze: {self.rows_remaining}",
+            "  published versions withdrawn: "
+            + (", ".join(self.published_versions_withdrawn) or "none"),
             f"  {self.bronze_kept}",
         ]
         if self.unreferenced_files_in_grace:
@@ -193,6 +197,7 @@ def _erase_table(
                     receipt.audit_branches_reset.append(name)
             if erased:
                 receipt.rows_erased[name] = receipt.rows_erased.get(name, 0) + erased
+            _withdraw_published(table, match, receipt)
             expired = writes.expire(table, older_than=None, orphan_grace=orphan_grace)
             break
         except CommitFailedException:
@@ -204,6 +209,21 @@ def _erase_table(
     receipt.bytes_removed += expired.bytes_removed
     receipt.unreferenced_files_in_grace += expired.orphans_kept_in_grace
     receipt.rows_remaining += _remaining(table, match)
+
+
+def _withdraw_published(table: Table, match: BooleanExpression, receipt: Receipt) -> None:
+    """An erasure outranks a DOI's promise of the same bytes forever: a published
+    version whose snapshot holds the student's rows loses its Iceberg tag (so expiry
+    can delete those files) and its files, and is recorded as withdrawn."""
+    name = ".".join(table.name()[-2:])
+    for ref_name, ref in list(table.metadata.refs.items()):
+        if not ref_name.startswith(PUBLISH_TAG_PREFIX):
+            continue
+        if not table.scan(row_filter=match, snapshot_id=ref.snapshot_id).count():
+            continue
+        withdraw_version(ref_name, f"erasure {receipt.request_id}")
+        table.manage_snapshots().remove_tag(ref_name).commit()
+        receipt.published_versions_withdrawn.append(f"{name}@{ref_name}")
 
 
 def _remaining(table: Table, match: BooleanExpression) -> int:

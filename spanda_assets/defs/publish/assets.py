@@ -1,0 +1,276 @@
+"""FAIR publication: each declared dataset (config/datasets.yaml) as an asset of its own.
+
+`publish/<dataset>` turns its table's main (audited, so publishable) into a new
+version with a DOI when the data changed since the last version: files written from
+the exact snapshot with their SHA-256, an Iceberg tag that keeps the snapshot, DataCite
+4.5 metadata validated against DataCite's schema, a version DOI linked to the concept
+DOI and to its neighbours (lib/publish/versions.py). Nothing new, nothing made.
+
+It runs daily under the daemon, after its table's blocking checks passed, and in the
+`publish_datasets` job that `spanda demo` runs after the chain. Its checks read what
+was published back: the metadata against the schema, the DOIs at the provider.
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+
+from spanda_assets import settings
+from spanda_assets.resources import LakehouseResource
+
+PUBLISH_GROUP = "publish"
+OWNERS = ["team:data-stewards"]
+# daily, after the nightly training (SPANDA_TRAIN_CRON)
+PUBLISH_CRON = settings.cron(settings.ENV_PUBLISH_CRON, settings.DEFAULT_PUBLISH_CRON)
+
+
+def publish_key(dataset_id: str) -> dg.AssetKey:
+    return dg.AssetKey(["publish", dataset_id])
+
+
+def _declared() -> list[Any]:
+    from spanda_assets.lib.publish.datasets import load_datasets
+
+    return load_datasets()
+
+
+def _sources(context: dg.AssetExecutionContext, table_key: dg.AssetKey) -> list[str]:
+    """The silver and gold tables the dataset's table is built from (IsDerivedFrom)."""
+    graph = context.job_def.asset_layer.asset_graph
+    if not graph.has(table_key):
+        return []
+    return sorted(
+        ".".join(k.path)
+        for k in graph.get(table_key).parent_keys
+        if len(k.path) == 2 and k.path[0] in ("silver", "gold")
+    )
+
+
+def build_publish_asset(dataset: Any) -> dg.AssetsDefinition:
+    key = publish_key(dataset.id)
+    table_key = dg.AssetKey(list(dataset.identifier))
+
+    @dg.asset(
+        key=key,
+        deps=[table_key],
+        group_name=PUBLISH_GROUP,
+        kinds={"iceberg", "datacite"},
+        owners=OWNERS,
+        tags={"spanda/layer": "publish", "spanda/pii": "de-identified"},
+        automation_condition=dg.AutomationCondition.on_cron(PUBLISH_CRON)
+        & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+        check_specs=[
+            dg.AssetCheckSpec(
+                "metadata_valid",
+                asset=key,
+                description=(
+                    "The latest version's and the concept's DataCite 4.5 metadata validate "
+                    "against DataCite's JSON schema."
+                ),
+            ),
+            dg.AssetCheckSpec(
+                "doi_resolvable",
+                asset=key,
+                description=(
+                    "The latest version DOI and the concept DOI resolve at the DOI provider, "
+                    "findable, to this dataset's landing pages."
+                ),
+            ),
+        ],
+        description=(
+            f"**{dataset.title}**, published from `{dataset.table}` with a DOI per "
+            "version and one concept DOI.\n\n"
+            f"{dataset.description}\n\n"
+            "A new version is made only when the table's data changed since the last one "
+            "(an order-blind digest of its rows); each version's Parquet and CSV are written "
+            "from the exact Iceberg snapshot, which an Iceberg tag keeps, with their SHA-256 "
+            f"in the metadata. Licence {dataset.licence.id}; access under the data use "
+            f"agreement {dataset.dua.id}. Daily ({PUBLISH_CRON} UTC) under the daemon, "
+            "after the table's blocking checks passed."
+        ),
+    )
+    def _publish(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> Iterator[Any]:
+        from spanda_assets.lib.publish.doi import provider_from_env
+        from spanda_assets.lib.publish.versions import (
+            VersionStore,
+            landing_url,
+            publish_dataset,
+            publish_root,
+        )
+
+        provider = provider_from_env()
+        store = VersionStore(publish_root())
+        outcome = publish_dataset(
+            lakehouse.catalog(),
+            dataset,
+            provider,
+            store,
+            sources=_sources(context, table_key),
+        )
+        context.log.info(f"{dataset.id}: {outcome.action} ({outcome.note})")
+        version = outcome.version
+        md: dict[str, Any] = {
+            "outcome": outcome.action,
+            "note": outcome.note,
+            "table": dataset.table,
+            "concept_doi": provider.concept_doi(dataset.id),
+            "versions": len(store.load(dataset.id).published),
+            "landing_page": dg.MetadataValue.url(landing_url(dataset.id)),
+        }
+        if version is not None:
+            md |= {
+                "version": version.version,
+                "doi": version.doi,
+                "snapshot_id": str(version.snapshot_id),
+                "iceberg_tag": version.tag,
+                "rows": version.rows,
+                "bytes": version.byte_size,
+                "sha256": dg.MetadataValue.json(
+                    {d["file_name"]: d["sha256"] for d in version.distributions}
+                ),
+                "content_digest": version.content_digest,
+                "files": dg.MetadataValue.path(str(store.directory(dataset.id, version.version))),
+            }
+        yield dg.MaterializeResult(metadata=md)
+        yield from _checks(dataset, provider, store)
+
+    return _publish
+
+
+def _checks(dataset: Any, provider: Any, store: Any) -> Iterator[dg.AssetCheckResult]:
+    from spanda_assets.lib.publish.datacite import metadata_problems
+    from spanda_assets.lib.publish.versions import landing_url
+
+    latest = store.load(dataset.id).latest
+    if latest is None:
+        for name in ("metadata_valid", "doi_resolvable"):
+            yield dg.AssetCheckResult(
+                check_name=name, passed=True, metadata={"note": "nothing published yet"}
+            )
+        return
+    concept = provider.resolve(latest.concept_doi)
+    problems = metadata_problems(latest.metadata)
+    if concept is not None:
+        problems += [f"concept: {p}" for p in metadata_problems(dict(concept.attributes))]
+    yield dg.AssetCheckResult(
+        check_name="metadata_valid",
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"version": latest.version, "problems": dg.MetadataValue.json(problems)},
+    )
+    found = {d: provider.resolve(d) for d in (latest.doi, latest.concept_doi)}
+    expected = {
+        latest.doi: landing_url(dataset.id, latest.version),
+        latest.concept_doi: landing_url(dataset.id),
+    }
+    bad = {
+        d: ("missing" if r is None else f"{r.state}, resolves to {r.url}")
+        for d, r in found.items()
+        if r is None or r.state != "findable" or r.url != expected[d]
+    }
+    yield dg.AssetCheckResult(
+        check_name="doi_resolvable",
+        passed=not bad,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "provider": type(provider).__name__,
+            "dois": dg.MetadataValue.json(sorted(found)),
+            "problems": dg.MetadataValue.json(bad),
+        },
+    )
+
+
+SEARCH_INDEX_KEY = dg.AssetKey(["publish", "search_index"])
+
+
+def index_records(datasets: list[Any], store: Any) -> list[Any]:
+    """One search record per published version of every declared dataset."""
+    from spanda_assets.lib.publish.search import ColumnDoc, IndexRecord
+
+    return [
+        IndexRecord(
+            datacite=v.metadata,
+            dataset_id=d.id,
+            version=v.version,
+            published_at=v.created,
+            columns=tuple(ColumnDoc(c, d.columns.get(c, "")) for c in v.columns),
+            grade_levels=tuple(d.grade_levels),
+            concept_doi=v.concept_doi,
+        )
+        for d in datasets
+        for v in store.load(d.id).published
+    ]
+
+
+def build_search_index_asset(datasets: list[Any]) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=SEARCH_INDEX_KEY,
+        deps=[publish_key(d.id) for d in datasets],
+        group_name=PUBLISH_GROUP,
+        kinds={"sqlite"},
+        owners=OWNERS,
+        tags={"spanda/layer": "publish", "spanda/pii": "none"},
+        automation_condition=dg.AutomationCondition.eager(),
+        check_specs=[
+            dg.AssetCheckSpec(
+                "every_version_indexed",
+                asset=SEARCH_INDEX_KEY,
+                description="Every published version of every declared dataset is in the "
+                "search index, under its DOI.",
+            )
+        ],
+        description=(
+            "The search index over published versions' metadata (SQLite FTS5 under "
+            "SPANDA_HOME): titles, descriptions, subjects, column names and descriptions, "
+            "creators, licence; BM25 ranking with facets (subject, licence, grade level, "
+            "year) and snippets. `spanda search` reads it. Metadata only: no value of any "
+            "row. Re-indexing an unchanged version writes nothing; it runs after any "
+            "dataset published a version."
+        ),
+    )
+    def _index() -> Iterator[Any]:
+        from spanda_assets.lib.publish.search import SearchIndex
+        from spanda_assets.lib.publish.versions import VersionStore, publish_root
+
+        store = VersionStore(publish_root())
+        records = index_records(datasets, store)
+        with SearchIndex.open_default() as index:
+            changed = index.upsert_many(records)
+            missing = sorted(
+                str(r.datacite["doi"]) for r in records if index.get(r.datacite["doi"]) is None
+            )
+            total = index.count()
+        yield dg.MaterializeResult(
+            metadata={
+                "versions_published": len(records),
+                "records_changed": changed,
+                "records_in_index": total,
+            }
+        )
+        yield dg.AssetCheckResult(
+            check_name="every_version_indexed",
+            passed=not missing,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"missing": dg.MetadataValue.json(missing), "indexed": total},
+        )
+
+    return _index
+
+
+publish_job = dg.define_asset_job(
+    name="publish_datasets",
+    selection=dg.AssetSelection.groups(PUBLISH_GROUP),
+    description="A new version (files, DataCite metadata, DOIs) of every declared dataset "
+    "whose table changed since its last version.",
+)
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    # a datasets file that does not validate stops the code location with its error list
+    datasets = _declared()
+    return dg.Definitions(
+        assets=[*(build_publish_asset(d) for d in datasets), build_search_index_asset(datasets)],
+        jobs=[publish_job],
+    )
