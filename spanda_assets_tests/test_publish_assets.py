@@ -140,8 +140,22 @@ def test_gold_tables_become_versioned_datasets_with_dois(demo_env: str, spanda_h
         assert not files.exists()
         gold = catalog.load_table(("gold", "validated_posts"))
         assert "publish/validated_posts/v1" not in gold.metadata.refs
-        third = _materializations(_publish(instance))["validated_posts"]
+        run3 = _publish(instance)
+        third = _materializations(run3)["validated_posts"]
         assert third["outcome"] == "published" and third["version"] == 3
+        checks3 = {
+            (c.asset_key.path[-1], c.check_name): c for c in run3.get_asset_check_evaluations()
+        }
+        # the concept lists v3 alone, and the index holds no withdrawn version
+        assert checks3[("validated_posts", "doi_resolvable")].passed
+        assert checks3[("search_index", "every_version_indexed")].passed
+        with SearchIndex.open_default() as index:
+            dois = {h.doi for h in index.search("", latest_only=False, limit=100).hits}
+        assert "10.99999/spanda.validated_posts.v3" in dois
+        assert not dois & {
+            "10.99999/spanda.validated_posts.v1",
+            "10.99999/spanda.validated_posts.v2",
+        }
         v3 = store.load("validated_posts").latest
         assert v3 is not None
         subject = subject_of(student)

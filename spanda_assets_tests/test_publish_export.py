@@ -133,3 +133,30 @@ def test_column_selection(catalog: Any, tmp_path: Path) -> None:
     out = export_snapshot(table, snap, tmp_path / "v1", "x", columns=["post_id", "score"])
     assert out.columns == ("post_id", "score")
     assert pq.read_table(tmp_path / "v1" / "x.parquet").schema.names == ["post_id", "score"]
+
+
+def test_the_digest_does_not_depend_on_batching_nulls_or_string_width() -> None:
+    """pandas turns an int column holding a null into floats batch by batch; the digest
+    must not see that, nor a string column read back as large_string, nor the unit of a
+    timestamp; and 2^60 and 2^60 + 1 must differ."""
+    big = 2**60
+    rows = pa.table(
+        {
+            "k": pa.array([big, big + 1, None, 7], pa.int64()),
+            "flag": pa.array([True, None, False, True]),
+            "s": pa.array(["a", None, "c", ""], pa.string()),
+            "t": pa.array([1, 2, None, 4], pa.timestamp("ms", tz="UTC")),
+            "tags": pa.array([["x"], [], None, ["y", "z"]], pa.list_(pa.string())),
+        }
+    )
+    schema = rows.schema
+    one = content_digest(rows.to_batches(), schema)
+    split = content_digest(rows.to_batches(max_chunksize=1), schema)
+    assert one == split
+    wide = rows.set_column(2, "s", rows["s"].cast(pa.large_string()))
+    wide = wide.set_column(3, "t", rows["t"].cast(pa.timestamp("us", tz="UTC")))
+    assert content_digest(wide.to_batches(), wide.schema)[0] == one[0]
+    swapped = rows.set_column(0, "k", pa.array([big + 1, big, None, 7], pa.int64()))
+    assert content_digest(swapped.to_batches(), schema)[0] != one[0]  # values moved rows
+    nulled = rows.set_column(3, "t", pa.array([1, 2, 0, 4], pa.timestamp("ms", tz="UTC")))
+    assert content_digest(nulled.to_batches(), schema)[0] != one[0]  # null is not epoch 0

@@ -19,6 +19,7 @@ from spanda_assets.lib.publish.versions import (
     VersionStore,
     landing_url,
     publish_dataset,
+    withdraw_version,
 )
 from spanda_assets.lib.writes.expiry import expire
 
@@ -148,12 +149,15 @@ def test_a_new_snapshot_with_the_same_data_is_no_new_version(catalog: Any, tmp_p
     assert _publish(catalog, dataset, provider, store).note == "checked before: no new data"
 
 
-@pytest.mark.parametrize("step", ["pending", "files", "tag", "doi"])
+@pytest.mark.parametrize("step", ["pending", "tag", "files", "doi", "previous"])
 def test_a_crash_at_any_step_is_finished_by_the_next_run(
     catalog: Any, tmp_path: Path, step: str
 ) -> None:
     table, dataset, provider, store = _world(catalog, tmp_path)
-    table.append(_rows(0, 50))
+    table.append(_rows(0, 40))
+    v1 = _publish(catalog, dataset, provider, store).version
+    assert v1 is not None
+    table.append(_rows(40, 10))
     crashed_snapshot = table.current_snapshot().snapshot_id
 
     def crash(name: str) -> None:
@@ -164,23 +168,95 @@ def test_a_crash_at_any_step_is_finished_by_the_next_run(
         _publish(catalog, dataset, provider, store, on_step=crash)
     pending = store.load("posts").pending
     assert pending is not None and pending.snapshot_id == crashed_snapshot
-    # the table moves on before the next run: the pending version keeps its snapshot
+    # the table moves on, and expiry runs, before the next run: the pending version
+    # keeps its snapshot (tagged from the start) and its number
     table.append(_rows(50, 10))
+    table.refresh()
+    expire(table, older_than=None, orphan_grace=dt.timedelta(0))
     resumed = _publish(catalog, dataset, provider, store)
+    if step == "pending":
+        # the one window before the tag: the snapshot expired, no file or DOI exists,
+        # so the number is given up and the next run starts anew
+        assert resumed.action == "unchanged" and "expired" in resumed.note
+        assert provider.resolve("10.99999/spanda.posts.v2") is None
+        nxt = _publish(catalog, dataset, provider, store)
+        assert nxt.version is not None and nxt.version.version == 3 and nxt.version.rows == 60
+        state = store.load("posts")
+        assert [v.status for v in state.versions] == ["published", "withdrawn", "published"]
+        return
     assert resumed.action == "resumed" and resumed.version is not None
-    assert resumed.version.version == 1 and resumed.version.rows == 50
+    assert resumed.version.version == 2 and resumed.version.rows == 50
     assert resumed.version.snapshot_id == crashed_snapshot
-    assert resumed.version.doi == "10.99999/spanda.posts.v1"
-    # and the run after it publishes the new rows as version 2
+    assert resumed.version.doi == "10.99999/spanda.posts.v2"
+    old = store.load("posts").versions[0]
+    assert ("IsPreviousVersionOf", "10.99999/spanda.posts.v2") in {
+        (r["relationType"], r["relatedIdentifier"]) for r in old.metadata["relatedIdentifiers"]
+    }
+    # and the run after it publishes the new rows as version 3
     nxt = _publish(catalog, dataset, provider, store)
-    assert nxt.version is not None and nxt.version.version == 2 and nxt.version.rows == 60
+    assert nxt.version is not None and nxt.version.version == 3 and nxt.version.rows == 60
     state = store.load("posts")
-    assert [v.status for v in state.versions] == ["published", "published"]
+    assert [v.status for v in state.versions] == ["published"] * 3
     assert sorted(p.name for p in (tmp_path / "publish" / "posts").iterdir()) == [
+        ".lock",
         "v1",
         "v2",
+        "v3",
         "versions.json",
     ]
+
+
+def test_a_withdrawn_version_never_gives_its_number_or_shows_again(
+    catalog: Any, tmp_path: Path
+) -> None:
+    table, dataset, provider, store = _world(catalog, tmp_path)
+    table.append(_rows(0, 20))
+    v1 = _publish(catalog, dataset, provider, store).version
+    table.append(_rows(20, 5))
+
+    def crash(name: str) -> None:
+        if name == "files":
+            raise Crash(name)
+
+    with pytest.raises(Crash):
+        _publish(catalog, dataset, provider, store, on_step=crash)
+    # an erasure withdraws the pending version (its tag is already there) and v1
+    assert withdraw_version("publish/posts/v2", "erasure e-1", store)
+    assert withdraw_version("publish/posts/v1", "erasure e-1", store)
+    assert not withdraw_version("publish/posts/v9", "erasure e-1", store)
+    state = store.load("posts")
+    assert [v.status for v in state.versions] == ["withdrawn", "withdrawn"]
+    assert state.concept_stale and not store.directory("posts", 1).exists()
+    assert not list((tmp_path / "publish" / "posts").glob(".v*.tmp"))
+    table.append(_rows(25, 5))
+    v3 = _publish(catalog, dataset, provider, store).version
+    assert v1 is not None and v3 is not None and v3.version == 3
+    assert ("IsNewVersionOf", v1.doi) not in {
+        (r["relationType"], r["relatedIdentifier"]) for r in v3.metadata["relatedIdentifiers"]
+    }
+    concept = provider.resolve(v3.concept_doi)
+    assert concept is not None
+    has = {
+        r["relatedIdentifier"]
+        for r in concept.attributes["relatedIdentifiers"]
+        if r["relationType"] == "HasVersion"
+    }
+    assert has == {v3.doi} and not store.load("posts").concept_stale
+
+
+def test_an_older_version_keeps_the_record_it_was_released_under(
+    catalog: Any, tmp_path: Path
+) -> None:
+    table, dataset, provider, store = _world(catalog, tmp_path)
+    table.append(_rows(0, 10))
+    v1 = _publish(catalog, dataset, provider, store).version
+    assert v1 is not None
+    (changed,) = parse_datasets(DECLARATION.replace("Test posts", "Renamed posts"))
+    table.append(_rows(10, 10))
+    v2 = _publish(catalog, changed, provider, store).version
+    assert v2 is not None and v2.metadata["titles"][0]["title"] == "Renamed posts"
+    old = store.load("posts").versions[0]
+    assert old.metadata["titles"][0]["title"] == "Test posts"
 
 
 def test_expiry_keeps_every_published_snapshot(catalog: Any, tmp_path: Path) -> None:

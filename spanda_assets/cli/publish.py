@@ -11,6 +11,7 @@ Both read metadata only: no value of any row is shown.
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 import click
@@ -67,8 +68,8 @@ def search(
             results = index.search(
                 query, facets, limit=limit, offset=offset, latest_only=not all_versions
             )
-    except SpandaError as exc:
-        fail(exc)
+    except (SpandaError, sqlite3.DatabaseError) as exc:
+        fail(SpandaError(f"the search index at {default_path()} cannot be read: {exc}"))
         return
     if as_json:
         click.echo(results.to_json(indent=2))
@@ -93,26 +94,25 @@ def search(
 def datasets(as_json: bool) -> None:
     """Every declared dataset: its table, latest version, DOIs and files."""
     from spanda_assets.lib.publish.datasets import load_datasets
-    from spanda_assets.lib.publish.doi import provider_from_env
     from spanda_assets.lib.publish.versions import VersionStore, publish_root
 
+    store = VersionStore(publish_root())
+    rows: list[dict[str, Any]] = []
     try:
         declared = load_datasets()
-        provider = provider_from_env()
+        states = {d.id: store.load(d.id) for d in declared}
     except SpandaError as exc:
         fail(exc)
         return
-    store = VersionStore(publish_root())
-    rows: list[dict[str, Any]] = []
     for d in declared:
-        state = store.load(d.id)
+        state = states[d.id]
         latest = state.latest
         rows.append(
             {
                 "id": d.id,
                 "title": d.title,
                 "table": d.table,
-                "concept_doi": provider.concept_doi(d.id),
+                "concept_doi": state.versions[0].concept_doi if state.versions else None,
                 "versions": len(state.published),
                 "latest_version": latest.version if latest else None,
                 "latest_doi": latest.doi if latest else None,

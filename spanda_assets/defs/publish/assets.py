@@ -142,22 +142,26 @@ def _checks(dataset: Any, provider: Any, store: Any) -> Iterator[dg.AssetCheckRe
     from spanda_assets.lib.publish.datacite import metadata_problems
     from spanda_assets.lib.publish.versions import landing_url
 
-    latest = store.load(dataset.id).latest
+    state = store.load(dataset.id)
+    latest = state.latest
     if latest is None:
         for name in ("metadata_valid", "doi_resolvable"):
             yield dg.AssetCheckResult(
                 check_name=name, passed=True, metadata={"note": "nothing published yet"}
             )
         return
-    concept = provider.resolve(latest.concept_doi)
-    problems = metadata_problems(latest.metadata)
-    if concept is not None:
-        problems += [f"concept: {p}" for p in metadata_problems(dict(concept.attributes))]
+    # the records as released (the provider's copy carries fields of its own)
+    problems = [
+        f"v{v.version}: {p}" for v in state.published for p in metadata_problems(v.metadata)
+    ]
     yield dg.AssetCheckResult(
         check_name="metadata_valid",
         passed=not problems,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"version": latest.version, "problems": dg.MetadataValue.json(problems)},
+        metadata={
+            "versions_checked": len(state.published),
+            "problems": dg.MetadataValue.json(problems),
+        },
     )
     found = {d: provider.resolve(d) for d in (latest.doi, latest.concept_doi)}
     expected = {
@@ -169,6 +173,18 @@ def _checks(dataset: Any, provider: Any, store: Any) -> Iterator[dg.AssetCheckRe
         for d, r in found.items()
         if r is None or r.state != "findable" or r.url != expected[d]
     }
+    concept = found[latest.concept_doi]
+    if concept is not None:
+        listed = {
+            str(r.get("relatedIdentifier", "")).lower()
+            for r in concept.attributes.get("relatedIdentifiers") or []
+            if r.get("relationType") == "HasVersion"
+        }
+        published = {v.doi.lower() for v in state.published}
+        if listed != published:
+            bad[latest.concept_doi] = (
+                f"lists versions {sorted(listed)}, published are {sorted(published)}"
+            )
     yield dg.AssetCheckResult(
         check_name="doi_resolvable",
         passed=not bad,
@@ -230,29 +246,40 @@ def build_search_index_asset(datasets: list[Any]) -> dg.AssetsDefinition:
         ),
     )
     def _index() -> Iterator[Any]:
-        from spanda_assets.lib.publish.search import SearchIndex
+        from spanda_assets.lib.publish.search import SearchIndex, normalize_doi
         from spanda_assets.lib.publish.versions import VersionStore, publish_root
 
         store = VersionStore(publish_root())
         records = index_records(datasets, store)
+        withdrawn = [
+            v.doi for d in datasets for v in store.load(d.id).versions if v.status == "withdrawn"
+        ]
         with SearchIndex.open_default() as index:
             changed = index.upsert_many(records)
-            missing = sorted(
-                str(r.datacite["doi"]) for r in records if index.get(r.datacite["doi"]) is None
-            )
-            total = index.count()
+            removed = sum(index.delete(doi) for doi in withdrawn)
+            # both ways: every published version is found, and nothing else is
+            indexed = {
+                normalize_doi(r.doi) for r in index.harvest(limit=1_000_000_000) if not r.deleted
+            }
+        published = {normalize_doi(str(r.datacite["doi"])) for r in records}
+        missing, extra = sorted(published - indexed), sorted(indexed - published)
         yield dg.MaterializeResult(
             metadata={
                 "versions_published": len(records),
                 "records_changed": changed,
-                "records_in_index": total,
+                "withdrawn_removed": removed,
+                "records_in_index": len(indexed),
             }
         )
         yield dg.AssetCheckResult(
             check_name="every_version_indexed",
-            passed=not missing,
+            passed=not missing and not extra,
             severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"missing": dg.MetadataValue.json(missing), "indexed": total},
+            metadata={
+                "missing": dg.MetadataValue.json(missing),
+                "not_published": dg.MetadataValue.json(extra),
+                "indexed": len(indexed),
+            },
         )
 
     return _index

@@ -221,9 +221,11 @@ def _withdraw_published(table: Table, match: BooleanExpression, receipt: Receipt
             continue
         if not table.scan(row_filter=match, snapshot_id=ref.snapshot_id).count():
             continue
-        withdraw_version(ref_name, f"erasure {receipt.request_id}")
-        table.manage_snapshots().remove_tag(ref_name).commit()
-        receipt.published_versions_withdrawn.append(f"{name}@{ref_name}")
+        # the version record first (under the dataset's lock: a publish run in progress
+        # finishes before), then the tag, so expiry deletes the files the rows are in
+        if withdraw_version(ref_name, f"erasure {receipt.request_id}"):
+            receipt.published_versions_withdrawn.append(f"{name}@{ref_name}")
+        writes.release_snapshot(table, ref_name)
 
 
 def _remaining(table: Table, match: BooleanExpression) -> int:

@@ -15,6 +15,7 @@ value, and must not mint a new DOI.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import uuid
@@ -25,9 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from pandas.util import hash_pandas_object
+from pandas.util import hash_array
+from pyiceberg.io.pyarrow import ArrowScan
 
 from spanda_assets.lib.files import file_digest as file_sha256
 
@@ -82,14 +85,18 @@ class _Digest:
         self.total = np.uint64(0)
         self.xor = np.uint64(0)
         self.rows = 0
-        self.schema = ",".join(f"{f.name}:{f.type}" for f in schema)
+        # names only: a type that reads back wider (string as large_string, int as long)
+        # holds the same values, and the values are hashed by kind, not by width
+        self.schema = ",".join(f.name for f in schema)
 
     def add(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
             return
-        hashed = hash_pandas_object(batch.to_pandas(), index=False).to_numpy(dtype=np.uint64)
+        hashed = np.zeros(batch.num_rows, dtype=np.uint64)
         with np.errstate(over="ignore"):
-            self.total = np.uint64(self.total + hashed.sum(dtype=np.uint64))
+            for column in batch.columns:
+                hashed = (hashed * _PRIME) ^ _column_hash(column)
+                self.total = np.uint64(self.total + hashed.sum(dtype=np.uint64))
         self.xor = np.uint64(self.xor ^ np.bitwise_xor.reduce(hashed))
         self.rows += batch.num_rows
 
@@ -98,13 +105,53 @@ class _Digest:
         return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
+_PRIME = np.uint64(1_099_511_628_211)  # FNV's 64-bit prime: mixes column hashes in order
+_NULL = np.uint64(0x9E37_79B9_7F4A_7C15)  # what a null hashes to, in any column
+
+
+def _column_hash(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A 64-bit hash per value that depends on the value only: not on the batch it came
+    in (pandas turns an int column with a null into floats, batch by batch), not on
+    string vs large_string, not on the timestamp unit. Nested, decimal and binary values
+    hash through their canonical JSON text."""
+    t = column.type
+    if pa.types.is_boolean(t) or pa.types.is_integer(t):
+        values: np.ndarray = pc.cast(column, pa.int64()).fill_null(0).to_numpy()
+    elif pa.types.is_floating(t):
+        values = pc.cast(column, pa.float64()).fill_null(0.0).to_numpy()
+    elif pa.types.is_timestamp(t):
+        micros = pc.cast(column, pa.timestamp("us", tz=t.tz))
+        values = pc.cast(micros, pa.int64()).fill_null(0).to_numpy()
+    elif pa.types.is_date(t):
+        days = pc.cast(column, pa.date32())
+        values = pc.cast(pc.cast(days, pa.int32()), pa.int64()).fill_null(0).to_numpy()
+    elif pa.types.is_string(t) or pa.types.is_large_string(t):
+        text = pc.cast(column, pa.large_string()).fill_null("")
+        values = np.asarray(text.to_numpy(zero_copy_only=False), dtype=object)
+    else:
+        values = np.asarray(
+            [json.dumps(v, sort_keys=True, default=str) for v in column.to_pylist()],
+            dtype=object,
+        )
+    hashed: np.ndarray = hash_array(values, categorize=False).astype(np.uint64, copy=False)
+    if column.null_count:
+        hashed = np.where(np.asarray(column.is_valid()), hashed, _NULL).astype(np.uint64)
+    return hashed
+
+
 def snapshot_batches(
     table: Table, snapshot_id: int, columns: Iterable[str] | None = None
 ) -> Iterator[pa.RecordBatch]:
-    """The rows of `snapshot_id`, batch by batch, in the snapshot's file order."""
+    """The rows of `snapshot_id`, batch by batch, in the snapshot's file order.
+
+    One data file is read at a time: pyiceberg's own batch reader starts every file of
+    the scan at once and holds each file's batches until they are consumed, which for
+    a large table is the whole table in memory."""
     fields = tuple(columns) if columns is not None else ("*",)
-    reader = table.scan(snapshot_id=snapshot_id, selected_fields=fields).to_arrow_batch_reader()
-    yield from reader
+    scan = table.scan(snapshot_id=snapshot_id, selected_fields=fields)
+    reader = ArrowScan(table.metadata, table.io, scan.projection(), scan.row_filter)
+    for task in scan.plan_files():
+        yield from reader.to_record_batches([task])
 
 
 def content_digest(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> tuple[str, int]:
@@ -131,9 +178,10 @@ def export_snapshot(
     """Write `stem`.parquet and `stem`.csv of `snapshot_id` into `directory`.
 
     One pass over the snapshot feeds both writers and the content digest, holding one
-    batch at a time. The files are written in a temporary directory beside the target
-    and moved in with one rename, so a crash leaves either the finished version or no
-    version, never half a file under the published name. A directory that already
+    data file's batches and at most one row group at a time. The files are written in a
+    temporary directory beside the target and moved in with one rename, so a crash
+    leaves either the finished version or no version, never half a file under the
+    published name. A directory that already
     holds the version is replaced only by identical content (same snapshot, same
     bytes); anything else is an error, since a published file must never change.
     """
@@ -143,6 +191,7 @@ def export_snapshot(
             "existed, so the version cannot be written from it"
         )
     directory.parent.mkdir(parents=True, exist_ok=True)
+    remove_staging(directory)  # a crashed run's leftovers (the caller holds the lock)
     staging = directory.parent / f".{directory.name}.{uuid.uuid4().hex}.tmp"
     staging.mkdir()
     try:
@@ -168,27 +217,19 @@ def export_snapshot(
             ) as pw,
             pacsv.CSVWriter(csv_path, schema) as cw,
         ):
-            pending: list[pa.RecordBatch] = []
-            pending_rows = 0
-
-            def flush() -> None:
-                nonlocal pending, pending_rows
-                if pending_rows:
-                    # fixed row groups: the file's layout depends on the rows only
-                    pw.write_table(
-                        pa.Table.from_batches(pending, schema), row_group_size=ROW_GROUP_ROWS
-                    )
-                pending, pending_rows = [], 0
-
+            pending = schema.empty_table()
             for scanned in _chain(first, batches):
                 batch = pa.RecordBatch.from_arrays(scanned.columns, schema=schema)
                 digest.add(batch)
                 cw.write_batch(batch)
-                pending.append(batch)
-                pending_rows += batch.num_rows
-                if pending_rows >= ROW_GROUP_ROWS:
-                    flush()
-            flush()
+                pending = pa.concat_tables([pending, pa.Table.from_batches([batch], schema)])
+                # row groups of exactly ROW_GROUP_ROWS: the layout follows the rows, not
+                # the sizes of the scan's batches
+                while pending.num_rows >= ROW_GROUP_ROWS:
+                    pw.write_table(pending.slice(0, ROW_GROUP_ROWS))
+                    pending = pending.slice(ROW_GROUP_ROWS)
+            if pending.num_rows:
+                pw.write_table(pending)
         distributions = tuple(
             Distribution(
                 fmt,
@@ -200,7 +241,10 @@ def export_snapshot(
             )
             for fmt, path in (("parquet", parquet_path), ("csv", csv_path))
         )
+        for path in (parquet_path, csv_path, staging):
+            _fsync(path)  # on disk before the rename, and the rename before "published"
         _move_into_place(staging, directory, distributions)
+        _fsync(directory.parent)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return Export(
@@ -211,6 +255,23 @@ def export_snapshot(
         directory=directory,
         distributions=distributions,
     )
+
+
+def remove_staging(directory: Path) -> int:
+    """Delete what crashed exports of `directory` left beside it (their rows included)."""
+    removed = 0
+    for leftover in directory.parent.glob(f".{directory.name}.*.tmp"):
+        shutil.rmtree(leftover, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _chain(

@@ -4,10 +4,12 @@ A dataset gets a new version when its table's data changed since the last versio
 (`export.content_digest`, blind to row order), never merely because a run happened.
 Making a version takes several steps that cannot share one transaction: files, an
 Iceberg tag, DataCite metadata, two DOIs, the catalog record. The record is written
-first as `pending` (with the snapshot it is about) and marked `published` last, so a
-run that died half-way is finished by the next run with the same snapshot, the same
-version number and the same DOI. A version DOI therefore never comes to point at
-other bytes, even when the table moved on in between.
+first as `pending` (with the snapshot it is about), the snapshot is tagged next, and
+the record is marked `published` last, so a run that died after the tag is finished by
+the next run with the same snapshot, the same version number and the same DOI. A
+version DOI therefore never comes to point at other bytes, even when the table moved
+on in between. One writer per dataset at a time (a file lock; `spanda erase` takes it
+too, to withdraw versions that hold an erased student).
 
 The Iceberg tag `publish/<dataset>/v<N>` keeps the version's snapshot from snapshot
 expiry (`lib/writes/expiry.py` protects every ref): a version DOI can be served from
@@ -19,22 +21,26 @@ passed its table's audit before it got there.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from spanda_assets import settings
+from spanda_assets.lib import writes
 from spanda_assets.lib.errors import SpandaError
 from spanda_assets.lib.lakehouse import load_table_or_none
 from spanda_assets.lib.publish import datacite, doi
 from spanda_assets.lib.publish.datasets import DatasetDeclaration
-from spanda_assets.lib.publish.export import Export, export_snapshot
+from spanda_assets.lib.publish.export import Export, export_snapshot, remove_staging
+from spanda_assets.lib.publish.search import SearchIndex, default_path
 from spanda_assets.lib.writes import MAIN
 
 if TYPE_CHECKING:
@@ -90,6 +96,7 @@ class DatasetState:
     dataset_id: str
     versions: list[PublishedVersion] = field(default_factory=list)
     unchanged_snapshot_id: int | None = None
+    concept_stale: bool = False  # a version was withdrawn since the concept's last release
 
     @property
     def published(self) -> list[PublishedVersion]:
@@ -123,15 +130,26 @@ def withdraw_version(tag: str, reason: str, store: VersionStore | None = None) -
     DOI is permanent) and is to resolve to a tombstone page. False if no such version."""
     _, dataset_id, number = tag.split("/", 2)
     store = store or VersionStore(publish_root())
-    state = store.load(dataset_id)
-    version = next((v for v in state.versions if f"v{v.version}" == number), None)
-    if version is None:
-        return False
-    shutil.rmtree(store.directory(dataset_id, version.version), ignore_errors=True)
-    version.status = "withdrawn"
-    version.withdrawn_reason = reason
-    store.save(state)
+    with store.locked(dataset_id):
+        state = store.load(dataset_id)
+        version = next((v for v in state.versions if f"v{v.version}" == number), None)
+        if version is None:
+            return False
+        directory = store.directory(dataset_id, version.version)
+        shutil.rmtree(directory, ignore_errors=True)
+        remove_staging(directory)
+        version.status = "withdrawn"
+        version.withdrawn_reason = reason
+        state.concept_stale = True  # the next publish run re-releases the concept's list
+        store.save(state)
+    _unindex(version.doi)
     return True
+
+
+def _unindex(version_doi: str) -> None:
+    if default_path().exists():
+        with SearchIndex.open_default() as index:
+            index.delete(version_doi)
 
 
 def publish_root() -> Path:
@@ -174,7 +192,12 @@ class VersionStore:
                 f"{path} is not a version record this release can read ({exc}); restore it "
                 "from backup: it is the catalog's only list of published versions"
             ) from exc
-        return DatasetState(dataset_id, versions, raw.get("unchanged_snapshot_id"))
+        return DatasetState(
+            dataset_id,
+            versions,
+            raw.get("unchanged_snapshot_id"),
+            bool(raw.get("concept_stale", False)),
+        )
 
     def save(self, state: DatasetState) -> None:
         path = self.path(state.dataset_id)
@@ -182,6 +205,7 @@ class VersionStore:
         body = {
             "dataset_id": state.dataset_id,
             "unchanged_snapshot_id": state.unchanged_snapshot_id,
+            "concept_stale": state.concept_stale,
             "versions": [asdict(v) for v in state.versions],
         }
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".versions.", suffix=".tmp")
@@ -191,9 +215,27 @@ class VersionStore:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)  # the rename itself survives a power loss
+            finally:
+                os.close(dir_fd)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    @contextlib.contextmanager
+    def locked(self, dataset_id: str) -> Iterator[None]:
+        """One writer of a dataset's versions at a time, across processes (a publish run,
+        `spanda erase`): an exclusive lock on `<id>/.lock`, held from load to save."""
+        path = self.root / dataset_id / ".lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
     def datasets(self) -> list[str]:
         if not self.root.is_dir():
@@ -202,16 +244,10 @@ class VersionStore:
 
 
 def _tag_snapshot(table: Table, tag: str, snapshot_id: int) -> None:
-    ref = table.metadata.refs.get(tag)
-    if ref is not None:
-        if ref.snapshot_id != snapshot_id:
-            raise PublishError(
-                f"{'.'.join(table.name())} already has tag {tag} on snapshot {ref.snapshot_id}, "
-                f"not {snapshot_id}: a published version's tag never moves; find out who set "
-                "it before publishing"
-            )
-        return
-    table.manage_snapshots().create_tag(snapshot_id=snapshot_id, tag_name=tag).commit()
+    try:
+        writes.keep_snapshot(table, tag, snapshot_id)
+    except ValueError as exc:
+        raise PublishError(f"{exc}; find out who set it before publishing") from exc
 
 
 def _distributions(export: Export, dataset_id: str, version: int) -> list[dict[str, Any]]:
@@ -279,12 +315,35 @@ def publish_dataset(
     """Make a new version of `dataset` when its table's main holds new data; finish a
     version a crashed run left pending. `sources` are the tables the dataset derives
     from (IsDerivedFrom, at their current main snapshot). `on_step` is called after
-    each step (tests use it to crash between steps)."""
-    step = on_step or (lambda _name: None)
+    each step (tests use it to crash between steps). One run per dataset at a time:
+    the dataset's lock is held throughout (`spanda erase` waits for it)."""
     table = load_table_or_none(catalog, *dataset.identifier)
     if table is None:
         return PublishOutcome(dataset.id, "no_table", None, f"{dataset.table} does not exist yet")
-    state = store.load(dataset.id)
+    with store.locked(dataset.id):
+        state = store.load(dataset.id)
+        if state.concept_stale and state.published:
+            # a version was withdrawn (an erasure): the concept lists what is left
+            _release_concept(provider, dataset, state)
+            state.concept_stale = False
+            store.save(state)
+        return _publish_locked(
+            catalog, table, dataset, provider, store, state, sources, today, on_step
+        )
+
+
+def _publish_locked(
+    catalog: Catalog,
+    table: Table,
+    dataset: DatasetDeclaration,
+    provider: doi.DoiProvider,
+    store: VersionStore,
+    state: DatasetState,
+    sources: Iterable[str],
+    today: dt.date | None,
+    on_step: Callable[[str], None] | None,
+) -> PublishOutcome:
+    step = on_step or (lambda _name: None)
     record = state.pending
     action: Action = "resumed" if record is not None else "published"
     if record is None:
@@ -296,7 +355,8 @@ def publish_dataset(
             return PublishOutcome(dataset.id, "unchanged", latest, "same snapshot as the latest")
         if state.unchanged_snapshot_id == head.snapshot_id:
             return PublishOutcome(dataset.id, "unchanged", latest, "checked before: no new data")
-        number = len(state.versions) + 1
+        # never a number given before, withdrawn ones included
+        number = max((v.version for v in state.versions), default=0) + 1
         record = PublishedVersion(
             dataset_id=dataset.id,
             version=number,
@@ -311,14 +371,17 @@ def publish_dataset(
         state.versions.append(record)
         store.save(state)
         step("pending")
-    elif table.snapshot_by_id(record.snapshot_id) is None:
-        raise PublishError(
-            f"dataset {dataset.id!r} version {record.version} was left pending on snapshot "
-            f"{record.snapshot_id} of {dataset.table}, which has since expired. Its DOI "
-            f"{record.doi} may already be registered: check it at the provider, then "
-            f"remove the pending entry from {store.path(dataset.id)} to publish anew"
-        )
+    if table.snapshot_by_id(record.snapshot_id) is None:
+        # expired between the journal and the tag (the only window without a tag): no
+        # file or DOI can exist yet, so the number is given up and the next run starts anew
+        record.status = "withdrawn"
+        record.withdrawn_reason = "its snapshot expired before it was tagged"
+        store.save(state)
+        return PublishOutcome(dataset.id, "unchanged", state.latest, record.withdrawn_reason)
 
+    # Tagged first: from here expiry keeps the rows, and an erasure finds the version.
+    _tag_snapshot(table, record.tag, record.snapshot_id)
+    step("tag")
     directory = store.directory(dataset.id, record.version)
     columns = list(dataset.columns) or None
     export = export_snapshot(
@@ -327,10 +390,12 @@ def publish_dataset(
     step("files")
     latest = state.latest
     same = latest is not None and export.content_digest == latest.content_digest
-    if same or export.rows == 0:
-        # New snapshot, same data (a compaction, an empty publish), or no rows at all:
-        # no version. The snapshot is remembered so the next run does not read it again.
+    if (same or export.rows == 0) and provider.resolve(record.doi) is None:
+        # New snapshot, same data (a compaction, an empty publish), or no rows at all,
+        # and no DOI asked for yet: no version. The snapshot is remembered so the next
+        # run does not read it again.
         shutil.rmtree(directory, ignore_errors=True)
+        writes.release_snapshot(table, record.tag)
         state.versions.remove(record)
         state.unchanged_snapshot_id = record.snapshot_id
         store.save(state)
@@ -343,26 +408,44 @@ def publish_dataset(
     record.rows = export.rows
     record.columns = list(export.columns)
     record.distributions = _distributions(export, dataset.id, record.version)
-
-    _tag_snapshot(table, record.tag, record.snapshot_id)
-    step("tag")
     previous = latest.doi if latest is not None else None
     record.metadata = datacite.build_version_metadata(dataset, _facts(record, previous, None))
     store.save(state)
     doi.release(provider, record.doi, record.metadata, landing_url(dataset.id, record.version))
     step("doi")
     if latest is not None:
-        # the previous version now has a successor: IsPreviousVersionOf
-        latest.metadata = datacite.build_version_metadata(
-            dataset, _facts(latest, _before(state, latest), record.doi)
-        )
+        # The previous version now has a successor. Its record is the one it was
+        # published with, plus IsPreviousVersionOf: a later change of the declaration
+        # (a licence, a title) never rewrites what an older version was released under.
+        latest.metadata = _with_successor(latest.metadata, record.doi)
+        store.save(state)
         doi.release(provider, latest.doi, latest.metadata, landing_url(dataset.id, latest.version))
+        step("previous")
     record.status = "published"
     state.unchanged_snapshot_id = None
     _release_concept(provider, dataset, state)
+    state.concept_stale = False
     store.save(state)
     step("published")
     return PublishOutcome(dataset.id, action, record, f"version {record.version}: {record.doi}")
+
+
+def _with_successor(metadata: dict[str, Any], successor: str) -> dict[str, Any]:
+    related = [
+        r
+        for r in metadata.get("relatedIdentifiers", [])
+        if r["relationType"] != "IsPreviousVersionOf"
+    ]
+    related.append(
+        {
+            "relatedIdentifier": successor,
+            "relatedIdentifierType": "DOI",
+            "relationType": "IsPreviousVersionOf",
+        }
+    )
+    updated = {**metadata, "relatedIdentifiers": related}
+    datacite.validate_metadata(updated)
+    return updated
 
 
 def _before(state: DatasetState, version: PublishedVersion) -> str | None:

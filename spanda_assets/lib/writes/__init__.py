@@ -45,7 +45,7 @@ from spanda_assets.lib.writes.audit import (
     sequence,
     unpublished_files,
 )
-from spanda_assets.lib.writes.expiry import Expired, expire
+from spanda_assets.lib.writes.expiry import Expired, expire, keep_snapshot, release_snapshot
 from spanda_assets.lib.writes.rows import (
     AUDIT,
     MAIN,
@@ -89,6 +89,7 @@ __all__ = [
     "expire",
     "head",
     "in_filter",
+    "keep_snapshot",
     "key_filter",
     "latest_per_key",
     "merge_rows",
@@ -96,6 +97,7 @@ __all__ = [
     "pending",
     "publish",
     "read_state",
+    "release_snapshot",
     "remember_state",
     "replace_all",
     "reset_audit",

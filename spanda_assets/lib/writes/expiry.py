@@ -116,3 +116,27 @@ def expire(
 
 def _utc(t: dt.datetime) -> dt.datetime:
     return t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
+
+
+def keep_snapshot(table: Table, tag: str, snapshot_id: int) -> bool:
+    """Tag `snapshot_id` as `tag`, so `expire` keeps it (it protects every ref). True if
+    the tag was made, False if it already named this snapshot; a tag on another snapshot
+    is an error, since a kept snapshot is a promise about exact rows."""
+    ref = table.metadata.refs.get(tag)
+    if ref is not None:
+        if ref.snapshot_id != snapshot_id:
+            raise ValueError(
+                f"{table_name(table)} already has tag {tag} on snapshot {ref.snapshot_id}, "
+                f"not {snapshot_id}: a kept snapshot's tag never moves"
+            )
+        return False
+    table.manage_snapshots().create_tag(snapshot_id=snapshot_id, tag_name=tag).commit()
+    return True
+
+
+def release_snapshot(table: Table, tag: str) -> bool:
+    """Remove `tag`, so the next `expire` may delete its snapshot; False if absent."""
+    if tag not in table.metadata.refs:
+        return False
+    table.manage_snapshots().remove_tag(tag).commit()
+    return True
