@@ -110,12 +110,13 @@ def build_publish_asset(dataset: Any) -> dg.AssetsDefinition:
         )
         context.log.info(f"{dataset.id}: {outcome.action} ({outcome.note})")
         version = outcome.version
+        state = store.load(dataset.id)  # once, for the metadata and the checks
         md: dict[str, Any] = {
             "outcome": outcome.action,
             "note": outcome.note,
             "table": dataset.table,
             "concept_doi": provider.concept_doi(dataset.id),
-            "versions": len(store.load(dataset.id).published),
+            "versions": len(state.published),
             "landing_page": dg.MetadataValue.url(landing_url(dataset.id)),
         }
         if version is not None:
@@ -133,16 +134,15 @@ def build_publish_asset(dataset: Any) -> dg.AssetsDefinition:
                 "files": dg.MetadataValue.path(str(store.directory(dataset.id, version.version))),
             }
         yield dg.MaterializeResult(metadata=md)
-        yield from _checks(dataset, provider, store)
+        yield from _checks(dataset, provider, state)
 
     return _publish
 
 
-def _checks(dataset: Any, provider: Any, store: Any) -> Iterator[dg.AssetCheckResult]:
+def _checks(dataset: Any, provider: Any, state: Any) -> Iterator[dg.AssetCheckResult]:
     from spanda_assets.lib.publish.datacite import metadata_problems
     from spanda_assets.lib.publish.versions import landing_url
 
-    state = store.load(dataset.id)
     latest = state.latest
     if latest is None:
         for name in ("metadata_valid", "doi_resolvable"):
@@ -200,7 +200,7 @@ def _checks(dataset: Any, provider: Any, store: Any) -> Iterator[dg.AssetCheckRe
 SEARCH_INDEX_KEY = dg.AssetKey(["publish", "search_index"])
 
 
-def index_records(datasets: list[Any], store: Any) -> list[Any]:
+def index_records(datasets: list[Any], states: dict[str, Any]) -> list[Any]:
     """One search record per published version of every declared dataset."""
     from spanda_assets.lib.publish.search import ColumnDoc, IndexRecord
 
@@ -215,7 +215,7 @@ def index_records(datasets: list[Any], store: Any) -> list[Any]:
             concept_doi=v.concept_doi,
         )
         for d in datasets
-        for v in store.load(d.id).published
+        for v in states[d.id].published
     ]
 
 
@@ -250,10 +250,9 @@ def build_search_index_asset(datasets: list[Any]) -> dg.AssetsDefinition:
         from spanda_assets.lib.publish.versions import VersionStore, publish_root
 
         store = VersionStore(publish_root())
-        records = index_records(datasets, store)
-        withdrawn = [
-            v.doi for d in datasets for v in store.load(d.id).versions if v.status == "withdrawn"
-        ]
+        states = {d.id: store.load(d.id) for d in datasets}  # each record file read once
+        records = index_records(datasets, states)
+        withdrawn = [v.doi for s in states.values() for v in s.versions if v.status == "withdrawn"]
         with SearchIndex.open_default() as index:
             changed = index.upsert_many(records)
             removed = sum(index.delete(doi) for doi in withdrawn)

@@ -448,11 +448,6 @@ def _with_successor(metadata: dict[str, Any], successor: str) -> dict[str, Any]:
     return updated
 
 
-def _before(state: DatasetState, version: PublishedVersion) -> str | None:
-    earlier = [v for v in state.published if v.version < version.version]
-    return earlier[-1].doi if earlier else None
-
-
 def _source_snapshots(catalog: Catalog, sources: Iterable[str]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for name in sources:
