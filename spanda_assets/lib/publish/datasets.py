@@ -46,6 +46,13 @@ PUBLISHABLE_NAMESPACES = ("silver", "gold")
 DEFAULT_LANGUAGE = "en"
 
 NameType = Literal["Personal", "Organizational"]
+# How much a column can tell about a person, for the access policy (config/access):
+# public columns come with the dataset; a quasi-identifier (a pseudonym that links rows
+# across datasets, a small-cell attribute) only for a purpose the column names; a
+# restricted column only to stewards.
+Sensitivity = Literal["public", "quasi_identifier", "restricted"]
+Tier = Literal["open", "restricted"]
+SENSITIVITIES: tuple[str, ...] = ("public", "quasi_identifier", "restricted")
 
 DATASET_ID = re.compile(r"^[a-z][a-z0-9]*(?:[_-][a-z0-9]+)*$")
 _TABLE = re.compile(r"^(?P<namespace>[a-z][a-z0-9_]*)\.(?P<name>[a-z][a-z0-9_]*)$")
@@ -104,6 +111,33 @@ class Publisher:
 
 
 @dataclass(frozen=True)
+class ColumnAccess:
+    """A column's sensitivity and, for a quasi-identifier, the purposes it serves."""
+
+    sensitivity: Sensitivity = "public"
+    purposes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AccessRules:
+    """Who may read a dataset's rows, as its steward declared (the policy decides).
+
+    tier       open: any holder of a token with the signed DUA and an approved purpose
+               among `purposes`; restricted: the same, and the principal's institution
+               must be the publisher's (or the principal a steward)
+    purposes   the purposes the data may be used for: what its subjects consented to
+    columns    column -> ColumnAccess; a column not named is public
+    """
+
+    tier: Tier = "restricted"
+    purposes: tuple[str, ...] = ("research",)
+    columns: Mapping[str, ColumnAccess] = field(default_factory=dict, compare=False)
+
+    def column(self, name: str) -> ColumnAccess:
+        return self.columns.get(name, ColumnAccess())
+
+
+@dataclass(frozen=True)
 class DatasetDeclaration:
     """One table published as a citable dataset, as its steward declared it."""
 
@@ -120,6 +154,7 @@ class DatasetDeclaration:
     grade_levels: tuple[str, ...] = ()
     language: str = DEFAULT_LANGUAGE
     keywords: tuple[str, ...] = ()
+    access: AccessRules = field(default_factory=AccessRules, compare=False)
 
     @property
     def namespace(self) -> str:
@@ -177,6 +212,16 @@ _FIELD_HELP = {
     "publisher.name": "the publishing organisation's name, as text",
     "publisher.ror": "the publisher's ROR id, e.g. https://ror.org/03yrm5c26",
     "datasets": "a top-level 'datasets:' list, one mapping per published dataset",
+    "access": (
+        "who may read the rows: {tier: open|restricted, purposes: [research, ...], "
+        "columns: {subject_id: {sensitivity: quasi_identifier, purposes: [...]}}}"
+    ),
+    "access.tier": "open or restricted",
+    "access.purposes": "a list of purposes the data may be used for, e.g. [research]",
+    "access.columns": (
+        "a mapping of column -> {sensitivity: public|quasi_identifier|restricted, "
+        "purposes: [...]}"
+    ),
 }
 
 
@@ -295,6 +340,32 @@ class _Dua(_Strict):
     url: _Url
 
 
+_Purpose = Annotated[StrictStr, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+
+
+class _ColumnAccess(_Strict):
+    sensitivity: Sensitivity = "public"
+    purposes: list[_Purpose] = Field(default_factory=list)
+
+
+class _Access(_Strict):
+    tier: Tier = "restricted"
+    purposes: Annotated[list[_Purpose], Field(min_length=1)] = Field(
+        default_factory=lambda: ["research"]
+    )
+    columns: dict[StrictStr, _ColumnAccess] = Field(default_factory=dict)
+
+    def build(self) -> AccessRules:
+        return AccessRules(
+            tier=self.tier,
+            purposes=tuple(self.purposes),
+            columns={
+                name: ColumnAccess(c.sensitivity, tuple(c.purposes))
+                for name, c in self.columns.items()
+            },
+        )
+
+
 class _Publisher(_Strict):
     name: _Text
     ror: Annotated[StrictStr, AfterValidator(_ror)] | None = None
@@ -325,6 +396,7 @@ class _Entry(_Strict):
         DEFAULT_LANGUAGE
     )
     keywords: list[_Text] = Field(default_factory=list)
+    access: _Access = Field(default_factory=_Access)
 
     def build(self, publisher: _Publisher | None) -> DatasetDeclaration:
         chosen = self.publisher or publisher
@@ -343,6 +415,7 @@ class _Entry(_Strict):
             grade_levels=tuple(self.grade_levels),
             language=self.language,
             keywords=tuple(self.keywords),
+            access=self.access.build(),
         )
 
 
@@ -353,6 +426,7 @@ _ALLOWED_KEYS = {
     "licence": sorted(_Licence.model_fields),
     "dua": sorted(_Dua.model_fields),
     "publisher": sorted(_Publisher.model_fields),
+    "access": sorted(_Access.model_fields),
 }
 _DOCUMENT_KEYS = ["datasets", "publisher"]
 
@@ -620,6 +694,12 @@ def column_problems(dataset: DatasetDeclaration, columns: Iterable[str]) -> list
         f"dataset {dataset.id!r}: described column {c!r} is not in {dataset.table}; remove it "
         "from 'columns:' or fix its name"
         for c in dataset.columns
+        if c not in actual
+    ]
+    problems += [
+        f"dataset {dataset.id!r}: access rule for column {c!r}, which is not in "
+        f"{dataset.table}; remove it from 'access: columns:' or fix its name"
+        for c in dataset.access.columns
         if c not in actual
     ]
     return problems
