@@ -159,6 +159,11 @@ def fake_datacite() -> Iterator[FakeDataCite]:
                     self._reply(422, _errors(422, ("event", "Can't register a findable DOI")))
                     return
                 merged["state"] = "registered" if event == "register" else "findable"
+            elif event == "hide":
+                if current["state"] != "findable":
+                    self._reply(422, _errors(422, ("event", "Only a findable DOI can be hidden")))
+                    return
+                merged["state"] = "registered"
             fake.dois[doi] = merged
             self._reply(201 if created else 200, self._doc(doi))
 
@@ -368,6 +373,23 @@ def test_release_resumes_where_it_stopped(datacite: FakeDataCite) -> None:
     datacite.calls.clear()
     assert release(provider, doi, metadata, LANDING).state == "findable"
     assert datacite.events() == [("GET", None), ("PUT", "publish")]
+
+
+def test_hide_takes_a_findable_doi_out_of_the_index(datacite: FakeDataCite, tmp_path: Path) -> None:
+    """A withdrawn version's DOI: registered again (it resolves to its tombstone page),
+    no longer findable; DataCite and the offline provider agree."""
+    provider = _provider(datacite)
+    doi = provider.version_doi("validated_posts", 1)
+    metadata = _metadata(doi)
+    release(provider, doi, metadata, LANDING)
+    datacite.calls.clear()
+    assert provider.hide(doi, metadata, LANDING).state == "registered"
+    assert datacite.events() == [("PUT", "hide")]
+    resolved = provider.resolve(doi)
+    assert resolved is not None and resolved.state == "registered" and resolved.url == LANDING
+    offline = OfflineProvider(tmp_path / "doi", PREFIX)
+    release(offline, doi, metadata, LANDING)
+    assert offline.hide(doi, metadata, LANDING).state == "registered"
 
 
 def test_resolve_of_an_unknown_doi_is_none(datacite: FakeDataCite) -> None:

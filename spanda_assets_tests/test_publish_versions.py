@@ -242,6 +242,12 @@ def test_a_withdrawn_version_never_gives_its_number_or_shows_again(
         if r["relationType"] == "HasVersion"
     }
     assert has == {v3.doi} and not store.load("posts").concept_stale
+    # the withdrawn version's DOI still resolves (to its tombstone), out of the index
+    hidden = provider.resolve(v1.doi)
+    assert hidden is not None and hidden.state == "registered"
+    assert hidden.url is not None and hidden.url.endswith("/datasets/posts/versions/1")
+    pending = provider.resolve("10.99999/spanda.posts.v2")
+    assert pending is None or pending.state != "findable"
 
 
 def test_an_older_version_keeps_the_record_it_was_released_under(

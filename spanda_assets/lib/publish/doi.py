@@ -149,6 +149,11 @@ class DoiProvider(Protocol):
         """Make the DOI findable (indexed); on a findable DOI this updates its metadata."""
         ...
 
+    def hide(self, doi: str, metadata: Mapping[str, Any], url: str) -> DoiRecord:
+        """Take a findable DOI out of the index (registered again): a withdrawn version's
+        DOI still resolves, to its tombstone page, but search no longer offers it."""
+        ...
+
     def resolve(self, doi: str) -> DoiRecord | None:
         """The DOI as the provider holds it, or None when it does not exist."""
         ...
@@ -262,6 +267,9 @@ class OfflineProvider:
 
     def publish(self, doi: str, metadata: Mapping[str, Any], url: str) -> DoiRecord:
         return self._move(doi, metadata, url, "publish")
+
+    def hide(self, doi: str, metadata: Mapping[str, Any], url: str) -> DoiRecord:
+        return self._move(doi, metadata, url, "hide")
 
 
 # What to do about each refusal; DataCite's own reasons come from the response body.
@@ -439,6 +447,9 @@ class DataCiteProvider:
 
     def publish(self, doi: str, metadata: Mapping[str, Any], url: str) -> DoiRecord:
         return self._write("PUT", doi, metadata, url, "publish")
+
+    def hide(self, doi: str, metadata: Mapping[str, Any], url: str) -> DoiRecord:
+        return self._write("PUT", doi, metadata, url, "hide")
 
     def resolve(self, doi: str) -> DoiRecord | None:
         response = self._send("GET", doi, "resolve")

@@ -127,7 +127,9 @@ def version_tag(dataset_id: str, version: int) -> str:
 def withdraw_version(tag: str, reason: str, store: VersionStore | None = None) -> bool:
     """Withdraw the version `tag` names (`publish/<id>/v<N>`): its files are deleted and
     its record says why. Its number is never given again; its DOI stays registered (a
-    DOI is permanent) and is to resolve to a tombstone page. False if no such version."""
+    DOI is permanent) and resolves to a tombstone page (HTTP 410 with the metadata and
+    the reason); the next publish run hides it at the provider. False if no such
+    version."""
     _, dataset_id, number = tag.split("/", 2)
     store = store or VersionStore(publish_root())
     with store.locked(dataset_id):
@@ -287,9 +289,9 @@ def _facts(
     )
 
 
-def _release_concept(
-    provider: doi.DoiProvider, dataset: DatasetDeclaration, state: DatasetState
-) -> None:
+def concept_metadata(dataset: DatasetDeclaration, state: DatasetState) -> dict[str, Any]:
+    """The concept DOI's DataCite record over the published versions of `state` (at least
+    one): what the provider holds and what the concept's landing page shows."""
     done = state.published
     concept = datacite.ConceptFacts(
         concept_doi=done[0].concept_doi,
@@ -298,8 +300,27 @@ def _release_concept(
         last_updated=dt.date.fromisoformat(done[-1].created),
         url=landing_url(dataset.id),
     )
-    metadata = datacite.build_concept_metadata(dataset, concept)
-    doi.release(provider, concept.concept_doi, metadata, landing_url(dataset.id))
+    return datacite.build_concept_metadata(dataset, concept)
+
+
+def _release_concept(
+    provider: doi.DoiProvider, dataset: DatasetDeclaration, state: DatasetState
+) -> None:
+    metadata = concept_metadata(dataset, state)
+    doi.release(provider, state.published[0].concept_doi, metadata, landing_url(dataset.id))
+
+
+def _hide_withdrawn(provider: doi.DoiProvider, state: DatasetState) -> None:
+    """Hide each withdrawn version's DOI that the provider still lists as findable.
+    Done by the publish run, not by the erasure itself, so an erasure never waits on (or
+    fails with) the DOI provider; the run retries until the provider agrees."""
+    for version in state.versions:
+        if version.status != "withdrawn":
+            continue
+        current = provider.resolve(version.doi)
+        if current is not None and current.state == "findable":
+            url = landing_url(version.dataset_id, version.version)
+            provider.hide(version.doi, version.metadata, url)
 
 
 def publish_dataset(
@@ -322,9 +343,12 @@ def publish_dataset(
         return PublishOutcome(dataset.id, "no_table", None, f"{dataset.table} does not exist yet")
     with store.locked(dataset.id):
         state = store.load(dataset.id)
-        if state.concept_stale and state.published:
-            # a version was withdrawn (an erasure): the concept lists what is left
-            _release_concept(provider, dataset, state)
+        if state.concept_stale:
+            # a version was withdrawn (an erasure): its DOI leaves the index (it still
+            # resolves, to the tombstone page) and the concept lists what is left
+            _hide_withdrawn(provider, state)
+            if state.published:
+                _release_concept(provider, dataset, state)
             state.concept_stale = False
             store.save(state)
         return _publish_locked(
