@@ -1,11 +1,12 @@
-"""`spanda search` and `spanda datasets`: find what Spanda published.
+"""`spanda search`, `spanda datasets` and `spanda serve`: find and serve what Spanda published.
 
 * `search QUERY [--facet k=v]... [--json]`: the search index over published versions'
   metadata (BM25, facets, snippets). `--json` prints exactly what the HTTP API's
   `GET /search` returns for the same query.
 * `datasets [--json]`: every declared dataset, its latest version and DOIs.
+* `serve [--host 127.0.0.1] [--port 8000]`: the HTTP API (`spanda_assets/api`).
 
-Both read metadata only: no value of any row is shown.
+`search` and `datasets` read metadata only: no value of any row is shown.
 """
 
 from __future__ import annotations
@@ -23,16 +24,12 @@ BOLD, NORMAL = "\x1b[1m", "\x1b[22m"
 
 
 def _facets(pairs: tuple[str, ...]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise click.BadParameter(
-                f"{pair!r}: write a facet as key=value, e.g. licence=CC-BY-4.0",
-                param_hint="--facet",
-            )
-        out.setdefault(key.strip(), []).append(value.strip())
-    return out
+    from spanda_assets.lib.publish.search import FacetSyntaxError, parse_facet_pairs
+
+    try:
+        return parse_facet_pairs(pairs)
+    except FacetSyntaxError as exc:
+        raise click.BadParameter(str(exc), param_hint="--facet") from exc
 
 
 @main.command("search")
@@ -136,3 +133,30 @@ def datasets(as_json: bool) -> None:
         click.echo(f"{r['id']:<24} {r['table']:<28} {head}")
         if r["pending"]:
             click.secho("  a version is pending: the next publish run finishes it", fg="yellow")
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+def serve(host: str, port: int) -> None:
+    """Serve the HTTP API: landing pages, downloads, search, OAI-PMH, exports.
+
+    The access policy is validated first: a policy that does not validate stops the
+    server before it listens. Links in pages use SPANDA_PUBLIC_URL (by default this
+    host and port).
+    """
+    import os
+
+    import uvicorn
+
+    from spanda_assets.api.app import create_app
+    from spanda_assets.lib.publish.versions import ENV_PUBLIC_URL
+
+    os.environ.setdefault(ENV_PUBLIC_URL, f"http://{host}:{port}")
+    try:
+        app = create_app()
+    except SpandaError as exc:
+        fail(exc)
+        return
+    click.echo(f"Spanda API on http://{host}:{port} (OpenAPI: /openapi.json)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)

@@ -219,8 +219,7 @@ _FIELD_HELP = {
     "access.tier": "open or restricted",
     "access.purposes": "a list of purposes the data may be used for, e.g. [research]",
     "access.columns": (
-        "a mapping of column -> {sensitivity: public|quasi_identifier|restricted, "
-        "purposes: [...]}"
+        "a mapping of column -> {sensitivity: public|quasi_identifier|restricted, purposes: [...]}"
     ),
 }
 

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pandas.util import hash_array
+from pyiceberg.expressions import AlwaysTrue, BooleanExpression
 from pyiceberg.io.pyarrow import ArrowScan
 
 from spanda_assets.lib.files import file_digest as file_sha256
@@ -39,6 +40,14 @@ if TYPE_CHECKING:
 
 MEDIA_TYPES = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv"}
 ROW_GROUP_ROWS = 131_072
+# How every Parquet file Spanda hands out is written (published versions, downloads).
+PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "version": "2.6",
+    "write_statistics": True,
+    "use_dictionary": True,
+}
 
 
 @dataclass(frozen=True)
@@ -140,15 +149,24 @@ def _column_hash(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def snapshot_batches(
-    table: Table, snapshot_id: int, columns: Iterable[str] | None = None
+    table: Table,
+    snapshot_id: int,
+    columns: Iterable[str] | None = None,
+    row_filter: BooleanExpression | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """The rows of `snapshot_id`, batch by batch, in the snapshot's file order.
+    """The rows of `snapshot_id` (those `row_filter` keeps), batch by batch, in the
+    snapshot's file order.
 
     One data file is read at a time: pyiceberg's own batch reader starts every file of
     the scan at once and holds each file's batches until they are consumed, which for
-    a large table is the whole table in memory."""
+    a large table is the whole table in memory. A filter also prunes whole files by
+    their column statistics before any is opened."""
     fields = tuple(columns) if columns is not None else ("*",)
-    scan = table.scan(snapshot_id=snapshot_id, selected_fields=fields)
+    scan = table.scan(
+        snapshot_id=snapshot_id,
+        selected_fields=fields,
+        row_filter=row_filter if row_filter is not None else AlwaysTrue(),
+    )
     reader = ArrowScan(table.metadata, table.io, scan.projection(), scan.row_filter)
     for task in scan.plan_files():
         yield from reader.to_record_batches([task])
@@ -162,7 +180,7 @@ def content_digest(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> tupl
     return digest.hexdigest(), digest.rows
 
 
-def _plain_schema(schema: pa.Schema) -> pa.Schema:
+def plain_schema(schema: pa.Schema) -> pa.Schema:
     """The schema without Iceberg's field-id metadata: a reader of the download needs
     names and types, and the ids of another system's schema are noise there."""
     return pa.schema([pa.field(f.name, f.type, f.nullable) for f in schema])
@@ -197,7 +215,7 @@ def export_snapshot(
     try:
         batches = snapshot_batches(table, snapshot_id, columns)
         first = next(batches, None)
-        schema = _plain_schema(
+        schema = plain_schema(
             first.schema
             if first is not None
             else table.scan(snapshot_id=snapshot_id).projection().as_arrow()
@@ -206,15 +224,7 @@ def export_snapshot(
         parquet_path = staging / f"{stem}.parquet"
         csv_path = staging / f"{stem}.csv"
         with (
-            pq.ParquetWriter(
-                parquet_path,
-                schema,
-                compression="zstd",
-                compression_level=3,
-                version="2.6",
-                write_statistics=True,
-                use_dictionary=True,
-            ) as pw,
+            pq.ParquetWriter(parquet_path, schema, **PARQUET_OPTIONS) as pw,
             pacsv.CSVWriter(csv_path, schema) as cw,
         ):
             pending = schema.empty_table()
