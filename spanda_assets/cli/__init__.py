@@ -5,6 +5,7 @@ the CLI does is what a scheduled run does.
 """
 
 from spanda_assets.cli import (  # the commands register themselves
+    access,
     consent,
     data,
     labels,
@@ -13,7 +14,7 @@ from spanda_assets.cli import (  # the commands register themselves
 )
 from spanda_assets.cli.base import main
 
-__all__ = ["consent", "data", "labels", "main", "model", "publish"]
+__all__ = ["access", "consent", "data", "labels", "main", "model", "publish"]
 
 if __name__ == "__main__":
     main()
