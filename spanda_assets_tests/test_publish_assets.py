@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from spanda_assets.cli import main
 from spanda_assets.definitions import defs
+from spanda_assets.lib.exports import latest_export
 from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
 from spanda_assets.lib.publish.datasets import load_datasets
 from spanda_assets.lib.publish.doi import provider_from_env
@@ -135,6 +136,9 @@ def test_gold_tables_become_versioned_datasets_with_dois(demo_env: str, spanda_h
         assert receipt["rows_remaining"] == 0
         withdrawn = [w for w in receipt["published_versions_withdrawn"] if "validated_posts" in w]
         assert "gold.validated_posts@publish/validated_posts/v1" in withdrawn
+        # the exports read gold too: removed at once, not at the next export run
+        assert {e.split("/")[0] for e in receipt["exports_removed"]} == {"oneroster", "xapi"}
+        assert latest_export("xapi") is None and latest_export("oneroster") is None
         state = store.load("validated_posts")
         assert {v.version for v in state.versions if v.status == "withdrawn"} >= {1}
         assert not files.exists()
@@ -149,6 +153,11 @@ def test_gold_tables_become_versioned_datasets_with_dois(demo_env: str, spanda_h
         # the concept lists v3 alone, and the index holds no withdrawn version
         assert checks3[("validated_posts", "doi_resolvable")].passed
         assert checks3[("search_index", "every_version_indexed")].passed
+        # the withdrawn version's DOI resolves (to its tombstone) but is no longer findable
+        hidden = provider.resolve("10.99999/spanda.validated_posts.v1")
+        assert hidden is not None and hidden.state == "registered"
+        # and the next export run wrote the exports again, without the student
+        assert latest_export("xapi") is not None
         with SearchIndex.open_default() as index:
             dois = {h.doi for h in index.search("", latest_only=False, limit=100).hits}
         assert "10.99999/spanda.validated_posts.v3" in dois

@@ -133,13 +133,26 @@ def test_xapi_statements(tmp_path: Path) -> None:
         '{"actor": ',
         json.dumps({"verb": good["verb"]}),
         json.dumps({**good, "result": {"response": "call me at 555-123-4567"}}),
+        # ids are IRIs by the spec: not free text, no warning
+        json.dumps({**good, "object": {"id": "https://lms.example.edu/q1?user=a1"}}),
+        json.dumps(
+            {
+                **good,
+                "object": {
+                    "id": "https://x.example/a",
+                    "definition": {"name": {"en": "mail me: t@example.org"}},
+                },
+            }
+        ),
     ]
     (root / "statements.jsonl").write_text("\n".join(lines) + "\n")
     report = validate(root)
     found = {(i.code, i.line) for i in report.issues}
     assert ("XAPI_STATEMENT_INVALID", 2) in found and ("XAPI_STATEMENT_INVALID", 3) in found
     assert ("JSON_INVALID", 4) in found and ("XAPI_STATEMENT_INVALID", 5) in found
-    assert ("FREE_TEXT_PII", 6) in found
+    assert ("FREE_TEXT_PII", 6) in found and ("FREE_TEXT_PII", 8) in found
+    assert ("FREE_TEXT_PII", 7) not in found
+    assert not {line for code, line in found if code == "FREE_TEXT_PII"} & {1, 7}
     assert report.formats == ["xAPI"]
 
 

@@ -287,8 +287,11 @@ def build_search_index_asset(datasets: list[Any]) -> dg.AssetsDefinition:
 publish_job = dg.define_asset_job(
     name="publish_datasets",
     selection=dg.AssetSelection.groups(PUBLISH_GROUP),
+    # the group holds the export assets too (defs/publish/exports.py: export/oneroster,
+    # export/xapi), so this job writes them when their gold tables changed
     description="A new version (files, DataCite metadata, DOIs) of every declared dataset "
-    "whose table changed since its last version.",
+    "whose table changed since its last version, and new OneRoster and xAPI exports "
+    "when their gold tables changed.",
 )
 
 

@@ -33,6 +33,7 @@ from spanda_assets.lib import writes
 from spanda_assets.lib.errors import SpandaError
 from spanda_assets.lib.lakehouse import ensure_namespace, load_table_or_none
 from spanda_assets.lib.privacy.subjects import SUBJECTS, did_of
+from spanda_assets.lib.exports import remove_exports
 from spanda_assets.lib.publish.versions import PUBLISH_TAG_PREFIX, withdraw_version
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ class Receipt:
     unreferenced_files_in_grace: int = 0
     rows_remaining: int = 0
     published_versions_withdrawn: list[str] = field(default_factory=list)
+    exports_removed: list[str] = field(default_factory=list)
     bronze_kept: str = "bronze keeps the legal record (restricted zone)"
 
     def to_json(self) -> dict[str, Any]:
@@ -123,6 +125,7 @@ class Receipt:
             f"  rows of the subject left outside bronze: {self.rows_remaining}",
             "  published versions withdrawn: "
             + (", ".join(self.published_versions_withdrawn) or "none"),
+            f"  exports removed: {', '.join(self.exports_removed) or 'none'}",
             f"  {self.bronze_kept}",
         ]
         if self.unreferenced_files_in_grace:
@@ -197,6 +200,9 @@ def _erase_table(
                     receipt.audit_branches_reset.append(name)
             if erased:
                 receipt.rows_erased[name] = receipt.rows_erased.get(name, 0) + erased
+                # an export (OneRoster, xAPI) read from this table holds the rows too:
+                # gone now, rewritten without them by the next export run
+                receipt.exports_removed += remove_exports({name})
             _withdraw_published(table, match, receipt)
             expired = writes.expire(table, older_than=None, orphan_grace=orphan_grace)
             break

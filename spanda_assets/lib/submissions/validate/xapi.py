@@ -30,6 +30,27 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+def _free_texts(stmt: dict[str, Any]) -> list[tuple[str, str]]:
+    """The statement's human-written text, where a learner's or a teacher's words go:
+    the result's response and the activity's name and description (language maps).
+    Identifiers (activity ids, verb ids, account home pages) are IRIs by the spec, so
+    scanning them would flag every statement as holding a URL."""
+    out: list[tuple[str, str]] = []
+    result = stmt.get("result")
+    if isinstance(result, dict) and isinstance(result.get("response"), str):
+        out.append(("result.response", result["response"]))
+    target = stmt.get("object")
+    definition = target.get("definition") if isinstance(target, dict) else None
+    if isinstance(definition, dict):
+        for key in ("name", "description"):
+            texts = definition.get(key)
+            if isinstance(texts, dict):
+                joined = "\n".join(v for v in texts.values() if isinstance(v, str))
+                if joined:
+                    out.append((f"object.definition.{key}", joined))
+    return out
+
+
 def _constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
@@ -85,10 +106,6 @@ class XapiChecker:
                         hint=hint,
                     )
                 else:
-                    ctx.free_text(
-                        loc,
-                        n,
-                        "object.definition",
-                        json.dumps(stmt.get("result", {})) + json.dumps(stmt.get("object", {})),
-                    )
+                    for column, value in _free_texts(stmt):
+                        ctx.free_text(loc, n, column, value)
         return {path}
