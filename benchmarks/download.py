@@ -1,0 +1,232 @@
+"""Download throughput and peak memory of the HTTP API at 1M rows, beside a whole-table read.
+
+    python benchmarks/download.py [--rows 1000000] [--files 8]
+
+Builds gold.validated_posts with `--rows` synthetic rows (post text of 80-400
+characters) in `--files` data files in a temporary SPANDA_HOME, publishes it as
+version 1 (Parquet + CSV written, DOI minted by the offline provider), issues a
+researcher token, starts the real server (`spanda serve`) on loopback and downloads
+over HTTP:
+
+* the published Parquet file as it is (every column permitted: the file is sent),
+* a streamed Parquet, CSV and Arrow IPC download from the snapshot (the purpose keeps
+  the quasi-identifier `subject_id` back, so the file cannot be sent as it is).
+
+For each it prints rows/s, MB/s and the server's peak RSS (VmHWM of the server
+process, measured fresh for each download by restarting the server). The peer is what
+a service would do without streaming: pyiceberg's `scan().to_arrow()` of the same
+snapshot, then one Parquet write to memory, in a child process of its own (peak RSS of
+that process). The target: the server's peak under 256 MB while streaming 1M rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pyarrow as pa
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from spanda_assets.lib.lakehouse import (  # noqa: E402
+    CatalogConfig,
+    ensure_namespace,
+    open_catalog,
+)
+from spanda_assets.lib.publish.datasets import dataset_by_id, load_datasets  # noqa: E402
+from spanda_assets.lib.publish.doi import provider_from_env  # noqa: E402
+from spanda_assets.lib.publish.versions import (  # noqa: E402
+    VersionStore,
+    publish_dataset,
+    publish_root,
+)
+
+_VOCABULARY = (
+    "assignment due tomorrow question about the lecture slides quiz grade extension please "
+    "help understand problem set week module reading discussion deadline submit portal error "
+    "cannot access video recording office hours thanks everyone group project"
+)
+WORDS = tuple(_VOCABULARY.split(" "))
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def build(home: Path, rows: int, files: int) -> None:
+    """gold.validated_posts with `rows` rows in `files` appends, published as version 1."""
+
+    catalog = open_catalog(CatalogConfig.from_env())
+    ensure_namespace(catalog, "gold")
+    rng = random.Random(7)
+    schema = pa.schema(
+        [
+            ("post_id", pa.string()),
+            ("subject_id", pa.string()),
+            ("course_id", pa.string()),
+            ("body", pa.string()),
+            ("created_at_year", pa.int32()),
+            ("body_length", pa.int32()),
+        ]
+    )
+    table = catalog.create_table(("gold", "validated_posts"), schema=schema)
+    per_file = rows // files
+    for f in range(files):
+        n = per_file if f < files - 1 else rows - per_file * (files - 1)
+        bodies = [
+            " ".join(rng.choices(WORDS, k=rng.randint(12, 60)))[: rng.randint(80, 400)]
+            for _ in range(n)
+        ]
+        start = f * per_file
+        batch = pa.table(
+            {
+                "post_id": [f"ps_{i:032x}" for i in range(start, start + n)],
+                "subject_id": [f"ps_{rng.getrandbits(128):032x}" for _ in range(n)],
+                "course_id": [f"c{rng.randint(1, 40)}" for _ in range(n)],
+                "body": bodies,
+                "created_at_year": pa.array(
+                    [rng.randint(2019, 2026) for _ in range(n)], pa.int32()
+                ),
+                "body_length": pa.array([len(b) for b in bodies], pa.int32()),
+            },
+            schema=schema,
+        )
+        table.append(batch)
+    dataset = dataset_by_id(load_datasets(), "validated_posts")
+    outcome = publish_dataset(catalog, dataset, provider_from_env(), VersionStore(publish_root()))
+    assert outcome.action == "published", outcome
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _serve(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+
+    port = _free_port()
+    spanda = str(Path(sys.executable).parent / "spanda")
+    proc = subprocess.Popen(
+        [spanda, "serve", "--port", str(port)],
+        env=env | {"SPANDA_PUBLIC_URL": f"http://127.0.0.1:{port}"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return proc, port
+        except httpx.TransportError:
+            time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    raise SystemExit("spanda serve did not start in 60 s")
+
+
+def download(
+    env: dict[str, str], token: str, query: str, purpose: str
+) -> tuple[float, int, float, float]:
+    """(seconds, bytes, server peak RSS MB, server RSS after start MB) of one download."""
+
+    proc, port = _serve(env)
+    try:
+        base_rss = _peak_rss_mb(proc.pid)
+        started = time.perf_counter()
+        size = 0
+        headers = {"Authorization": f"Bearer {token}", "X-Purpose": purpose}
+        url = f"http://127.0.0.1:{port}/datasets/validated_posts/versions/1/data?{query}"
+        with httpx.stream("GET", url, headers=headers, timeout=600) as response:
+            response.raise_for_status()
+            for chunk in response.iter_bytes(1 << 20):
+                size += len(chunk)
+        seconds = time.perf_counter() - started
+        return seconds, size, _peak_rss_mb(proc.pid), base_rss
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+PEER = """
+import io, sys, time, resource
+import pyarrow.parquet as pq
+from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
+from spanda_assets.lib.publish.versions import VersionStore, publish_root
+v = VersionStore(publish_root()).load("validated_posts").latest
+start = time.perf_counter()
+table = open_catalog(CatalogConfig.from_env()).load_table(("gold", "validated_posts"))
+arrow = table.scan(snapshot_id=v.snapshot_id).to_arrow()
+sink = io.BytesIO()
+pq.write_table(arrow, sink, compression="zstd")
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(seconds, sink.tell(), peak, arrow.num_rows)
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--files", type=int, default=8)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="spanda-bench-download-") as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SPANDA_")}
+        env |= {"SPANDA_HOME": str(home), "SPANDA_DEMO": "1"}
+        os.environ.update(env)
+        started = time.perf_counter()
+        build(home, args.rows, args.files)
+        print(f"built and published {args.rows:,} rows in {time.perf_counter() - started:.0f} s")
+
+        dua = dataset_by_id(load_datasets(), "validated_posts").dua.id
+        token = subprocess.run(
+            [str(Path(sys.executable).parent / "spanda"), "access", "token", "create",
+             "--principal", "bench", "--role", "researcher", "--purpose", "research",
+             "--purpose", "longitudinal_research", "--dua", dua],
+            env=env, check=True, capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+        runs = [
+            ("published Parquet file, sent as is", "format=parquet", "longitudinal_research"),
+            ("streamed Parquet (subject_id withheld)", "format=parquet", "research"),
+            ("streamed CSV (subject_id withheld)", "format=csv", "research"),
+            ("streamed Arrow IPC (subject_id withheld)", "format=arrow", "research"),
+        ]
+        heading = f"download of {args.rows:,} rows"
+        print(
+            f"\n{heading:<46}{'rows/s':>12}{'MB/s':>9}{'MB sent':>9}{'peak RSS MB':>13}"
+            f"{'idle RSS MB':>13}"
+        )
+        for label, query, purpose in runs:
+            seconds, size, peak, idle = download(env, token, query, purpose)
+            print(
+                f"{label:<46}{args.rows / seconds:>12,.0f}{size / seconds / 1e6:>9.1f}"
+                f"{size / 1e6:>9.1f}{peak:>13.0f}{idle:>13.0f}"
+            )
+        out = subprocess.run(
+            [sys.executable, "-c", PEER], env=env, check=True, capture_output=True, text=True
+        ).stdout.split()
+        seconds, size, peak, rows = float(out[0]), int(out[1]), float(out[2]), int(out[3])
+        print(
+            f"{'peer: pyiceberg to_arrow() + one Parquet write':<46}{rows / seconds:>12,.0f}"
+            f"{size / seconds / 1e6:>9.1f}{size / 1e6:>9.1f}{peak:>13.0f}{'':>13}"
+        )
+        print("\ntarget: server peak RSS < 256 MB while streaming; the peer holds the table")
+
+
+if __name__ == "__main__":
+    main()
