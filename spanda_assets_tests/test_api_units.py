@@ -41,6 +41,7 @@ from pyiceberg.types import (
 
 from spanda_assets.api import downloads, formats
 from spanda_assets.api.filters import MAX_FILTER_CHARS, FilterError, parse_filter
+from spanda_assets.defs.publish.assets import _jsonld_problems
 from spanda_assets.lib.publish.export import snapshot_batches
 
 SCHEMA = Schema(
@@ -353,3 +354,22 @@ def test_the_lean_reader_reads_what_pyiceberg_reads_or_steps_aside(catalog: Any)
     assert read.column("grade").null_count == 100_000
     # the version made before the change still reads with its own schema, lean
     assert downloads._lean_batches(table, snap, ["course"], None) is not None
+
+
+def test_the_json_ld_check_finds_a_broken_page() -> None:
+    files = {"x-v2.parquet": "ab" * 32}
+    good = (
+        '<html><head><script type="application/ld+json">'
+        + formats.json_ld_script(formats.schema_org(LANDING))
+        + "</script></head></html>"
+    )
+    assert _jsonld_problems(good, LANDING.doi, files) == []
+    assert _jsonld_problems(good, "10.99999/other", files) == [
+        "identifier 'https://doi.org/10.99999/spanda.x.v2' is not the DOI 10.99999/other"
+    ]
+    assert "distribution lists" in _jsonld_problems(good, LANDING.doi, {"x": "y"})[0]
+    broken = good.replace('"@type": "Dataset",', '"@type": "Dataset"')
+    assert "does not parse" in _jsonld_problems(broken, LANDING.doi, files)[0]
+    assert _jsonld_problems("<html></html>", LANDING.doi, files) == [
+        "0 schema.org Dataset documents on the page, not 1"
+    ]

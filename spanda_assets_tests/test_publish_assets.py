@@ -66,6 +66,7 @@ def test_gold_tables_become_versioned_datasets_with_dois(demo_env: str, spanda_h
         }
         assert checks[("validated_posts", "metadata_valid")].passed
         assert checks[("validated_posts", "doi_resolvable")].passed
+        assert checks[("validated_posts", "landing_page_jsonld")].passed
 
         store = VersionStore(publish_root())
         v1 = store.load("validated_posts").latest

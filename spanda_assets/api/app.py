@@ -218,6 +218,27 @@ def _versions_table(found: _Found) -> list[dict[str, Any]]:
     ]
 
 
+def _html(page: formats.Landing, found: _Found, *, concept: bool) -> str:
+    dua = found.dataset.dua
+    return landing.render(
+        page,
+        base=public_url(),
+        columns=_columns(found.dataset),
+        versions=_versions_table(found) if concept else (),
+        dua=f"{dua.title} ({dua.id}, {dua.url})",
+    )
+
+
+def landing_html(dataset: DatasetDeclaration, state: DatasetState, version: int | None) -> str:
+    """The HTML landing page of `version` of the dataset (None: the concept's page), as
+    `GET /datasets/...` serves it: what the publish asset's JSON-LD check reads."""
+    found = _Found(dataset, state)
+    if version is None:
+        return _html(_concept_landing(found), found, concept=True)
+    chosen = next(v for v in state.versions if v.version == version)
+    return _html(_version_landing(found, chosen), found, concept=False)
+
+
 def _represent(page: formats.Landing, found: _Found, media_type: str, *, concept: bool) -> Response:
     status = 410 if page.withdrawn_reason else 200
     headers = {
@@ -225,14 +246,7 @@ def _represent(page: formats.Landing, found: _Found, media_type: str, *, concept
         "Vary": "Accept",
     }
     if media_type == formats.HTML:
-        dua = found.dataset.dua
-        text = landing.render(
-            page,
-            base=public_url(),
-            columns=_columns(found.dataset),
-            versions=_versions_table(found) if concept else (),
-            dua=f"{dua.title} ({dua.id}, {dua.url})",
-        )
+        text = _html(page, found, concept=concept)
         return Response(text, status, headers, media_type="text/html; charset=utf-8")
     body: str
     if media_type == formats.DATACITE_JSON:

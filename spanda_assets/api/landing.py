@@ -8,10 +8,12 @@ header, as `<link>` elements, for clients that only read HTML.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from lxml import html as lxml_html
 
 from spanda_assets.api import formats
 
@@ -29,6 +31,19 @@ _FORMAT_LABELS = (
     ("ris", "RIS"),
     ("citation", "text"),
 )
+
+
+def embedded_json_ld(html: str) -> list[Any]:
+    """Every JSON-LD document a page embeds, parsed as a browser and a crawler would find
+    them (an HTML parser, then JSON); ValueError names what does not parse."""
+    root = lxml_html.fromstring(html)
+    out = []
+    for n, script in enumerate(root.xpath('//script[@type="application/ld+json"]'), start=1):
+        try:
+            out.append(json.loads(script.text or ""))
+        except ValueError as exc:
+            raise ValueError(f"JSON-LD block {n} of the page does not parse: {exc}") from exc
+    return out
 
 
 def _access_text(sensitivity: str, purposes: Sequence[str]) -> str:

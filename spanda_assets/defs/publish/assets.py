@@ -77,6 +77,16 @@ def build_publish_asset(dataset: Any) -> dg.AssetsDefinition:
                     "findable, to this dataset's landing pages."
                 ),
             ),
+            dg.AssetCheckSpec(
+                "landing_page_jsonld",
+                asset=key,
+                description=(
+                    "Each published version's landing page and the concept's, rendered as "
+                    "the HTTP API serves them, embed one schema.org Dataset JSON-LD that "
+                    "parses, names its DOI, licence, creators and keywords, and lists each "
+                    "file with the SHA-256 the DOI's metadata gives."
+                ),
+            ),
         ],
         description=(
             f"**{dataset.title}**, published from `{dataset.table}` with a DOI per "
@@ -145,7 +155,7 @@ def _checks(dataset: Any, provider: Any, state: Any) -> Iterator[dg.AssetCheckRe
 
     latest = state.latest
     if latest is None:
-        for name in ("metadata_valid", "doi_resolvable"):
+        for name in ("metadata_valid", "doi_resolvable", "landing_page_jsonld"):
             yield dg.AssetCheckResult(
                 check_name=name, passed=True, metadata={"note": "nothing published yet"}
             )
@@ -194,6 +204,54 @@ def _checks(dataset: Any, provider: Any, state: Any) -> Iterator[dg.AssetCheckRe
             "dois": dg.MetadataValue.json(sorted(found)),
             "problems": dg.MetadataValue.json(bad),
         },
+    )
+    yield _jsonld_check(dataset, state)
+
+
+_JSONLD_KEYS = ("name", "description", "identifier", "creator", "license", "keywords")
+
+
+def _jsonld_problems(html: str, doi: str, files: dict[str, str]) -> list[str]:
+    from spanda_assets.api.landing import embedded_json_ld
+
+    try:
+        documents = embedded_json_ld(html)
+    except ValueError as exc:
+        return [str(exc)]
+    datasets = [d for d in documents if isinstance(d, dict) and d.get("@type") == "Dataset"]
+    if len(datasets) != 1:
+        return [f"{len(datasets)} schema.org Dataset documents on the page, not 1"]
+    (doc,) = datasets
+    problems = [f"no {k!r}" for k in _JSONLD_KEYS if not doc.get(k)]
+    if doc.get("@context") not in ("https://schema.org", "https://schema.org/"):
+        problems.append(f"@context is {doc.get('@context')!r}, not https://schema.org")
+    if doc.get("identifier") != f"https://doi.org/{doi}":
+        problems.append(f"identifier {doc.get('identifier')!r} is not the DOI {doi}")
+    listed = {d.get("name"): d.get("sha256") for d in doc.get("distribution") or []}
+    if files and listed != files:
+        problems.append(f"distribution lists {listed}, the metadata {files}")
+    return problems
+
+
+def _jsonld_check(dataset: Any, state: Any) -> dg.AssetCheckResult:
+    from spanda_assets.api.app import landing_html
+
+    problems: dict[str, list[str]] = {}
+    pages = [(v.version, v.doi, {d["file_name"]: d["sha256"] for d in v.distributions})
+             for v in state.published]  # fmt: skip
+    latest = state.latest
+    pages.append(
+        (None, latest.concept_doi, {d["file_name"]: d["sha256"] for d in latest.distributions})
+    )
+    for version, doi, files in pages:
+        found = _jsonld_problems(landing_html(dataset, state, version), doi, files)
+        if found:
+            problems["concept" if version is None else f"v{version}"] = found
+    return dg.AssetCheckResult(
+        check_name="landing_page_jsonld",
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"pages_checked": len(pages), "problems": dg.MetadataValue.json(problems)},
     )
 
 
