@@ -53,6 +53,8 @@ bench: install
 	$(BIN)/python benchmarks/active_learning.py
 	$(BIN)/python benchmarks/train.py
 	$(BIN)/python benchmarks/search.py
+	$(BIN)/python benchmarks/download.py
+	$(BIN)/python benchmarks/access.py
 
 # Re-resolve pinned versions after editing pyproject.toml dependencies.
 lock: install

@@ -2,6 +2,8 @@
 
     python benchmarks/search.py [--records 100000] [--queries 300] [--seed 7]
 
+The same queries then go to the real server (`spanda serve`, `GET /search`) over HTTP.
+
 Builds an index of `--records` synthetic published versions (DataCite metadata with
 titles, abstracts, subjects, column documentation, grade levels, licences; one to
 three versions per dataset) in a temporary directory, then times a few hundred varied
@@ -25,15 +27,21 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import random
+import signal
+import socket
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -42,6 +50,7 @@ from spanda_assets.lib.publish.search import (  # noqa: E402
     FACET_GRADE_LEVEL,
     FACET_SUBJECT,
     FACET_YEAR,
+    INDEX_FILE,
     ColumnDoc,
     IndexRecord,
     SearchIndex,
@@ -306,6 +315,64 @@ def timed(fn: Callable[[], Any]) -> float:
     return (time.perf_counter() - start) * 1000
 
 
+def _facet_params(facets: dict[str, list[str]]) -> list[str]:
+    return [f"{key}={value}" for key, values in facets.items() for value in values]
+
+
+def http_percentiles(
+    home: Path, texts: Sequence[str], filters: Sequence[dict[str, list[str]]]
+) -> None:
+    """The same queries as `GET /search` of the real server (`spanda serve` on loopback,
+    one keep-alive client): the figure the target is about, HTTP and JSON included."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPANDA_")}
+    env |= {"SPANDA_HOME": str(home), "SPANDA_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    spanda = str(Path(sys.executable).parent / "spanda")
+    proc = subprocess.Popen(
+        [spanda, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=30) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    client.get("/health").raise_for_status()
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+
+            def get(params: dict[str, Any]) -> None:
+                client.get("/search", params=params).raise_for_status()
+
+            for text in texts[:20]:
+                get({"q": text})
+            for name, make in (
+                ("GET /search (HTTP)", lambda i: {"q": texts[i]}),
+                (
+                    "GET /search facets",
+                    lambda i: {
+                        "q": texts[i],
+                        "facet": [f"{k}={v}" for k, vs in filters[i].items() for v in vs],
+                    },
+                ),
+            ):
+                samples = [timed(lambda i=i, make=make: get(make(i))) for i in range(len(texts))]
+                p50, p95, p99 = percentiles(samples)
+                print(f"{name:<22} {'server':<14} {p50:8.1f} {p95:8.1f} {p99:8.1f}")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=100_000)
@@ -315,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="spanda-search-") as tmp:
-        path = Path(tmp) / "search.sqlite"
+        path = Path(tmp) / INDEX_FILE  # SPANDA_HOME=tmp: the index `spanda serve` reads
         index = SearchIndex(path)
         start = time.perf_counter()
         batch: list[IndexRecord] = []
@@ -371,6 +438,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 samples = [timed(lambda i=i, fn=fn: fn(i)) for i in range(len(texts))]
                 p50, p95, p99 = percentiles(samples)
                 print(f"{name:<22} {engine:<14} {p50:8.1f} {p95:8.1f} {p99:8.1f}")
+        http_percentiles(Path(tmp), texts, filters)
         matched = [index.search(t, facet_counts=False).total for t in texts]
         print(
             f"\nmatches per query (latest versions): median {statistics.median(matched):,.0f}, "
