@@ -39,6 +39,7 @@ from schemathesis import GenerationMode
 import spanda_assets
 from spanda_assets.api.app import create_app
 from spanda_assets.cli import main
+from spanda_assets.cli.data import _demo_api
 from spanda_assets.definitions import defs
 from spanda_assets.lib.publish.datacite import metadata_problems
 from spanda_assets.lib.publish.datasets import load_datasets
@@ -628,3 +629,36 @@ def test_no_request_the_openapi_document_allows_is_a_500(
 
     run()
     assert set(seen) == operations, operations - set(seen)
+
+
+def test_the_demo_serves_the_api_with_a_researchers_token(
+    spanda_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`spanda demo` starts the API beside the UI and prints a demo researcher's token
+    that downloads the published data (a purpose's quasi-identifiers included)."""
+    port = _free_port()
+    proc = _demo_api("127.0.0.1", port)
+    assert proc is not None
+    try:
+        printed = capsys.readouterr().out
+        (value,) = re.findall(r"TOKEN=(\S+)", printed)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.3)
+        response = httpx.get(
+            f"http://127.0.0.1:{port}/datasets/{DATASET}/versions/1/data?format=csv",
+            headers=auth(value, "longitudinal_research"),
+        )
+        assert response.status_code == 200, response.text
+        assert response.text.startswith('"post_id","subject_id"')
+        # the token is stored only as its hash
+        assert value not in (spanda_home / "access" / "tokens.json").read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

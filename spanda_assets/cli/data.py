@@ -273,9 +273,25 @@ def _demo_annotations() -> None:
 @click.option("--reseed", is_flag=True, help="Recreate the demo database even if it exists.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=3000, show_default=True, type=int)
+@click.option(
+    "--api-port",
+    default=8000,
+    show_default=True,
+    type=int,
+    help="Port of the HTTP API (landing pages, downloads) beside the UI; 0: none.",
+)
 @click.pass_context
-def demo(ctx: click.Context, no_ui: bool, size: str, reseed: bool, host: str, port: int) -> None:
-    """Seed the demo database, materialize the whole graph, serve the Dagster UI."""
+def demo(
+    ctx: click.Context,
+    no_ui: bool,
+    size: str,
+    reseed: bool,
+    host: str,
+    port: int,
+    api_port: int,
+) -> None:
+    """Seed the demo database, materialize the whole graph, serve the Dagster UI (and the
+    HTTP API of the published datasets)."""
     # The demo uses a generated pseudonym key kept under SPANDA_HOME/secrets.
     os.environ.setdefault("SPANDA_DEMO", "1")
     # The demo's instructors label three batches' worth at once: the model's gates need
@@ -330,4 +346,49 @@ def demo(ctx: click.Context, no_ui: bool, size: str, reseed: bool, host: str, po
         str(port),
     ]
     env = {**os.environ, "VIRTUAL_ENV": str(venv)}
-    raise SystemExit(subprocess.call(cmd, cwd=PROJECT_ROOT, env=env))
+    api = _demo_api(host, api_port) if api_port else None
+    try:
+        code = subprocess.call(cmd, cwd=PROJECT_ROOT, env=env)
+    finally:
+        if api is not None and api.poll() is None:
+            api.terminate()
+            try:
+                api.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                api.kill()
+    raise SystemExit(code)
+
+
+def _demo_api(host: str, port: int) -> subprocess.Popen[bytes] | None:
+    """`spanda serve` beside the UI, with a demo researcher's token printed once, so the
+    published datasets can be browsed and downloaded as a researcher would."""
+    import socket
+
+    with socket.socket() as probe:
+        if probe.connect_ex((host, port)) == 0:
+            click.secho(f"port {port} is taken: the HTTP API is not started", fg="yellow")
+            return None
+    from spanda_assets.lib.access import TokenStore, access_dir
+    from spanda_assets.lib.publish.datasets import load_datasets
+
+    declared = load_datasets()
+    purposes = tuple(sorted({p for d in declared for p in d.access.purposes}))
+    duas = tuple(sorted({d.dua.id for d in declared}))
+    token, _ = TokenStore(access_dir()).create(
+        principal="demo-researcher",
+        role="researcher",
+        institution=declared[0].publisher.name,
+        purposes=purposes,
+        duas=duas,
+    )
+    spanda = str(Path(sys.executable).with_name("spanda"))
+    env = {**os.environ, "SPANDA_PUBLIC_URL": f"http://{host}:{port}"}
+    proc = subprocess.Popen([spanda, "serve", "--host", host, "--port", str(port)], env=env)
+    base = f"http://{host}:{port}"
+    click.echo(f"HTTP API on {base}/datasets (OpenAPI: {base}/docs)")
+    click.echo(
+        f"a demo researcher's token (purposes {', '.join(purposes)}):\n  TOKEN={token}\n"
+        f'  curl -H "Authorization: Bearer $TOKEN" -H "X-Purpose: research" '
+        f'"{base}/datasets/validated_posts/versions/1/data?format=csv" | head'
+    )
+    return proc
