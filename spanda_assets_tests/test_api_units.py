@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import re
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -32,11 +33,14 @@ from pyiceberg.typedef import Record
 from pyiceberg.types import (
     BooleanType,
     DateType,
+    DecimalType,
     DoubleType,
     IntegerType,
     LongType,
     NestedField,
     StringType,
+    TimestampType,
+    TimestamptzType,
 )
 
 from spanda_assets.api import downloads, formats
@@ -77,6 +81,22 @@ def test_filters_parse_into_typed_expressions() -> None:
     assert isinstance(either.expression.left, Or)
     assert isinstance(parse_filter("created_at_year = 2024", TYPES).expression, EqualTo)
     assert isinstance(parse_filter("created_at_year >= -1", TYPES).expression, GreaterThanOrEqual)
+
+
+def test_decimal_and_timestamp_literals_fit_their_column() -> None:
+    types = {"grade": DecimalType(5, 2), "at": TimestampType(), "at_tz": TimestamptzType()}
+    assert parse_filter("grade = 1.5", types).expression.literal.value == Decimal("1.50")
+    for text, message in [
+        ("grade = 1.555", "at most 2 decimals"),
+        ("grade > 123456.78", "at most 5 digits"),
+        ("grade = 1e3", "at most 5 digits"),
+        ("grade = 1e-999999999", "at most 2 decimals"),
+        ("at = '0001-01-01T00:00:00+01:00'", "between years 1 and 9999"),
+        ("at = 'yesterday'", "ISO 8601"),
+    ]:
+        with pytest.raises(FilterError, match=re.escape(message)):
+            parse_filter(text, types)
+    assert parse_filter("at_tz >= '2024-09-01T08:00:00'", types).columns == ("at_tz",)
 
 
 def test_filters_select_the_rows_they_say() -> None:
@@ -346,12 +366,26 @@ def test_the_lean_reader_reads_what_pyiceberg_reads_or_steps_aside(catalog: Any)
         pa.table({"k": [100_000], "course_id": ["c9"], "year": [2026], "grade": [88]}, schema=new)
     )
     head = table.current_snapshot().snapshot_id
-    assert downloads._lean_batches(table, head, ["k", "course_id", "grade"], None) is None
-    body = b"".join(downloads.stream(table, head, ["k", "course_id", "grade"], "csv"))
+    both = ["k", "course_id", "grade"]
+    lean_rows = downloads._lean_batches(table, head, both, None)
+    assert lean_rows is not None  # columns found by field id, the added one null
+    got = sorted((r["k"], r["course_id"], r["grade"]) for b in lean_rows for r in b.to_pylist())
+    assert got == sorted(_rows(table, head, both))
+    body = b"".join(downloads.stream(table, head, both, "csv"))
     read = pacsv.read_csv(io.BytesIO(body))
-    assert read.column_names == ["k", "course_id", "grade"] and read.num_rows == 100_001
+    assert read.column_names == both and read.num_rows == 100_001
     assert set(read.column("course_id").to_pylist()) == {f"c{i}" for i in range(7)} | {"c9"}
     assert read.column("grade").null_count == 100_000
+    # a version made before the rename filters on the column's old name
+    old = parse_filter("course = 'c3'", {"course": StringType()}).expression
+    before = b"".join(downloads.stream(table, snap, ["k", "course"], "csv", old))
+    assert set(pacsv.read_csv(io.BytesIO(before)).column("course").to_pylist()) == {"c3"}
+    # an empty result keeps the requested column order
+    none = parse_filter("k < -1", {"k": LongType()}).expression
+    empty = pq.read_table(
+        io.BytesIO(b"".join(downloads.stream(table, head, ["grade", "k"], "parquet", none)))
+    )
+    assert empty.column_names == ["grade", "k"] and empty.num_rows == 0
     # the version made before the change still reads with its own schema, lean
     assert downloads._lean_batches(table, snap, ["course"], None) is not None
 

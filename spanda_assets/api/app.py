@@ -17,22 +17,26 @@ file at a time (`api/downloads.py`), or send the version's published file as it 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import pyarrow as pa
 from fastapi import FastAPI, Header, Query, Request
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
 from spanda_assets.api import downloads, formats, landing
 from spanda_assets.api.filters import FilterError, column_types, parse_filter
 from spanda_assets.lib.access import (
+    ANONYMOUS,
     AccessControl,
     Decision,
     Principal,
@@ -40,13 +44,16 @@ from spanda_assets.lib.access import (
 )
 from spanda_assets.lib.errors import SpandaError
 from spanda_assets.lib.exports import EXPORT_KINDS, latest_export
+from spanda_assets.lib.files import file_digest as file_sha256
 from spanda_assets.lib.lakehouse import CatalogConfig, load_table_or_none, open_catalog
 from spanda_assets.lib.publish import oai as oai_pmh
 from spanda_assets.lib.publish.datacite import to_xml
 from spanda_assets.lib.publish.datasets import DATASET_ID, DatasetDeclaration, load_datasets
 from spanda_assets.lib.publish.search import (
+    MAX_OFFSET,
     FacetSyntaxError,
     SearchIndex,
+    SearchIndexError,
     default_path,
     parse_facet_pairs,
 )
@@ -239,12 +246,19 @@ def landing_html(dataset: DatasetDeclaration, state: DatasetState, version: int 
     return _html(_version_landing(found, chosen), found, concept=False)
 
 
-def _represent(page: formats.Landing, found: _Found, media_type: str, *, concept: bool) -> Response:
+def _represent(
+    page: formats.Landing, found: _Found, media_type: str, *, concept: bool, document: bool
+) -> Response:
+    """The landing page in `media_type`. `document`: asked for by `?format=`, so it is a
+    metadata document of its own, which Signposting links back to the page it describes
+    (`describes`) instead of repeating the page's links."""
     status = 410 if page.withdrawn_reason else 200
-    headers = {
-        "Link": formats.link_header(formats.signposting(page)),
-        "Vary": "Accept",
-    }
+    links = (
+        [formats.Link(page.url, "describes", formats.HTML)]
+        if document and media_type != formats.HTML
+        else formats.signposting(page)
+    )
+    headers = {"Link": formats.link_header(links), "Vary": "Accept"}
     if media_type == formats.HTML:
         text = _html(page, found, concept=concept)
         return Response(text, status, headers, media_type="text/html; charset=utf-8")
@@ -254,8 +268,9 @@ def _represent(page: formats.Landing, found: _Found, media_type: str, *, concept
     elif media_type == formats.DATACITE_XML:
         body = to_xml(page.metadata)
     elif media_type == formats.JSON_LD:
-        document = formats.schema_org(page, found.dataset.columns)
-        body = json.dumps(document, ensure_ascii=False, indent=2)
+        body = json.dumps(
+            formats.schema_org(page, found.dataset.columns), ensure_ascii=False, indent=2
+        )
     elif media_type == formats.CSL_JSON:
         body = json.dumps(formats.csl_json(page), ensure_ascii=False, indent=2)
     elif media_type == formats.BIBTEX:
@@ -314,6 +329,27 @@ def _principal(api: Api, authorization: str | None) -> Principal:
     return principal
 
 
+def _may_read_metadata(
+    api: Api, authorization: str | None, dataset: DatasetDeclaration, v: PublishedVersion | None
+) -> None:
+    """Metadata is public, by the policy's one explicit permit (never bronze): the
+    decision is Cedar's like any other and is audited. A token that does not
+    authenticate does not stop a public read; it is read as anonymous."""
+    try:
+        principal = api.access.authenticate(authorization)
+    except Unauthenticated:
+        principal = ANONYMOUS
+    decision = api.access.authorize(
+        principal,
+        "read_metadata",
+        dataset,
+        version=v.version if v else None,
+        snapshot_id=v.snapshot_id if v else None,
+    )
+    if not decision.allowed:
+        raise _forbidden(decision, f"reading the metadata of {dataset.id!r}")
+
+
 def _forbidden(decision: Decision, what: str) -> ApiError:
     return ApiError(
         403,
@@ -341,13 +377,52 @@ def _requested_columns(param: str | None, available: Sequence[str]) -> list[str]
     return list(dict.fromkeys(names))
 
 
-def _stored_file(api: Api, v: PublishedVersion, fmt: str) -> tuple[Path, Mapping[str, Any]] | None:
-    for d in v.distributions:
-        if d["format"] == fmt:
-            path = api.store.directory(v.dataset_id, v.version) / str(d["file_name"])
-            if path.is_file() and path.stat().st_size == int(d["size"]):
-                return path, d
-    return None
+_VERIFIED: dict[tuple[str, int, int], str] = {}
+_VERIFIED_LOCK = threading.Lock()
+
+
+def _published_file(api: Api, v: PublishedVersion, fmt: str) -> tuple[Path, Mapping[str, Any]]:
+    """The version's published file of `fmt`, checked against the SHA-256 its DOI's
+    metadata gives (once per file: the check is cached on path, size and mtime). A
+    missing or altered file is a 503 naming it: a DOI's download must be the bytes its
+    metadata describes, never a re-encoding that merely holds the same rows."""
+    d = next((d for d in v.distributions if d["format"] == fmt), None)
+    if d is None:
+        raise ApiError(404, f"version {v.version} of {v.dataset_id!r} has no {fmt} file")
+    path = api.store.directory(v.dataset_id, v.version) / str(d["file_name"])
+    try:
+        stat = path.stat()
+    except FileNotFoundError as exc:
+        raise ApiError(
+            503,
+            f"the published file {d['file_name']} of {v.dataset_id!r} version {v.version} is "
+            "missing from the server; a steward restores it from backup (its SHA-256 is in "
+            "the metadata). Meanwhile ?columns= streams the rows from the snapshot.",
+        ) from exc
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    with _VERIFIED_LOCK:
+        known = _VERIFIED.get(key)
+    if known is None:
+        known = file_sha256(path)
+        with _VERIFIED_LOCK:
+            _VERIFIED[key] = known
+    if known != d["sha256"]:
+        raise ApiError(
+            503,
+            f"the published file {d['file_name']} of {v.dataset_id!r} version {v.version} "
+            "does not match the SHA-256 in its metadata; a steward restores it from backup",
+        )
+    return path, d
+
+
+def _b64(hex_digest: str) -> str:
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode()
+
+
+def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if first:
+        yield first
+    yield from rest
 
 
 # --- the app ---------------------------------------------------------------------------
@@ -417,6 +492,24 @@ def create_app(
     def _filter_error(_request: Request, exc: FilterError) -> JSONResponse:
         return JSONResponse(_error_body(400, str(exc)), 400)
 
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        """The house error shape, naming each bad parameter and why, and never echoing
+        the value sent: a header can be a token."""
+        problems = [
+            {"in": ".".join(str(p) for p in error.get("loc", ())), "problem": error.get("msg")}
+            for error in exc.errors()
+        ]
+        text = "; ".join(f"{p['in']}: {p['problem']}" for p in problems)
+        return JSONResponse(_error_body(422, text, problems=problems), 422)
+
+    @app.exception_handler(SpandaError)
+    def _unavailable(_request: Request, exc: SpandaError) -> JSONResponse:
+        """A store the API depends on cannot be read or written (the audit log, the token
+        store, a version record, the search index): 503 with the reason, since nothing
+        may be served whose decision could not be recorded."""
+        return JSONResponse(_error_body(503, str(exc)), 503)
+
     @app.get("/health", summary="Liveness", tags=["service"])
     def health() -> dict[str, Any]:
         return {"status": "ok", "policy_set_hash": api.access.policy_set_hash}
@@ -451,21 +544,28 @@ def create_app(
             )
         return out
 
-    @app.get(
+    @app.api_route(
         "/datasets/{dataset_id}",
+        methods=["GET", "HEAD"],
         summary="The dataset's landing page (every version), content-negotiated",
         tags=["metadata"],
         responses={406: {"description": "no offered media type is acceptable"}},
     )
     def dataset_page(
-        request: Request, dataset_id: DatasetIdParam, format_name: FormatParam = None
+        request: Request,
+        dataset_id: DatasetIdParam,
+        format_name: FormatParam = None,
+        authorization: AuthHeader = None,
     ) -> Response:
         media = _chosen_type(request, format_name)
         found = api.find(dataset_id)
-        return _represent(_concept_landing(found), found, media, concept=True)
+        _may_read_metadata(api, authorization, found.dataset, None)
+        page = _concept_landing(found)
+        return _represent(page, found, media, concept=True, document=format_name is not None)
 
-    @app.get(
+    @app.api_route(
         "/datasets/{dataset_id}/versions/{version}",
+        methods=["GET", "HEAD"],
         summary="One version's landing page, content-negotiated",
         tags=["metadata"],
         responses={406: {"description": "no offered media type is acceptable"}},
@@ -475,19 +575,24 @@ def create_app(
         dataset_id: DatasetIdParam,
         version: VersionParam,
         format_name: FormatParam = None,
+        authorization: AuthHeader = None,
     ) -> Response:
         media = _chosen_type(request, format_name)
         found = api.find(dataset_id)
         v = api.version(found, version)
-        return _represent(_version_landing(found, v), found, media, concept=False)
+        _may_read_metadata(api, authorization, found.dataset, v)
+        page = _version_landing(found, v)
+        return _represent(page, found, media, concept=False, document=format_name is not None)
 
-    @app.get(
+    @app.api_route(
         "/datasets/{dataset_id}/linkset",
+        methods=["GET", "HEAD"],
         summary="FAIR Signposting level 2: the dataset's linkset (RFC 9264)",
         tags=["metadata"],
     )
-    def dataset_linkset(dataset_id: DatasetIdParam) -> Response:
+    def dataset_linkset(dataset_id: DatasetIdParam, authorization: AuthHeader = None) -> Response:
         found = api.find(dataset_id)
+        _may_read_metadata(api, authorization, found.dataset, None)
         pages = [_concept_landing(found)] + [
             _version_landing(found, v) for v in found.state.versions if v.status != "pending"
         ]
@@ -537,14 +642,10 @@ def create_app(
             )
         requested = _requested_columns(columns, v.columns)
         wanted = requested or list(v.columns)
-        table = None
-        parsed = None
-        if row_filter is not None:
-            table = _load_version_table(api, found, v)
-            schema = downloads.snapshot_schema(table, v.snapshot_id)
-            types = {k: t for k, t in column_types(schema.fields).items() if k in v.columns}
-            parsed = parse_filter(row_filter, types)
-        asked = list(dict.fromkeys(wanted + list(parsed.columns if parsed else ())))
+        # One decision over every column of the version, before anything else is read:
+        # the filter's columns are then checked against it, and a caller the policy
+        # refuses learns nothing about the table (its schema, its snapshot) first.
+        undeclared = [c for c in v.columns if c not in found.dataset.columns]
         decision = api.access.authorize(
             principal,
             "download",
@@ -553,43 +654,78 @@ def create_app(
             snapshot_id=v.snapshot_id,
             purpose=_purpose(purpose_header, purpose_query),
             consent_state="current",
-            columns=asked,
+            columns=[c for c in v.columns if c not in undeclared],
         )
         if not decision.allowed:
             raise _forbidden(decision, f"downloading {dataset_id!r} version {version}")
-        denied = set(decision.columns_denied)
-        if parsed is not None and (blind := [c for c in parsed.columns if c in denied]):
-            raise ApiError(
-                403,
-                f"the filter reads column(s) {', '.join(blind)}, which you may not read; a "
-                "filter on them would reveal their values",
-                reasons=list(decision.reasons),
-            )
+        # A column the declaration no longer describes (dropped since this version) has
+        # no access rule today: withheld, never public by default.
+        denied = set(decision.columns_denied) | set(undeclared)
+        table = None
+        parsed = None
+        if row_filter is not None:
+            table = _load_version_table(api, found, v)
+            schema = downloads.snapshot_schema(table, v.snapshot_id)
+            types = {k: t for k, t in column_types(schema.fields).items() if k in v.columns}
+            parsed = parse_filter(row_filter, types)
+            if blind := [c for c in parsed.columns if c in denied]:
+                raise ApiError(
+                    403,
+                    f"the filter reads column(s) {', '.join(blind)}, which you may not read; "
+                    "a filter on them would reveal their values (the decision is in the "
+                    "audit log, with these columns denied)",
+                )
         out_columns = [c for c in wanted if c not in denied]
         if not out_columns:
-            raise _forbidden(decision, "every requested column")
+            raise ApiError(
+                403,
+                f"every requested column of {dataset_id!r} is withheld from you: "
+                + ", ".join(wanted),
+                reasons=list(decision.reasons),
+            )
         withheld = [c for c in wanted if c in denied]
         name = f"{dataset_id}-v{version}.{downloads.EXTENSIONS[fmt]}"
         headers = {
             "Content-Disposition": f'attachment; filename="{name}"',
             "X-Spanda-Snapshot-Id": str(v.snapshot_id),
-            "Link": f'<{formats.doi_url(v.doi)}>; rel="cite-as"',
+            "Link": formats.link_header(
+                [
+                    formats.Link(formats.doi_url(v.doi), "cite-as"),
+                    formats.Link(landing_url(dataset_id, version), "collection", formats.HTML),
+                ]
+            ),
         }
         if withheld:
             headers["X-Spanda-Columns-Withheld"] = ",".join(withheld)
         if requested is None and parsed is None and not withheld and fmt in ("parquet", "csv"):
-            stored = _stored_file(api, v, fmt)
-            if stored is not None:
-                path, d = stored
-                headers["ETag"] = f'"{d["sha256"]}"'
-                headers["Digest"] = f"sha-256={d['sha256']}"
-                return FileResponse(path, media_type=downloads.MEDIA_TYPES[fmt], headers=headers)
+            path, d = _published_file(api, v, fmt)
+            headers["ETag"] = f'"{d["sha256"]}"'
+            headers["Repr-Digest"] = f"sha-256=:{_b64(d['sha256'])}:"
+            return FileResponse(path, media_type=downloads.MEDIA_TYPES[fmt], headers=headers)
         if table is None:
             table = _load_version_table(api, found, v)
         chunks = downloads.stream(
             table, v.snapshot_id, out_columns, fmt, parsed.expression if parsed else None
         )
-        return StreamingResponse(chunks, media_type=downloads.MEDIA_TYPES[fmt], headers=headers)
+        # The first chunk is made before the status line goes out: planning the scan and
+        # reading the first file fail here, as an answer with a reason, not as a 200
+        # whose body stops short.
+        try:
+            first = next(chunks, b"")
+        except (ValueError, TypeError, ArithmeticError, pa.ArrowException) as exc:
+            raise ApiError(
+                400, f"the filter cannot be applied to {dataset_id!r} version {version}: {exc}"
+            ) from exc
+        except FileNotFoundError as exc:
+            raise ApiError(
+                410,
+                f"a data file of {dataset_id!r} version {version} is gone from the "
+                "warehouse; the version's published files may still be downloaded without "
+                "columns or filter",
+            ) from exc
+        return StreamingResponse(
+            _prepend(first, chunks), media_type=downloads.MEDIA_TYPES[fmt], headers=headers
+        )
 
     @app.get("/search", summary="Search published datasets' metadata", tags=["metadata"])
     def search(
@@ -599,7 +735,7 @@ def create_app(
             Query(description="key=value (subject, licence, grade_level, year); repeatable"),
         ] = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
-        offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
         all_versions: bool = False,
     ) -> Response:
 
@@ -615,7 +751,9 @@ def create_app(
             results = api.index().search(
                 q, facets, limit=limit, offset=offset, latest_only=not all_versions
             )
-        except SpandaError as exc:
+        except SearchIndexError as exc:
+            raise ApiError(503, f"the search index cannot be read: {exc}") from exc
+        except SpandaError as exc:  # the query itself (an unknown facet, ...)
             raise ApiError(400, str(exc)) from exc
         return Response(results.to_json(), media_type="application/json")
 
@@ -670,27 +808,43 @@ def _export_routes(app: FastAPI, api: Api) -> None:
     permits every dataset and column they derive from: an export has a fixed layout and
     cannot be masked."""
 
+    by_table = {d.table: d for d in api.datasets.values()}
+
     def permitted(kind: str, principal: Principal, purpose: str | None) -> Any:
-        info = latest_export(kind)
+        """The export, if the policy permits every column of every table it read; the
+        datasets are found from the tables the export names (not from its own list), and
+        an export that names none, or a table no dataset declares, is refused."""
+        try:
+            info = latest_export(kind)
+        except (SpandaError, ValueError, KeyError, TypeError) as exc:
+            raise ApiError(503, f"the {kind} export's manifest cannot be read: {exc}") from exc
         if info is None:
             raise ApiError(404, f"no {kind} export yet: the export/{kind} asset has not run")
-        for dataset_id in info.datasets:
-            dataset = api.datasets.get(dataset_id)
-            if dataset is None:
-                raise ApiError(404, f"the {kind} export derives from an undeclared dataset")
+        undeclared = sorted(t for t in info.sources if t not in by_table)
+        if not info.sources or undeclared:
+            raise ApiError(
+                403,
+                f"the {kind} export is not served: it reads "
+                + (", ".join(undeclared) or "no table")
+                + ", which no declared dataset covers (config/datasets.yaml)",
+            )
+        for table_name in sorted(info.sources):
+            dataset = by_table[table_name]
+            read = list((info.columns or {}).get(table_name) or dataset.columns)
             decision = api.access.authorize(
                 principal,
                 "export",
                 dataset,
-                snapshot_id=info.sources.get(dataset.table),
+                snapshot_id=info.sources[table_name],
                 purpose=purpose,
-                # the columns the export read from this table (all declared if unknown)
-                columns=list(info.columns.get(dataset.table) or dataset.columns),
+                columns=[c for c in read if c in dataset.columns],
             )
-            if not decision.allowed or decision.columns_denied:
+            undescribed = [c for c in read if c not in dataset.columns]
+            if not decision.allowed or decision.columns_denied or undescribed:
+                withheld = [*decision.columns_denied, *undescribed]
                 reasons = list(decision.reasons) or [
-                    f"column(s) {', '.join(decision.columns_denied)} of {dataset_id!r} are "
-                    "withheld from you, and an export cannot leave them out"
+                    f"column(s) {', '.join(withheld)} of {dataset.id!r} are withheld from "
+                    "you, and an export cannot leave them out"
                 ]
                 raise ApiError(
                     403,
@@ -733,5 +887,8 @@ def _export_routes(app: FastAPI, api: Api) -> None:
         return FileResponse(
             info.directory / entry.name,
             media_type=entry.media_type,
-            headers={"ETag": f'"{entry.sha256}"', "Digest": f"sha-256={entry.sha256}"},
+            headers={
+                "ETag": f'"{entry.sha256}"',
+                "Repr-Digest": f"sha-256=:{_b64(entry.sha256)}:",
+            },
         )

@@ -20,10 +20,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pyarrow import ipc
 from pyiceberg.expressions import AlwaysTrue
-from pyiceberg.expressions.visitors import bind, extract_field_ids
+from pyiceberg.expressions.visitors import bind, extract_field_ids, translate_column_names
 from pyiceberg.io.pyarrow import expression_to_pyarrow, schema_to_pyarrow
 from pyiceberg.manifest import FileFormat
 from pyiceberg.schema import Schema
+from pyiceberg.transforms import IdentityTransform
 
 from spanda_assets.lib.publish.export import PARQUET_OPTIONS, plain_schema, snapshot_batches
 
@@ -77,8 +78,19 @@ class _Drain:
 
 
 def _empty_schema(table: Table, snapshot_id: int, columns: Sequence[str]) -> pa.Schema:
-    scan = table.scan(snapshot_id=snapshot_id, selected_fields=tuple(columns))
-    return plain_schema(scan.projection().as_arrow())
+    arrow = schema_to_pyarrow(snapshot_schema(table, snapshot_id), include_field_ids=False)
+    return plain_schema(pa.schema([arrow.field(name) for name in columns]))
+
+
+def _planning_filter(table: Table, bound: BooleanExpression) -> BooleanExpression:
+    """The filter in the names of the table's current schema, for planning the scan
+    (pyiceberg binds a scan's filter to the current schema): a version's column renamed
+    since keeps its field id. A column the current schema dropped plans unfiltered;
+    the rows are still filtered as they are read."""
+    try:
+        return translate_column_names(bound, table.schema(), case_sensitive=True)
+    except (ValueError, KeyError):
+        return AlwaysTrue()
 
 
 def _lean_batches(
@@ -89,11 +101,14 @@ def _lean_batches(
 ) -> Iterator[pa.RecordBatch] | None:
     """The snapshot's rows read straight from its Parquet files, STREAM_SLICE rows at a
     time, without pre-buffering or decoding threads: well under half the memory of
-    pyiceberg's reader, which holds a whole data file's batches at once. Only when every
-    file reads exactly as pyiceberg would read it (Parquet, no delete files, each column
-    needed present under its field id with its current name); None otherwise, and the
-    caller uses pyiceberg's reader. All files are checked before the first row goes
-    out: a download cannot switch readers half-way."""
+    pyiceberg's reader, which holds a whole data file's batches at once.
+
+    Columns are found in each file by field id, as Iceberg's own readers do: a column
+    renamed since the file was written is read under its old name, one added since is
+    null. Only files with delete files, other formats, or a missing identity-partition
+    column (its values live in the manifest, not the file) need pyiceberg's reader:
+    then None, decided before the first row goes out, so a download never switches
+    readers half-way."""
     schema = snapshot_schema(table, snapshot_id)
     expression = row_filter if row_filter is not None else AlwaysTrue()
     bound = bind(schema, expression, case_sensitive=True)
@@ -103,30 +118,44 @@ def _lean_batches(
     wanted = list(dict.fromkeys([*columns, *read_by_filter]))
     fields = [schema.find_field(name) for name in wanted]
     target = schema_to_pyarrow(Schema(*fields), include_field_ids=False)
-    tasks = list(table.scan(snapshot_id=snapshot_id, row_filter=expression).plan_files())
+    scan = table.scan(snapshot_id=snapshot_id, row_filter=_planning_filter(table, bound))
+    tasks = list(scan.plan_files())
+    identity_sources = {
+        f.source_id
+        for spec in table.specs().values()
+        for f in spec.fields
+        if isinstance(f.transform, IdentityTransform)
+    }
+    plans: list[tuple[str, list[str | None]]] = []
     for task in tasks:
         if task.delete_files or task.file.file_format != FileFormat.PARQUET:
             return None
         with table.io.new_input(task.file.file_path).open() as f:
             by_id = _columns_by_field_id(pq.ParquetFile(f).schema_arrow)
-        if any(by_id.get(field.field_id) != field.name for field in fields):
+        names = [by_id.get(field.field_id) for field in fields]
+        if any(
+            n is None and field.field_id in identity_sources
+            for n, field in zip(names, fields, strict=True)
+        ):
             return None
+        plans.append((task.file.file_path, names))
     arrow_filter = None if expression == AlwaysTrue() else expression_to_pyarrow(bound)
 
     def read() -> Iterator[pa.RecordBatch]:
-        for task in tasks:
-            with table.io.new_input(task.file.file_path).open() as f:
+        for path, names in plans:
+            present = [n for n in names if n is not None]
+            with table.io.new_input(path).open() as f:
                 parquet = pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20)
                 for raw in parquet.iter_batches(
-                    batch_size=STREAM_SLICE, columns=wanted, use_threads=False
+                    batch_size=STREAM_SLICE, columns=present, use_threads=False
                 ):
-                    batch = pa.RecordBatch.from_arrays(
-                        [
-                            raw.column(name).cast(f.type)
-                            for name, f in zip(wanted, target, strict=True)
-                        ],
-                        schema=target,
-                    )
+                    arrays = [
+                        raw.column(n).cast(kind.type)
+                        if n is not None
+                        else pa.nulls(raw.num_rows, kind.type)
+                        for n, kind in zip(names, target, strict=True)
+                    ]
+                    batch = pa.RecordBatch.from_arrays(arrays, schema=target)
                     if arrow_filter is not None:
                         kept = pa.Table.from_batches([batch]).filter(arrow_filter)
                         yield from kept.select(list(columns)).to_batches()

@@ -28,6 +28,7 @@ characters per value, nesting 32 deep.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -174,14 +175,25 @@ def _convert(column: str, kind: IcebergType, token: _Token) -> Any:
     if isinstance(kind, FloatType | DoubleType):
         if token.kind != "number":
             raise refuse("a number")
-        return float(raw)
+        number = float(raw)
+        if not math.isfinite(number):
+            raise refuse("a finite number")
+        return number
     if isinstance(kind, DecimalType):
         if token.kind != "number":
             raise refuse("a number")
         try:
-            return Decimal(raw)
+            decimal = Decimal(raw)
+            # the column's own scale: 1.5 is 1.50 in a decimal(5, 2); a value with more
+            # decimals or digits than the column holds cannot equal any of its values
+            scaled = decimal.quantize(Decimal(1).scaleb(-kind.scale))
         except InvalidOperation as exc:
-            raise refuse("a number") from exc
+            raise refuse(f"a number with at most {kind.scale} decimals") from exc
+        if scaled != decimal:
+            raise refuse(f"a number with at most {kind.scale} decimals")
+        if len(scaled.as_tuple().digits) > kind.precision:
+            raise refuse(f"a number of at most {kind.precision} digits")
+        return scaled
     if isinstance(kind, DateType):
         if token.kind != "string":
             raise refuse("a quoted date, e.g. '2024-09-01'")
@@ -194,12 +206,12 @@ def _convert(column: str, kind: IcebergType, token: _Token) -> Any:
             raise refuse("a quoted timestamp, e.g. '2024-09-01T08:00:00'")
         try:
             moment = dt.datetime.fromisoformat(text)
-        except ValueError as exc:
-            raise refuse("a timestamp in ISO 8601 form") from exc
-        if isinstance(kind, TimestamptzType) and moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.UTC)
-        if isinstance(kind, TimestampType) and moment.tzinfo is not None:
-            moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+            if isinstance(kind, TimestamptzType) and moment.tzinfo is None:
+                moment = moment.replace(tzinfo=dt.UTC)
+            if isinstance(kind, TimestampType) and moment.tzinfo is not None:
+                moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+        except (ValueError, OverflowError) as exc:
+            raise refuse("a timestamp in ISO 8601 form, between years 1 and 9999") from exc
         return moment.isoformat()
     raise FilterError(f"{where}: filtering on a column of this type is not supported")
 

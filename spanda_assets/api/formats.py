@@ -98,10 +98,10 @@ def _ranges(accept: str) -> list[_Range]:
         for param in pieces[1:]:
             name, _, value = param.partition("=")
             if name.strip().lower() == "q":
-                try:
-                    q = min(max(float(value), 0.0), 1.0)
-                except ValueError:
-                    q = 0.0
+                # RFC 9110 qvalue: 0 to 1 with up to three decimals; anything else
+                # (nan, inf, 1e-1) is not a weight and makes the range unacceptable
+                text = value.strip()
+                q = float(text) if re.fullmatch(r"0(\.\d{0,3})?|1(\.0{0,3})?", text) else 0.0
         out.append(_Range(kind.strip(), sub.strip(), q, order))
     return out
 

@@ -43,7 +43,7 @@ def _facets(pairs: tuple[str, ...]) -> dict[str, list[str]]:
     "values of one facet are alternatives, different facets must all match.",
 )
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100))
-@click.option("--offset", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(0, 10_000))
 @click.option("--all-versions", is_flag=True, help="Every version, not only the latest.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def search(
