@@ -31,9 +31,9 @@ from pyiceberg.exceptions import CommitFailedException, NoSuchNamespaceError
 
 from spanda_assets.lib import writes
 from spanda_assets.lib.errors import SpandaError
+from spanda_assets.lib.exports import remove_exports
 from spanda_assets.lib.lakehouse import ensure_namespace, load_table_or_none
 from spanda_assets.lib.privacy.subjects import SUBJECTS, did_of
-from spanda_assets.lib.exports import remove_exports
 from spanda_assets.lib.publish.versions import PUBLISH_TAG_PREFIX, withdraw_version
 
 if TYPE_CHECKING:
