@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from spanda_assets.lib.access import AuditLog, AuditLogError
-from spanda_assets.lib.access.audit import GENESIS, entry_hash
+from spanda_assets.lib.access.audit import GENESIS, canonical, entry_hash
 
 
 def record(i: int, **extra: Any) -> dict[str, Any]:
@@ -65,7 +65,7 @@ def test_an_edited_field_is_found_on_its_line(log: AuditLog) -> None:
     text = lines(log)
     entry = json.loads(text[2])
     entry["decision"] = "deny"
-    text[2] = json.dumps(entry) + "\n"
+    text[2] = canonical(entry).decode() + "\n"
     log.path.write_text("".join(text))
     result = log.verify()
     assert not result.ok and result.line == 3
@@ -78,7 +78,7 @@ def test_an_edit_with_its_hash_recomputed_breaks_the_next_line(log: AuditLog) ->
     entry = json.loads(text[2])
     entry["principal"] = "mallory"
     entry["hash"] = entry_hash(entry)
-    text[2] = json.dumps(entry) + "\n"
+    text[2] = canonical(entry).decode() + "\n"
     log.path.write_text("".join(text))
     result = log.verify()
     assert not result.ok and result.line == 4
@@ -120,7 +120,7 @@ def test_a_replaced_last_line_is_found_by_the_anchor(log: AuditLog) -> None:
     entry = json.loads(text[-1])
     entry["decision"] = "deny"
     entry["hash"] = entry_hash(entry)
-    text[-1] = json.dumps(entry) + "\n"
+    text[-1] = canonical(entry).decode() + "\n"
     log.path.write_text("".join(text))
     result = log.verify()
     assert not result.ok and result.line == 5
@@ -194,3 +194,54 @@ def test_concurrent_processes_and_threads_keep_one_chain(tmp_path: Path) -> None
     assert [e["seq"] for e in entries] == list(range(1, total + 1))
     seen = {(e["writer"], e["resource"]) for e in entries}
     assert len(seen) == total  # every append is there, once
+
+
+def _rechain(entries: list[dict[str, Any]]) -> str:
+    """The entries with every hash recomputed in order: a forger's best effort."""
+    prev, out = GENESIS, []
+    for original in entries:
+        entry = {**original, "prev": prev}
+        entry["hash"] = entry_hash({k: v for k, v in entry.items() if k != "hash"})
+        prev = entry["hash"]
+        out.append(canonical(entry).decode() + "\n")
+    return "".join(out)
+
+
+def test_a_rewritten_history_cannot_be_re_anchored_by_the_next_decision(log: AuditLog) -> None:
+    """Flip a decision, recompute every hash after it, add a line, leave the anchor: the
+    next real decision must not re-anchor the forgery, and --verify keeps failing."""
+    entries = log.entries()
+    entries[1]["decision"] = "deny"
+    forged = {**record(6), "seq": 6, "time": entries[-1]["time"]}
+    log.path.write_text(_rechain([*entries, forged]))
+    assert not log.verify().ok
+    with pytest.raises(AuditLogError, match="head anchor"):
+        log.append(record(7))
+    assert not log.verify().ok
+
+
+def test_a_missing_anchor_beside_a_log_stops_decisions(log: AuditLog) -> None:
+    keep = lines(log)[:2]
+    log.path.write_text("".join(keep))
+    log.head_path.unlink()
+    with pytest.raises(AuditLogError, match="no head anchor"):
+        log.append(record(9))
+    assert not log.verify().ok
+
+
+def test_a_duplicated_key_or_reformatted_line_is_an_edit(log: AuditLog) -> None:
+    text = lines(log)
+    text[1] = text[1].replace('"decision":"allow"', '"decision":"deny","decision":"allow"', 1)
+    log.path.write_text("".join(text))
+    result = log.verify()
+    assert not result.ok and result.line == 2 and "form it was written in" in (result.problem or "")
+
+
+def test_an_append_cut_before_its_anchor_is_continued(log: AuditLog) -> None:
+    """The line was written and fsynced, the anchor write was not: the next append goes on
+    from that line (it follows the anchored one), and the chain verifies."""
+    anchor = log.head_path.read_bytes()
+    log.append(record(6))
+    log.head_path.write_bytes(anchor)  # as if the process died before replacing it
+    log.append(record(7))
+    assert log.verify().ok and log.verify().entries == 7

@@ -379,14 +379,17 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
         purposes=frozenset(draw(st.sets(st.sampled_from(PURPOSES)))),
         duas=frozenset(draw(st.sets(st.sampled_from((DUA, "other-dua"))))),
     )
+    action = draw(st.sampled_from(("read_metadata", "download", "export", "query")))
+    columns = draw(st.lists(st.sampled_from(list(dataset.columns)), unique=True))
     return {
         "principal": principal,
-        "action": draw(st.sampled_from(("read_metadata", "download", "export", "query"))),
+        "action": action,
         "dataset": dataset,
         "purpose": draw(st.sampled_from((None, *PURPOSES))),
         "consent_state": draw(st.sampled_from(("current", "withdrawn"))),
         "channel": draw(st.sampled_from(("api", "cli"))),
-        "columns": draw(st.lists(st.sampled_from(list(dataset.columns)), unique=True)),
+        # columns are values: only data actions decide them (read_metadata refuses them)
+        "columns": [] if action == "read_metadata" else columns,
     }
 
 
@@ -437,3 +440,16 @@ def test_properties_of_every_decision(ac: AccessControl, request: dict[str, Any]
     line = json.loads(ac.audit.path.read_text().splitlines()[-1])
     assert line["hash"] == decision.audit_hash
     assert line["decision"] == ("allow" if decision.allowed else "deny")
+
+
+def test_metadata_reads_grant_no_columns_and_a_pasted_token_is_not_repeated(
+    ac: AccessControl,
+) -> None:
+    dataset = DATASETS["validated_posts"]
+    with pytest.raises(ValueError, match="data action"):
+        ac.authorize(ANONYMOUS, "read_metadata", dataset, columns=list(dataset.columns)[:2])
+    for secret in ("spanda_" + "x" * 43, "spanda_Ab-9" + "y" * 39):
+        decision = ac.authorize(ANONYMOUS, "download", dataset, purpose=secret)
+        assert not decision.allowed
+        assert secret not in " ".join(decision.reasons)
+        assert secret not in ac.audit.path.read_text()

@@ -104,11 +104,13 @@ class AuditLog:
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            seq, prev = self._last(fd)
-            self._check_anchor(seq, prev)
+            seq, prev, before = self._last(fd)
+            self._check_anchor(seq, prev, before)
             entry: dict[str, Any] = {"seq": seq + 1, "time": _now(), **record, "prev": prev}
             entry["hash"] = entry_hash(entry)
-            data = (json.dumps(entry, ensure_ascii=False) + "\n").encode()
+            # the line is the canonical form itself: verify compares bytes, so no
+            # re-ordered keys, duplicate keys or other whitespace can pass for it
+            data = canonical(entry) + b"\n"
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
@@ -120,11 +122,11 @@ class AuditLog:
         finally:
             os.close(fd)  # releases the lock
 
-    def _last(self, fd: int) -> tuple[int, str]:
-        """(seq, hash) of the last line, read backwards from the end of the file."""
+    def _last(self, fd: int) -> tuple[int, str, str]:
+        """(seq, hash, prev) of the last line, read backwards from the end of the file."""
         size = os.fstat(fd).st_size
         if size == 0:
-            return 0, GENESIS
+            return 0, GENESIS, GENESIS
         if os.pread(fd, 1, size - 1) != b"\n":
             raise AuditLogError(
                 f"the last line of {self.path} is incomplete (no newline at byte {size}): a "
@@ -142,7 +144,7 @@ class AuditLog:
                 break
         try:
             entry = json.loads(line)
-            return int(entry["seq"]), str(entry["hash"])
+            return int(entry["seq"]), str(entry["hash"]), str(entry["prev"])
         except (ValueError, KeyError, TypeError) as exc:
             raise AuditLogError(
                 f"the last line of {self.path} is not an audit entry ({exc}). No decision is "
@@ -161,20 +163,32 @@ class AuditLog:
                 "log with spanda access audit --verify"
             ) from None
 
-    def _check_anchor(self, seq: int, last_hash: str) -> None:
-        # Appending to a log whose end was cut would re-anchor it and hide the cut.
+    def _check_anchor(self, seq: int, last_hash: str, last_prev: str) -> None:
+        """The log may grow only from the end its anchor names: the anchored line is the
+        last one, or the last one follows it (an append whose anchor write was cut off).
+        Anything else (lines cut from the end, a rewritten tail, a missing anchor beside
+        a non-empty log) stops every decision: re-anchoring would hide it."""
         anchor = self._read_anchor()
         if anchor is None:
-            return
-        anchor_seq, anchor_hash = anchor
-        if anchor_seq > seq or (anchor_seq == seq and anchor_hash != last_hash):
-            raise AuditLogError(
-                f"the audit log {self.path} ends at seq {seq}, but its head anchor "
-                f"{self.head_path} names seq {anchor_seq} ({anchor_hash[:12]}): lines were "
-                "removed from its end or replaced. No decision is made until a steward has "
-                "looked: run spanda access audit --verify, keep both files as evidence, and "
-                "move them aside to start a new log"
+            if seq == 0:
+                return
+            found = f"has {seq} line(s) but no head anchor {self.head_path}"
+        else:
+            anchor_seq, anchor_hash = anchor
+            if (seq == anchor_seq and last_hash == anchor_hash) or (
+                seq == anchor_seq + 1 and last_prev == anchor_hash
+            ):
+                return
+            found = (
+                f"ends at seq {seq}, but its head anchor {self.head_path} names seq "
+                f"{anchor_seq} ({anchor_hash[:12]})"
             )
+        raise AuditLogError(
+            f"the audit log {self.path} {found}: lines were removed from its end, replaced "
+            "or rewritten. No decision is made until a steward has looked: run spanda "
+            "access audit --verify, keep both files as evidence, and move them aside to "
+            "start a new log"
+        )
 
     # --- reading -----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -232,6 +246,11 @@ def _line_problem(number: int, raw: bytes, prev: str) -> str | None:
     if not isinstance(entry, dict) or not all(k in entry for k in _CHAIN_KEYS):
         return f"line {number} is not an audit entry (it lacks seq, time, prev or hash)"
     seq = entry["seq"]
+    if raw != canonical(entry) + b"\n":
+        return (
+            f"line {number} (seq {seq}) is not in the form it was written in (keys "
+            "re-ordered, duplicated or re-spaced): it was edited"
+        )
     if entry_hash(entry) != entry["hash"]:
         return f"line {number} (seq {seq}) was altered: its content no longer matches its hash"
     if seq != number:

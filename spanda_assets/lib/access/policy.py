@@ -43,7 +43,7 @@ from spanda_assets.lib.access.model import (
     Principal,
     Unauthenticated,
 )
-from spanda_assets.lib.access.tokens import TokenStore
+from spanda_assets.lib.access.tokens import TOKEN_PREFIX, TokenStore
 from spanda_assets.lib.publish.datasets import (
     AccessRules,
     ColumnAccess,
@@ -250,6 +250,10 @@ class AccessControl:
         `snapshot_id` only go into the audit line.
         """
         _check_arguments(principal, action, channel, consent_state)
+        if columns and action == "read_metadata":
+            # columns are values: only a data action may grant them (metadata is public)
+            raise ValueError("columns are decided with a data action, not read_metadata")
+        purpose = _checked_purpose(purpose)
         cols = tuple(dict.fromkeys(columns))
         ctx = ent.context(purpose, consent_state, channel)
         user = ent.user_uid(principal)
@@ -444,6 +448,21 @@ class AccessControl:
                 f"channel; actions {', '.join((*ACTIONS, COLUMN_ACTION))}):\n  - "
                 + "\n  - ".join(errors)
             )
+
+
+_PURPOSE_TEXT = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+def _checked_purpose(purpose: str | None) -> str | None:
+    """A stated purpose as the policy and the log may hold it. Anything that is not a
+    purpose name (a pasted token, a sentence) is never repeated: it is logged and
+    judged as an unknown purpose."""
+    if purpose is None or not purpose.strip():
+        return None
+    purpose = purpose.strip()
+    if _PURPOSE_TEXT.match(purpose) and not purpose.startswith(TOKEN_PREFIX):
+        return purpose
+    return "(not a purpose name)"
 
 
 def _check_arguments(principal: Principal, action: str, channel: str, consent_state: str) -> None:

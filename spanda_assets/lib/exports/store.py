@@ -263,7 +263,7 @@ def remove_exports(tables: set[str] | None = None, root: Path | None = None) -> 
                 for entry in sorted(directory.iterdir())
                 if entry.is_dir()
                 and not entry.name.startswith(".")
-                and _reads_any(load_info(entry), tables)
+                and _reads_any(_info_or_none(entry), tables)
             ]
             if read_pointer(directory) in {d.name for d in doomed}:
                 (directory / POINTER_NAME).unlink()
@@ -272,6 +272,15 @@ def remove_exports(tables: set[str] | None = None, root: Path | None = None) -> 
                 shutil.rmtree(entry)
                 removed.append(f"{kind}/{entry.name}")
     return removed
+
+
+def _info_or_none(directory: Path) -> ExportInfo | None:
+    """The export's manifest, or None when it cannot be read: an export nobody can tell
+    the sources of is removed with the rest (an erasure must not stop at it)."""
+    try:
+        return load_info(directory)
+    except (ValueError, KeyError, TypeError, OSError):
+        return None
 
 
 def _reads_any(info: ExportInfo | None, tables: set[str] | None) -> bool:

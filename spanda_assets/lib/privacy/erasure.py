@@ -200,9 +200,11 @@ def _erase_table(
                     receipt.audit_branches_reset.append(name)
             if erased:
                 receipt.rows_erased[name] = receipt.rows_erased.get(name, 0) + erased
-                # an export (OneRoster, xAPI) read from this table holds the rows too:
-                # gone now, rewritten without them by the next export run
-                receipt.exports_removed += remove_exports({name})
+            # An export (OneRoster, xAPI) read from this table may hold the rows even when
+            # main no longer does (a consent withdrawal or a pipeline run removed them
+            # first, an earlier attempt of this erasure stopped after the delete): every
+            # export of the table goes, and the next export run writes it without them.
+            receipt.exports_removed += remove_exports({name})
             _withdraw_published(table, match, receipt)
             expired = writes.expire(table, older_than=None, orphan_grace=orphan_grace)
             break
