@@ -147,9 +147,17 @@ def test_data_is_denied_by_default(policy_copy: Path) -> None:
 
 
 def test_a_table_outside_the_datasets_is_denied_by_default(ac: AccessControl) -> None:
-    decision = ac.authorize_namespace(researcher(), "query", "gold.validated_posts")
+    """Through the API a bare table is nobody's; on the platform host's CLI (`spanda
+    sql`) silver and gold are readable, bronze only by a steward."""
+    decision = ac.authorize_namespace(researcher(), "query", "gold.validated_posts", channel="api")
     assert not decision.allowed and decision.policy_ids == ()
     assert "not a declared dataset" in decision.reasons[0]
+    on_host = ac.authorize_namespace(ANONYMOUS, "query", "gold.validated_posts", channel="cli")
+    assert on_host.allowed and on_host.policy_ids == ("host-cli-queries-silver-and-gold",)
+    assert not ac.authorize_namespace(ANONYMOUS, "query", "bronze.students", channel="cli").allowed
+    steward = Principal("sam", "steward", "X")
+    assert ac.authorize_namespace(steward, "query", "bronze.students", channel="cli").allowed
+    assert not ac.authorize_namespace(steward, "query", "bronze.students", channel="api").allowed
 
 
 def test_an_approved_researcher_may_download_an_open_dataset(ac: AccessControl) -> None:

@@ -11,10 +11,11 @@ from spanda_assets.cli import (  # the commands register themselves
     labels,
     model,
     publish,
+    sql,
 )
 from spanda_assets.cli.base import main
 
-__all__ = ["access", "consent", "data", "labels", "main", "model", "publish"]
+__all__ = ["access", "consent", "data", "labels", "main", "model", "publish", "sql"]
 
 if __name__ == "__main__":
     main()
