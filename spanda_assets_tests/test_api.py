@@ -543,6 +543,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _wait_until_serving(port: int, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
+    """Until `spanda serve` answers /health; fails with its output if it exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else b"(exited)"
+        assert time.monotonic() < deadline, f"spanda serve did not answer in {timeout} s"
+        time.sleep(0.3)
+
+
 def _serve(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [str(Path(sys.executable).parent / "spanda"), "serve", "--port", str(port)],
@@ -558,16 +572,7 @@ def test_spanda_serve_answers_on_loopback(spanda_home: Path, tokens: dict[str, s
     env = dict(os.environ) | {"SPANDA_PUBLIC_URL": f"http://127.0.0.1:{port}"}
     proc = _serve(port, env)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else b""
-            assert time.monotonic() < deadline, "spanda serve did not answer in 60 s"
-            time.sleep(0.3)
+        _wait_until_serving(port, proc)
         openapi = httpx.get(f"http://127.0.0.1:{port}/openapi.json").json()
         assert "/datasets/{dataset_id}/versions/{version}/data" in openapi["paths"]
         page = httpx.get(f"http://127.0.0.1:{port}/datasets/{DATASET}/versions/1")
@@ -660,15 +665,7 @@ def test_the_demo_serves_the_api_with_a_researchers_token(
     try:
         printed = capsys.readouterr().out
         (value,) = re.findall(r"TOKEN=(\S+)", printed)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.3)
+        _wait_until_serving(port, proc)
         response = httpx.get(
             f"http://127.0.0.1:{port}/datasets/{DATASET}/versions/1/data?format=csv",
             headers=auth(value, "longitudinal_research"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -18,6 +19,16 @@ def file_digest(path: Path) -> str:
         while chunk := f.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def fsync_path(path: Path) -> None:
+    """fsync a file or a folder (a folder: the names it holds, i.e. renames into it), so
+    what was written, or moved into place, survives a power loss."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def config_text(path: Path | None, variable: str, packaged: str) -> tuple[str, str]:

@@ -120,3 +120,16 @@ class CsvFile(DurableFile):
 
     def __enter__(self) -> CsvFile:
         return self
+
+
+# The columns both exports read from gold.validated_assessments (results, scored events).
+ASSESSMENT_COLUMNS = (
+    "result_id",
+    "subject_id",
+    "course_id",
+    "assessment_name",
+    "score",
+    "max_score",
+    "submitted_at_year",
+    "attempt_no",
+)

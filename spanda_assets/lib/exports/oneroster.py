@@ -55,6 +55,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from spanda_assets.lib.exports.common import (
+    ASSESSMENT_COLUMNS,
     CsvFile,
     ExportError,
     number_text,
@@ -74,16 +75,6 @@ ENROLLMENT_COLUMNS = (
     "role",
     "begin_date_year",
     "end_date_year",
-)
-ASSESSMENT_COLUMNS = (
-    "result_id",
-    "subject_id",
-    "course_id",
-    "assessment_name",
-    "score",
-    "max_score",
-    "submitted_at_year",
-    "attempt_no",
 )
 SOURCES: dict[str, tuple[str, ...]] = {
     ENROLLMENTS: ENROLLMENT_COLUMNS,

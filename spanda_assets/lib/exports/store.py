@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from spanda_assets import settings
+from spanda_assets.lib.files import fsync_path
 
 EXPORT_KINDS: tuple[str, ...] = ("oneroster", "xapi")
 # The tables each kind reads (their main snapshots), in the order they are read.
@@ -179,15 +180,6 @@ def latest_export(kind: str, root: Path | None = None) -> ExportInfo | None:
         if info is not None or read_pointer(directory) == key:
             return info
     return None
-
-
-def fsync_path(path: Path) -> None:
-    """fsync a file or a folder (a folder: the names it holds, i.e. renames into it)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_durable(path: Path, data: bytes) -> None:

@@ -38,6 +38,7 @@ from urllib.parse import quote
 import pyarrow as pa
 
 from spanda_assets.lib.exports.common import (
+    ASSESSMENT_COLUMNS,
     DurableFile,
     number_json,
     require_columns,
@@ -47,16 +48,6 @@ from spanda_assets.lib.exports.common import (
 POSTS = "gold.validated_posts"
 ASSESSMENTS = "gold.validated_assessments"
 POST_COLUMNS = ("post_id", "subject_id", "course_id", "body", "created_at_year")
-ASSESSMENT_COLUMNS = (
-    "result_id",
-    "subject_id",
-    "course_id",
-    "assessment_name",
-    "score",
-    "max_score",
-    "submitted_at_year",
-    "attempt_no",
-)
 SOURCES: dict[str, tuple[str, ...]] = {POSTS: POST_COLUMNS, ASSESSMENTS: ASSESSMENT_COLUMNS}
 
 # Statement ids are uuid5 in this namespace: fixed forever, or every id would change.

@@ -34,6 +34,7 @@ from pyiceberg.expressions import AlwaysTrue, BooleanExpression
 from pyiceberg.io.pyarrow import ArrowScan
 
 from spanda_assets.lib.files import file_digest as file_sha256
+from spanda_assets.lib.files import fsync_path
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -252,9 +253,9 @@ def export_snapshot(
             for fmt, path in (("parquet", parquet_path), ("csv", csv_path))
         )
         for path in (parquet_path, csv_path, staging):
-            _fsync(path)  # on disk before the rename, and the rename before "published"
+            fsync_path(path)  # on disk before the rename, and the rename before "published"
         _move_into_place(staging, directory, distributions)
-        _fsync(directory.parent)
+        fsync_path(directory.parent)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return Export(
@@ -274,14 +275,6 @@ def remove_staging(directory: Path) -> int:
         shutil.rmtree(leftover, ignore_errors=True)
         removed += 1
     return removed
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _chain(
