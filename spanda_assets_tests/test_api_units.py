@@ -45,7 +45,9 @@ from pyiceberg.types import (
 
 from spanda_assets.api import downloads, formats
 from spanda_assets.api.filters import MAX_FILTER_CHARS, FilterError, parse_filter
+from spanda_assets.defs.extract.assets import column_schema
 from spanda_assets.defs.publish.assets import _jsonld_problems
+from spanda_assets.lib.publish.datasets import dataset_by_id, load_datasets
 from spanda_assets.lib.publish.export import snapshot_batches
 
 SCHEMA = Schema(
@@ -407,3 +409,23 @@ def test_the_json_ld_check_finds_a_broken_page() -> None:
     assert _jsonld_problems("<html></html>", LANDING.doi, files) == [
         "0 schema.org Dataset documents on the page, not 1"
     ]
+
+
+def test_gold_columns_carry_their_published_descriptions(catalog: Any) -> None:
+    """The Dagster UI's column table of a published gold table shows what each column
+    holds, from config/datasets.yaml; an Iceberg field's own doc comes first."""
+
+    catalog.create_namespace("gold")
+    arrow = pa.schema(
+        [("post_id", pa.string()), ("body_length", pa.int32()), ("extra", pa.int32())]
+    )
+    table = catalog.create_table(("gold", "validated_posts"), schema=arrow)
+    with table.update_schema() as update:
+        update.update_column("extra", doc="a column documented in Iceberg itself")
+    declared = dataset_by_id(load_datasets(), "validated_posts").columns
+    described = {c.name: c.description for c in column_schema(table).columns}
+    assert described == {
+        "post_id": declared["post_id"],
+        "body_length": declared["body_length"],
+        "extra": "a column documented in Iceberg itself",
+    }

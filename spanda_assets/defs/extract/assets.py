@@ -38,16 +38,43 @@ def pool_name(source: SourceTable) -> str:
     return f"extract_{source.name}"
 
 
+def _declared_columns(table_name: str) -> dict[str, str]:
+    """What config/datasets.yaml says each column of a published table holds (empty for a
+    table no dataset declares, or when the file cannot be read: the column table is
+    documentation, never a reason to fail a run)."""
+    from spanda_assets.lib.errors import SpandaError
+    from spanda_assets.lib.publish.datasets import load_datasets
+
+    try:
+        declared = load_datasets()
+    except (SpandaError, OSError):
+        return {}
+    for dataset in declared:
+        if dataset.table == table_name:
+            return dict(dataset.columns)
+    return {}
+
+
 def column_schema(table: "Table") -> dg.TableSchema:
-    """Iceberg columns with the source column each one comes from."""
+    """Iceberg columns with what each holds: the field's own doc, else the published
+    dataset's column description, else the source column it comes from (bronze)."""
     origin = json.loads(table.properties.get("spanda.column-map", "{}"))
     source = table.properties.get("spanda.source-table", "")
+    declared = _declared_columns(".".join(table.name()[-2:]))
+
+    def described(name: str, doc: str | None) -> str | None:
+        if doc:
+            return doc
+        if name in declared:
+            return declared[name]
+        return f"{source}.{origin[name]}" if name in origin else None
+
     return dg.TableSchema(
         columns=[
             dg.TableColumn(
                 name=f.name,
                 type=str(f.field_type),
-                description=f"{source}.{origin[f.name]}" if f.name in origin else None,
+                description=described(f.name, f.doc),
                 constraints=dg.TableColumnConstraints(nullable=not f.required),
             )
             for f in table.schema().fields
