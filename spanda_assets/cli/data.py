@@ -297,6 +297,10 @@ def demo(
     # The demo's instructors label three batches' worth at once: the model's gates need
     # a few hundred labels (with 200, about 25 are urgent: too few to learn from).
     os.environ.setdefault("SPANDA_LABEL_BATCH", str(DEMO_LABEL_BATCH))
+    # Libraries' progress bars (Evidently's metric calculation, MLflow's artifact
+    # downloads) are noise in a terminal that reports runs; tqdm and MLflow honour these.
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     home = settings.ensure_home()
     click.echo(f"SPANDA_HOME={home}")
     db = home / "operational.db"
