@@ -16,6 +16,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from spanda_assets.definitions import defs
 from spanda_assets.lib.extract import extract_table
 from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
 from spanda_assets.lib.readers import make_reader
@@ -41,20 +42,50 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
-@pytest.fixture(autouse=True)
-def spanda_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own SPANDA_HOME and no inherited SPANDA_* settings (nor an
-    MLflow tracking URI: MLflow writes the one it is given into the environment)."""
+def isolate(mp: pytest.MonkeyPatch, home: Path, **settings: str) -> None:
+    """SPANDA_HOME=`home`, no inherited SPANDA_* settings (nor an MLflow tracking URI:
+    MLflow writes the one it is given into the environment), then `settings`."""
     for key in list(os.environ):
         if key.startswith("SPANDA_") or key in (
             "DAGSTER_HOME",
             "MLFLOW_TRACKING_URI",
             "MLFLOW_REGISTRY_URI",
         ):
-            monkeypatch.delenv(key)
+            mp.delenv(key)
+    mp.setenv("SPANDA_HOME", str(home))
+    for key, value in settings.items():
+        mp.setenv(key, value)
+
+
+@pytest.fixture(autouse=True)
+def spanda_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own SPANDA_HOME and no inherited settings."""
     home = tmp_path / "home"
     home.mkdir()
-    monkeypatch.setenv("SPANDA_HOME", str(home))
+    isolate(monkeypatch, home)
+    return home
+
+
+def chain_world(
+    factory: pytest.TempPathFactory, name: str, jobs: tuple[str, ...] = (), **settings: str
+) -> Path:
+    """A home where the tiny seed went through the whole graph (and `jobs` after it), for
+    a module whose tests only read it: seeding and the chain take a while."""
+    home = factory.mktemp(name) / "home"
+    home.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        isolate(mp, home, **settings)
+        seed(
+            f"sqlite:///{home / 'operational.db'}",
+            SeedSizes.preset("tiny"),
+            seed=7,
+            ground_truth=home / "ground_truth",
+        )
+        with dg.instance_for_test() as instance:
+            platform = defs().resolve_job_def("materialize_platform")
+            assert platform.execute_in_process(instance=instance).success
+            for job in jobs:
+                assert defs().resolve_job_def(job).execute_in_process(instance=instance).success
     return home
 
 

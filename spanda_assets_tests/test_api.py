@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import httpx
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -43,12 +42,10 @@ from spanda_assets.api import app as app_module
 from spanda_assets.api.app import create_app
 from spanda_assets.cli import main
 from spanda_assets.cli.data import _demo_api
-from spanda_assets.definitions import defs
 from spanda_assets.lib.publish.datacite import metadata_problems
 from spanda_assets.lib.publish.datasets import load_datasets
 from spanda_assets.lib.publish.versions import VersionStore, publish_root, withdraw_version
-from spanda_assets.lib.seed import SeedSizes, seed
-from spanda_assets_tests.test_privacy_e2e import run_all
+from spanda_assets_tests.conftest import chain_world, isolate
 
 BASE = "http://127.0.0.1:8000"
 DATASET = "validated_posts"
@@ -57,34 +54,18 @@ FORMATS = ("parquet", "csv", "arrow")
 PURPOSES = ("research", "model_training", "longitudinal_research", "marketing", "")
 
 
+WORLD_SETTINGS = {"SPANDA_DEMO": "1", "SPANDA_PUBLIC_URL": BASE}
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One published world for the module: seeding, the chain and publishing take a
-    while, and every test here only reads it (the withdrawal test uses its own)."""
-    home = tmp_path_factory.mktemp("api") / "home"
-    home.mkdir()
-    with pytest.MonkeyPatch.context() as mp:
-        _isolate(mp, home)
-        seed(
-            f"sqlite:///{home / 'operational.db'}",
-            SeedSizes.preset("tiny"),
-            seed=7,
-            ground_truth=home / "ground_truth",
-        )
-        with dg.instance_for_test() as instance:
-            assert run_all(instance).success
-            job = defs().resolve_job_def("publish_datasets")
-            assert job.execute_in_process(instance=instance).success
-    yield home
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One published world for the module: every test here only reads it (the
+    withdrawal test restores what it changes)."""
+    return chain_world(tmp_path_factory, "api", ("publish_datasets",), **WORLD_SETTINGS)
 
 
 def _isolate(mp: pytest.MonkeyPatch, home: Path) -> None:
-    for key in list(os.environ):
-        if key.startswith("SPANDA_") or key in ("DAGSTER_HOME", "MLFLOW_TRACKING_URI"):
-            mp.delenv(key)
-    mp.setenv("SPANDA_HOME", str(home))
-    mp.setenv("SPANDA_DEMO", "1")
-    mp.setenv("SPANDA_PUBLIC_URL", BASE)
+    isolate(mp, home, **WORLD_SETTINGS)
 
 
 @pytest.fixture

@@ -6,16 +6,13 @@ import csv
 import datetime as dt
 import io
 import json
-import os
 import time
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import dagster as dg
 import pyarrow as pa
 import pytest
 from click.testing import CliRunner
@@ -25,10 +22,9 @@ from spanda_assets.cli import main
 from spanda_assets.lib import writes
 from spanda_assets.lib.access import AuditLog, access_dir
 from spanda_assets.lib.lakehouse import CatalogConfig, ensure_namespace, open_catalog
-from spanda_assets.lib.seed import SeedSizes, seed
 from spanda_assets.lib.sql import AsOf, SqlError, json_value, run_query, write_table
+from spanda_assets_tests.conftest import chain_world, isolate
 from spanda_assets_tests.servers import S3Server
-from spanda_assets_tests.test_privacy_e2e import run_all
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 SCORES = pa.schema(
@@ -114,29 +110,13 @@ def steward(spanda_home: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny seed through the whole graph, once for the module's chain tests."""
-    home = tmp_path_factory.mktemp("sql") / "home"
-    home.mkdir()
-    with pytest.MonkeyPatch.context() as mp:
-        _isolate(mp, home)
-        seed(
-            f"sqlite:///{home / 'operational.db'}",
-            SeedSizes.preset("tiny"),
-            seed=7,
-            ground_truth=home / "ground_truth",
-        )
-        with dg.instance_for_test() as instance:
-            assert run_all(instance).success
-    yield home
+    return chain_world(tmp_path_factory, "sql", SPANDA_DEMO="1")
 
 
 def _isolate(mp: pytest.MonkeyPatch, home: Path) -> None:
-    for key in list(os.environ):
-        if key.startswith("SPANDA_") or key in ("DAGSTER_HOME", "MLFLOW_TRACKING_URI"):
-            mp.delenv(key)
-    mp.setenv("SPANDA_HOME", str(home))
-    mp.setenv("SPANDA_DEMO", "1")
+    isolate(mp, home, SPANDA_DEMO="1")
 
 
 def test_counts_on_the_real_chain_equal_a_scan_of_main(
