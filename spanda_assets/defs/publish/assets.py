@@ -23,6 +23,16 @@ PUBLISH_GROUP = "publish"
 OWNERS = ["team:data-stewards"]
 # daily, after the nightly training (SPANDA_TRAIN_CRON)
 PUBLISH_CRON = settings.cron(settings.ENV_PUBLISH_CRON, settings.DEFAULT_PUBLISH_CRON)
+# What is handed out (versions, exports): de-identified rows, once a day under the
+# daemon, and only after the tables they read passed their blocking checks.
+PUBLISHED_TAGS = {"spanda/layer": "publish", "spanda/pii": "de-identified"}
+
+
+def on_publish_cron() -> dg.AutomationCondition:
+    return (
+        dg.AutomationCondition.on_cron(PUBLISH_CRON)
+        & dg.AutomationCondition.all_deps_blocking_checks_passed()
+    )
 
 
 def publish_key(dataset_id: str) -> dg.AssetKey:
@@ -57,9 +67,8 @@ def build_publish_asset(dataset: Any) -> dg.AssetsDefinition:
         group_name=PUBLISH_GROUP,
         kinds={"iceberg", "datacite"},
         owners=OWNERS,
-        tags={"spanda/layer": "publish", "spanda/pii": "de-identified"},
-        automation_condition=dg.AutomationCondition.on_cron(PUBLISH_CRON)
-        & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+        tags=PUBLISHED_TAGS,
+        automation_condition=on_publish_cron(),
         check_specs=[
             dg.AssetCheckSpec(
                 "metadata_valid",

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from spanda_assets.defs.publish.assets import OWNERS, PUBLISH_CRON, PUBLISH_GROUP
+from spanda_assets.defs.publish.assets import (
+    OWNERS,
+    PUBLISH_CRON,
+    PUBLISH_GROUP,
+    PUBLISHED_TAGS,
+    on_publish_cron,
+)
 from spanda_assets.defs.validation.assets import gold_key
 from spanda_assets.lib.exports import EXPORT_KINDS, EXPORT_SOURCES
 from spanda_assets.resources import LakehouseResource
@@ -78,9 +84,8 @@ def build_export_asset(kind: str) -> dg.AssetsDefinition:
         group_name=PUBLISH_GROUP,
         kinds=KINDS[kind],
         owners=OWNERS,
-        tags={"spanda/layer": "publish", "spanda/pii": "de-identified"},
-        automation_condition=dg.AutomationCondition.on_cron(PUBLISH_CRON)
-        & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+        tags=PUBLISHED_TAGS,
+        automation_condition=on_publish_cron(),
         check_specs=[
             dg.AssetCheckSpec(
                 CHECK_NAME,
