@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +37,8 @@ import pyarrow as pa
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+
+from served import spanda_serve  # noqa: E402
 
 from spanda_assets.lib.lakehouse import (  # noqa: E402
     CatalogConfig,
@@ -112,55 +112,23 @@ def build(home: Path, rows: int, files: int) -> None:
     assert outcome.action == "published", outcome
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _serve(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
-
-    port = _free_port()
-    spanda = str(Path(sys.executable).parent / "spanda")
-    proc = subprocess.Popen(
-        [spanda, "serve", "--port", str(port)],
-        env=env | {"SPANDA_PUBLIC_URL": f"http://127.0.0.1:{port}"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return proc, port
-        except httpx.TransportError:
-            time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGTERM)
-    raise SystemExit("spanda serve did not start in 60 s")
-
-
 def download(
     env: dict[str, str], token: str, query: str, purpose: str
 ) -> tuple[float, int, float, float]:
     """(seconds, bytes, server peak RSS MB, server RSS after start MB) of one download."""
 
-    proc, port = _serve(env)
-    try:
-        base_rss = _peak_rss_mb(proc.pid)
+    with spanda_serve(env) as (pid, base):
+        base_rss = _peak_rss_mb(pid)
         started = time.perf_counter()
         size = 0
         headers = {"Authorization": f"Bearer {token}", "X-Purpose": purpose}
-        url = f"http://127.0.0.1:{port}/datasets/validated_posts/versions/1/data?{query}"
+        url = f"{base}/datasets/validated_posts/versions/1/data?{query}"
         with httpx.stream("GET", url, headers=headers, timeout=600) as response:
             response.raise_for_status()
             for chunk in response.iter_bytes(1 << 20):
                 size += len(chunk)
         seconds = time.perf_counter() - started
-        return seconds, size, _peak_rss_mb(proc.pid), base_rss
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        return seconds, size, _peak_rss_mb(pid), base_rss
 
 
 PEER = """

@@ -29,11 +29,8 @@ import argparse
 import datetime as dt
 import os
 import random
-import signal
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +42,8 @@ import httpx
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+
+from served import spanda_serve  # noqa: E402
 
 from spanda_assets.lib.publish.search import (  # noqa: E402
     FACET_GRADE_LEVEL,
@@ -324,53 +323,28 @@ def http_percentiles(
 ) -> None:
     """The same queries as `GET /search` of the real server (`spanda serve` on loopback,
     one keep-alive client): the figure the target is about, HTTP and JSON included."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPANDA_")}
-    env |= {"SPANDA_HOME": str(home), "SPANDA_PUBLIC_URL": f"http://127.0.0.1:{port}"}
-    spanda = str(Path(sys.executable).parent / "spanda")
-    proc = subprocess.Popen(
-        [spanda, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        with httpx.Client(base_url=base, timeout=30) as client:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    client.get("/health").raise_for_status()
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
+    env |= {"SPANDA_HOME": str(home)}
+    with spanda_serve(env) as (_pid, base), httpx.Client(base_url=base, timeout=30) as client:
 
-            def get(params: dict[str, Any]) -> None:
-                client.get("/search", params=params).raise_for_status()
+        def get(params: dict[str, Any]) -> None:
+            client.get("/search", params=params).raise_for_status()
 
-            for text in texts[:20]:
-                get({"q": text})
-            for name, make in (
-                ("GET /search (HTTP)", lambda i: {"q": texts[i]}),
-                (
-                    "GET /search facets",
-                    lambda i: {
-                        "q": texts[i],
-                        "facet": [f"{k}={v}" for k, vs in filters[i].items() for v in vs],
-                    },
-                ),
-            ):
-                samples = [timed(lambda i=i, make=make: get(make(i))) for i in range(len(texts))]
-                p50, p95, p99 = percentiles(samples)
-                print(f"{name:<22} {'server':<14} {p50:8.1f} {p95:8.1f} {p99:8.1f}")
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        for text in texts[:20]:
+            get({"q": text})
+        for name, make in (
+            ("GET /search (HTTP)", lambda i: {"q": texts[i]}),
+            (
+                "GET /search facets",
+                lambda i: {
+                    "q": texts[i],
+                    "facet": _facet_params(filters[i]),
+                },
+            ),
+        ):
+            samples = [timed(lambda i=i, make=make: get(make(i))) for i in range(len(texts))]
+            p50, p95, p99 = percentiles(samples)
+            print(f"{name:<22} {'server':<14} {p50:8.1f} {p95:8.1f} {p99:8.1f}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
