@@ -58,7 +58,7 @@ bench: install
 
 # Re-resolve pinned versions after editing pyproject.toml dependencies.
 lock: install
-	$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 \
+	$(BIN)/uv pip compile -q pyproject.toml --extra dev --extra ray --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 -o requirements.lock
 	$(BIN)/uv pip compile -q requirements-label-studio.in --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 -o requirements-label-studio.lock
