@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -33,18 +32,14 @@ import time
 from pathlib import Path
 
 import httpx
-import pyarrow as pa
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from gold_posts import build_validated_posts  # noqa: E402
 from served import spanda_serve  # noqa: E402
 
-from spanda_assets.lib.lakehouse import (  # noqa: E402
-    CatalogConfig,
-    ensure_namespace,
-    open_catalog,
-)
+from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog  # noqa: E402
 from spanda_assets.lib.publish.datasets import dataset_by_id, load_datasets  # noqa: E402
 from spanda_assets.lib.publish.doi import provider_from_env  # noqa: E402
 from spanda_assets.lib.publish.versions import (  # noqa: E402
@@ -52,13 +47,6 @@ from spanda_assets.lib.publish.versions import (  # noqa: E402
     publish_dataset,
     publish_root,
 )
-
-_VOCABULARY = (
-    "assignment due tomorrow question about the lecture slides quiz grade extension please "
-    "help understand problem set week module reading discussion deadline submit portal error "
-    "cannot access video recording office hours thanks everyone group project"
-)
-WORDS = tuple(_VOCABULARY.split(" "))
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -72,41 +60,7 @@ def build(home: Path, rows: int, files: int) -> None:
     """gold.validated_posts with `rows` rows in `files` appends, published as version 1."""
 
     catalog = open_catalog(CatalogConfig.from_env())
-    ensure_namespace(catalog, "gold")
-    rng = random.Random(7)
-    schema = pa.schema(
-        [
-            ("post_id", pa.string()),
-            ("subject_id", pa.string()),
-            ("course_id", pa.string()),
-            ("body", pa.string()),
-            ("created_at_year", pa.int32()),
-            ("body_length", pa.int32()),
-        ]
-    )
-    table = catalog.create_table(("gold", "validated_posts"), schema=schema)
-    per_file = rows // files
-    for f in range(files):
-        n = per_file if f < files - 1 else rows - per_file * (files - 1)
-        bodies = [
-            " ".join(rng.choices(WORDS, k=rng.randint(12, 60)))[: rng.randint(80, 400)]
-            for _ in range(n)
-        ]
-        start = f * per_file
-        batch = pa.table(
-            {
-                "post_id": [f"ps_{i:032x}" for i in range(start, start + n)],
-                "subject_id": [f"ps_{rng.getrandbits(128):032x}" for _ in range(n)],
-                "course_id": [f"c{rng.randint(1, 40)}" for _ in range(n)],
-                "body": bodies,
-                "created_at_year": pa.array(
-                    [rng.randint(2019, 2026) for _ in range(n)], pa.int32()
-                ),
-                "body_length": pa.array([len(b) for b in bodies], pa.int32()),
-            },
-            schema=schema,
-        )
-        table.append(batch)
+    build_validated_posts(catalog, rows, files)
     dataset = dataset_by_id(load_datasets(), "validated_posts")
     outcome = publish_dataset(catalog, dataset, provider_from_env(), VersionStore(publish_root()))
     assert outcome.action == "published", outcome
