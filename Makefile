@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP  := $(VENV)/.installed
 
-.PHONY: install label-studio demo test lint typecheck pytest bench lock clean
+.PHONY: install label-studio superset demo test lint typecheck pytest bench lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,17 @@ $(LS_STAMP): requirements-label-studio.lock $(STAMP)
 
 label-studio: $(LS_STAMP)
 
+# Apache Superset in a virtualenv of its own (it pins SQLAlchemy < 2 and pandas < 2.2):
+# the BI tests start it on 127.0.0.1; a site runs it from this venv or its own image.
+SS_VENV  := .venv-superset
+SS_STAMP := $(SS_VENV)/.installed
+$(SS_STAMP): requirements-superset.lock $(STAMP)
+	@test -x $(SS_VENV)/bin/python || $(PYTHON) -m venv $(SS_VENV)
+	$(BIN)/uv pip sync -q --compile-bytecode --python $(SS_VENV)/bin/python requirements-superset.lock
+	@touch $(SS_STAMP)
+
+superset: $(SS_STAMP)
+
 demo: install
 	$(BIN)/spanda demo
 
@@ -39,7 +50,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install label-studio
+pytest: install label-studio superset
 	scripts/ensure-system-packages
 	DAGSTER_DISABLE_TELEMETRY=1 DO_NOT_TRACK=1 $(BIN)/pytest $(PYTEST_ARGS)
 
@@ -62,6 +73,8 @@ lock: install
 	  --python-platform x86_64-manylinux_2_28 -o requirements.lock
 	$(BIN)/uv pip compile -q requirements-label-studio.in --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 -o requirements-label-studio.lock
+	$(BIN)/uv pip compile -q requirements-superset.in --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 -o requirements-superset.lock
 
 clean:
-	rm -rf $(VENV) $(LS_VENV) .spanda .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LS_VENV) $(SS_VENV) .spanda .pytest_cache .mypy_cache .ruff_cache

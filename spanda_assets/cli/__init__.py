@@ -6,6 +6,7 @@ the CLI does is what a scheduled run does.
 
 from spanda_assets.cli import (  # the commands register themselves
     access,
+    bi,
     config,
     consent,
     data,
@@ -16,7 +17,7 @@ from spanda_assets.cli import (  # the commands register themselves
 )
 from spanda_assets.cli.base import main
 
-__all__ = ["access", "config", "consent", "data", "labels", "main", "model", "publish", "sql"]
+__all__ = ["access", "bi", "config", "consent", "data", "labels", "main", "model", "publish", "sql"]
 
 if __name__ == "__main__":
     main()
