@@ -27,7 +27,7 @@ from playwright.sync_api import sync_playwright
 
 from spanda_assets.cli import main
 from spanda_assets.definitions import defs
-from spanda_assets.lib.bi.refresh import default_path, read_pins, refresh
+from spanda_assets.lib.bi.refresh import default_path, off_main, read_pins, refresh
 from spanda_assets.lib.bi.superset import (
     CHARTS,
     DASHBOARD_SLUG,
@@ -362,3 +362,30 @@ def test_bronze_is_never_exposed(home: Path, tmp_path: Path) -> None:
     assert refused.exit_code == 2
     assert "bronze holds personal data" in refused.stderr
     assert not (tmp_path / "bronze.duckdb").exists()
+
+
+def test_the_bi_asset_writes_the_file_pinned_to_main(home: Path) -> None:
+    """bi/lakehouse_views (what the daemon runs after gold publishes) writes the file:
+    every pin is a snapshot of its table's main, its check passes, and a pin main never
+    held is what the check catches."""
+    default_path().unlink(missing_ok=True)
+    with dg.instance_for_test() as instance:
+        result = (
+            defs()
+            .resolve_job_def("materialize_platform")
+            .execute_in_process(
+                instance=instance, asset_selection=[dg.AssetKey(["bi", "lakehouse_views"])]
+            )
+        )
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "pinned_to_main" and check.passed
+    pins = read_pins(default_path())
+    catalog = open_catalog(CatalogConfig.from_env())
+    for name in ("validated_posts", "post_predictions"):
+        main_now = catalog.load_table(("gold", name)).current_snapshot()
+        assert main_now is not None and pins[f"gold.{name}"] == main_now.snapshot_id, name
+    assert off_main(catalog, pins) == []
+    other = catalog.load_table(("gold", "validated_enrollments")).current_snapshot()
+    assert other is not None
+    wrong = {**pins, "gold.validated_posts": other.snapshot_id}
+    assert off_main(catalog, wrong) == ["gold.validated_posts"]

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import duckdb
+from pyiceberg.table.snapshots import ancestors_of
 
 from spanda_assets import settings
 from spanda_assets.lib.errors import ConfigError
@@ -251,3 +252,19 @@ def read_pins(path: Path) -> dict[str, int | None]:
     finally:
         con.close()
     return {str(name): (int(sid) if sid is not None else None) for name, sid in rows}
+
+
+def off_main(catalog: Catalog, pins: dict[str, int | None]) -> list[str]:
+    """The views (of `read_pins`) pinned to a snapshot main never held: an audit branch's
+    unpublished head, or a snapshot of another table. Main's history counts (a refresh
+    taken before main moved on is stale, not wrong); an empty view is on main."""
+    wrong = []
+    for qualified, snapshot_id in sorted(pins.items()):
+        if snapshot_id is None:
+            continue
+        table = catalog.load_table(tuple(qualified.split(".")))
+        head = table.current_snapshot()
+        history = ancestors_of(head, table.metadata) if head is not None else []
+        if not any(s.snapshot_id == snapshot_id for s in history):
+            wrong.append(qualified)
+    return wrong
