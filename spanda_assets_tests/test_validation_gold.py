@@ -411,3 +411,34 @@ def test_gx_still_has_the_fingerprint_threshold() -> None:
 
     source = inspect.getsource(pandas_execution_engine.PandasExecutionEngine)
     assert "HASH_THRESHOLD" in source, "GX no longer reads the threshold: revisit 0023"
+
+
+def test_gx_validation_draws_no_progress_bar(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GX draws a tqdm bar per validation ("Calculating Metrics") unless its context says
+    otherwise; TQDM_DISABLE cannot stop it (GX passes `disable=` itself). A run's log and
+    the demo's terminal get the verdicts only."""
+    import pandas as pd  # noqa: PLC0415
+
+    from spanda_assets.lib.validation.contracts import load_suite, run_gx  # noqa: PLC0415
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    frame = pd.DataFrame(
+        {
+            "post_id": [f"ps_{i:032x}" for i in range(40)],
+            "subject_id": [f"ps_{i % 9:032x}" for i in range(40)],
+            "course_id": [1] * 40,
+            "created_at_year": [2026] * 40,
+            "body_length": [120 + i for i in range(40)],
+        }
+    )
+    results = run_gx("validated_posts", frame, tmp_path, "post_id")
+    out, err = capfd.readouterr()
+    # the suite ran, gates and soft signals alike
+    expectations = load_suite("validated_posts")["expectations"]
+    assert results["gate"].evaluated + results["soft"].evaluated == len(expectations)
+    assert results["gate"].passed and results["soft"].passed
+    for stream, text in (("stdout", out), ("stderr", err)):
+        for mark in ("Calculating Metrics", "\r", "%|", "it/s]"):
+            assert mark not in text, f"{mark!r} on {stream}: {text[:400]!r}"
