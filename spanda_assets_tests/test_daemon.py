@@ -22,14 +22,11 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import pytest
 
-from spanda_assets.defs.extract.sensors import IN_FLIGHT
 from spanda_assets.lib.labeling.store import AnnotationStore
 from spanda_assets.lib.lakehouse import CatalogConfig, load_table_or_none, open_catalog
 from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
@@ -37,24 +34,12 @@ from spanda_assets.lib.privacy.subjects import did_of
 from spanda_assets.lib.seed import SeedSizes, seed
 from spanda_assets_tests.receivers import http_receiver, smtp_receiver
 from spanda_assets_tests.servers import PROJECT_ROOT, dagster_daemon
+from spanda_assets_tests.waiting import settled, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DEADLINE_S = 300  # the erasure contract: five minutes from the source to silver and gold main
 LEAK = "S4821"  # a district student number: no general pattern knows this shape
-
-
-def wait_until(what: str, predicate: Callable[[], Any], timeout: float, log: Path) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(3)
-    tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
-    raise AssertionError(
-        f"timed out after {timeout}s waiting for {what}\n--- daemon log ---\n{tail}"
-    )
 
 
 def _catalog() -> Any:
@@ -91,24 +76,6 @@ def _sql(db: Path, statement: str, *args: Any) -> Any:
         return rows
     finally:
         con.close()
-
-
-def _settled(log: Path, quiet_s: float = 20.0) -> None:
-    """Wait until no run is in flight and none starts for `quiet_s` (over a sensor tick):
-    a table's main read before that may still move with a run that is finishing."""
-    with dg.DagsterInstance.get() as instance:
-
-        def quiet() -> bool:
-            runs = len(instance.get_run_records())
-            if instance.get_run_records(filters=IN_FLIGHT):
-                return False
-            time.sleep(quiet_s)
-            return (
-                not instance.get_run_records(filters=IN_FLIGHT)
-                and len(instance.get_run_records()) == runs
-            )
-
-        wait_until("the platform to settle", quiet, DEADLINE_S, log)
 
 
 def _subject(student_id: int) -> str:
@@ -173,7 +140,7 @@ def test_the_chain_runs_itself_erases_on_withdrawal_and_gates_a_leak(
             # gold published, so the annotation tool gets its first tasks by itself
             store = AnnotationStore()
             wait_until("tasks in the annotation store", store.tasks, DEADLINE_S, log)
-            _settled(log)
+            settled(log, DEADLINE_S)
             assert hook.bodies() == [], "a healthy platform sends no alert"
 
             # 2. a withdrawal at the source is erased from silver and gold main in time
@@ -218,7 +185,9 @@ def test_the_chain_runs_itself_erases_on_withdrawal_and_gates_a_leak(
             )
 
             # 3. a leak the scrubber does not know: the audit holds it back
-            _settled(log)  # the runs the withdrawal started have published what they will
+            settled(
+                log, DEADLINE_S
+            )  # the runs the withdrawal started have published what they will
             author = next(
                 s
                 for (s,) in _sql(db, 'SELECT DISTINCT StudentID FROM "ForumPosts" ORDER BY 1')

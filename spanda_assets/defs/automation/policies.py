@@ -35,3 +35,20 @@ def stage_automation() -> dg.AutomationCondition:
 def downstream_of_gold() -> dg.AutomationCondition:
     """A stage fed by gold: eager, and only after the gold table's blocking checks passed."""
     return dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+
+
+def at_cron_if_changed(cron: str) -> dg.AutomationCondition:
+    """At each tick of `cron` (UTC), if a parent changed since this asset last ran, and
+    every parent's blocking checks passed: "daily at 05:00 when the data changed".
+
+    Dagster's `on_cron` means something else: at the first parent update *after* a tick.
+    With it, a table that changed at 04:00 would not be published at 05:00, and one that
+    changes at 14:00 would be published at 14:00. A tick missed while the daemon was down
+    is taken at its first evaluation after restart.
+    """
+    return (
+        dg.AutomationCondition.cron_tick_passed(cron, "UTC")
+        & dg.AutomationCondition.any_deps_updated().since_last_handled()
+        & ~dg.AutomationCondition.any_deps_missing()
+        & dg.AutomationCondition.all_deps_blocking_checks_passed()
+    ).with_label(f"at {cron} UTC if a parent changed")

@@ -22,7 +22,7 @@ from typing import Any
 import dagster as dg
 
 from spanda_assets import settings
-from spanda_assets.defs.automation.policies import GOLD_FRESHNESS
+from spanda_assets.defs.automation.policies import GOLD_FRESHNESS, at_cron_if_changed
 from spanda_assets.defs.labeling.assets import LABELED_POSTS_KEY, _departed
 from spanda_assets.defs.model.checks import (
     LABEL_DRIFT,
@@ -139,10 +139,7 @@ def _mlflow_link(version: str | None) -> dict[str, Any]:
     owners=OWNERS,
     tags={"spanda/layer": "model", "spanda/pii": "de-identified"},
     pool=MODEL_POOL,
-    automation_condition=(
-        dg.AutomationCondition.on_cron(TRAIN_CRON)
-        & dg.AutomationCondition.all_deps_blocking_checks_passed()
-    ),
+    automation_condition=at_cron_if_changed(TRAIN_CRON),
     check_specs=[
         audit_spec(MODEL_KEY, name, description, blocking=blocking)
         for name, (description, blocking) in _gate_descriptions().items()
@@ -303,8 +300,11 @@ def post_predictions(
     import mlflow
 
     # by version: a hand move of the alias mid-run cannot mix two models' rows and threshold
-    model = mlflow.pyfunc.load_model(f"models:/{registry.MODEL_NAME}/{champ.version}")
-    result = stage_predictions(catalog, model, str(champ.version), consent, model_threshold(champ))
+    uri = f"models:/{registry.MODEL_NAME}/{champ.version}"
+    model = mlflow.pyfunc.load_model(uri)
+    result = stage_predictions(
+        catalog, model, str(champ.version), consent, model_threshold(champ), model_uri=uri
+    )
     result.erased_after_withdrawal = erased
     table = open_predictions(catalog)
     outcome = write_audit_publish(

@@ -17,6 +17,7 @@ from typing import Any
 import dagster as dg
 
 from spanda_assets import settings
+from spanda_assets.defs.automation.policies import at_cron_if_changed
 from spanda_assets.resources import LakehouseResource
 
 PUBLISH_GROUP = "publish"
@@ -29,10 +30,7 @@ PUBLISHED_TAGS = {"spanda/layer": "publish", "spanda/pii": "de-identified"}
 
 
 def on_publish_cron() -> dg.AutomationCondition:
-    return (
-        dg.AutomationCondition.on_cron(PUBLISH_CRON)
-        & dg.AutomationCondition.all_deps_blocking_checks_passed()
-    )
+    return at_cron_if_changed(PUBLISH_CRON)
 
 
 def publish_key(dataset_id: str) -> dg.AssetKey:
