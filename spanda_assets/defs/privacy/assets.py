@@ -322,6 +322,7 @@ def build_silver_asset(source: SourceTable) -> dg.AssetsDefinition:
                 "full_rebuild": result.full_rebuild,
                 "bronze_sequence_processed": result.bronze_sequence,
                 "column_policy": dg.MetadataValue.md(_policy_markdown(policy)),
+                **result.fanout.metadata(),  # where the de-identification ran (lib/scale.py)
             },
         )
 

@@ -140,6 +140,7 @@ def build_gold_asset(name: str) -> dg.AssetsDefinition:
                 "data_docs": dg.MetadataValue.url(docs_index(settings.spanda_home() / "gx")),
                 "consent_purpose": spec.purpose,
                 "audit_branch_reset": result.audit_reset,
+                **result.fanout.metadata(),  # where the row rules ran (lib/scale.py)
             },
         )
 

@@ -18,14 +18,23 @@ other gold table (erasure never waits for an audit).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from spanda_assets.lib import writes
+from spanda_assets import settings
+from spanda_assets.lib import scale, writes
 from spanda_assets.lib.incremental import rows_added_after
 from spanda_assets.lib.model.frame import POSTS
 from spanda_assets.lib.writes import AUDIT, MAIN, in_filter
@@ -69,9 +78,11 @@ class ScoreResult:
     # A seeded sample of this run's scored posts with their text, for the drift audits:
     # they compare it in the same run, so nothing is read back from gold.
     sample: pa.Table | None = None
+    fanout: scale.FanOut = field(default_factory=scale.FanOut)
 
     def metadata(self) -> dict[str, Any]:
         return {
+            **self.fanout.metadata(),
             "posts_scored": self.scored,
             "gold_rows_read": self.gold_rows_read,
             "rescored_all_of_gold": self.rescored_all,
@@ -147,6 +158,83 @@ def score_batch(
     )
 
 
+class ModelFiles:
+    """A registered model's files as one archive: what a Ray worker loads it from.
+
+    A loaded pyfunc model does not travel by pickle (models from code live in a module
+    made at load time), and a worker that fetched it from MLflow itself would need the
+    registry's address and credentials. The driver downloads the files once; the
+    archive goes to the object store once per run; each worker process loads it once.
+    """
+
+    def __init__(self, uri: str) -> None:
+        import mlflow
+
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
+            buffer = io.BytesIO()
+            with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+                tar.add(local, arcname="model")
+        self.uri = uri
+        self.archive = buffer.getvalue()
+        self.digest = hashlib.sha256(self.archive).hexdigest()
+
+    def load(self) -> Any:
+        """The model, loaded once per process from the archive, unpacked once per machine
+        (one directory per model archive: workers of later runs reuse it)."""
+        with _loaded_lock:
+            if self.digest not in _loaded:
+                import mlflow
+
+                where = Path(tempfile.gettempdir()) / f"spanda-model-{self.digest[:24]}"
+                if not where.is_dir():
+                    staging = tempfile.mkdtemp(prefix=f"{where.name}.", dir=where.parent)
+                    with tarfile.open(fileobj=io.BytesIO(self.archive), mode="r:gz") as tar:
+                        tar.extractall(staging, filter="data")
+                    try:
+                        os.rename(staging, where)  # whole, or not at all
+                    except OSError:  # another worker was first
+                        shutil.rmtree(staging, ignore_errors=True)
+                _loaded[self.digest] = mlflow.pyfunc.load_model(str(where / "model"))
+            return _loaded[self.digest]
+
+
+_loaded: dict[str, Any] = {}  # archive digest -> the model, per worker process
+_loaded_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One gold batch scored: its size, and the prediction rows of its consenting posts
+    with their text (for the drift sample); None when no post of it may be scored."""
+
+    read: int
+    rows: pa.Table | None
+    bodies: pa.ChunkedArray | None
+
+
+def score_consenting(
+    batch: pa.RecordBatch,
+    model: Any,
+    allowed: pa.Array,
+    version: str,
+    snapshot_id: int,
+    now: dt.datetime,
+    threshold: float,
+) -> Scored:
+    """The consent filter and `score_batch` on one gold batch. Pure given the model
+    (a loaded one, or its `ModelFiles`): the unit that fans out to Ray workers."""
+    if isinstance(model, ModelFiles):
+        model = model.load()
+    keep = pc.is_in(batch.column("subject_id").cast(pa.string()), allowed)
+    consenting = batch.filter(keep)
+    if consenting.num_rows == 0:
+        return Scored(batch.num_rows, None, None)
+    rows = score_batch(model, consenting, version, snapshot_id, now, threshold)
+    bodies = pa.chunked_array([consenting.column("body").cast(pa.string())])
+    return Scored(batch.num_rows, rows, bodies)
+
+
 def stage_predictions(
     catalog: Catalog,
     model: Any,
@@ -154,9 +242,11 @@ def stage_predictions(
     consent: Any,
     threshold: float = 0.5,
     sample_rows: int = 5_000,
+    model_uri: str | None = None,
 ) -> ScoreResult:
     """Score the gold rows added since the last run and stage them on the audit branch.
-    Run `erase_departed` first: erasure must not wait for a champion."""
+    Run `erase_departed` first: erasure must not wait for a champion. `model_uri`: where
+    `model` was loaded from, for Ray workers to load the same files (lib/scale.py)."""
     gold = catalog.load_table(POSTS)
     head = gold.snapshot_by_name(MAIN)
     table = open_predictions(catalog)
@@ -183,16 +273,23 @@ def stage_predictions(
     counts: dict[str, int] = {}
     allowed = pa.array(sorted(consent.active), pa.string())
     known: Known | None = None
-    for batch in rows_added_after(
+    # Scoring fans out (SPANDA_EXECUTOR: the model goes to the workers once); this
+    # process merges and commits.
+    runner = scale.runner("gold.post_predictions")
+    shipped = model
+    if runner.executor == settings.EXECUTOR_RAY and model_uri:
+        shipped = ModelFiles(model_uri)
+    batches = rows_added_after(
         gold, after, READ_ROWS, selected_fields=("post_id", "subject_id", "course_id", "body")
+    )
+    for scored in runner.map(
+        score_consenting, batches, shipped, allowed, version, head.snapshot_id, now, threshold
     ):
-        result.gold_rows_read += batch.num_rows
-        keep = pc.is_in(batch.column("subject_id").cast(pa.string()), allowed)
-        consenting = batch.filter(keep)
-        if consenting.num_rows == 0:
+        result.gold_rows_read += scored.read
+        rows = scored.rows
+        if rows is None or scored.bodies is None:
             continue
-        rows = score_batch(model, consenting, version, head.snapshot_id, now, threshold)
-        reservoir.add(rows.append_column("body", consenting.column("body").cast(pa.string())))
+        reservoir.add(rows.append_column("body", scored.bodies))
         if known is None:
             known = Known(table, empty=result.rescored_all)
         _write(tx, table, rows, props, known)
@@ -204,6 +301,7 @@ def stage_predictions(
         ):
             counts[str(label)] = counts.get(str(label), 0) + int(n)
     result.by_label = counts
+    result.fanout = runner.stats
     result.sample = reservoir.table()
     writes.close_run(tx, PREDICTIONS_SCHEMA, props, AUDIT)
     tx.commit_transaction()

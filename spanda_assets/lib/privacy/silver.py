@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.expressions import And, GreaterThan, LessThanOrEqual, Reference
 
-from spanda_assets.lib import faults, writes
+from spanda_assets.lib import faults, scale, writes
 from spanda_assets.lib.arrow_types import normalize, type_name
 from spanda_assets.lib.errors import SpandaError
 from spanda_assets.lib.incremental import new_files, read_files
@@ -105,6 +105,30 @@ class SilverResult:
     bronze_sequence: int = 0
     full_rebuild: bool = False
     columns: dict[str, str] = field(default_factory=dict)
+    fanout: scale.FanOut = field(default_factory=scale.FanOut)
+
+
+@dataclass(frozen=True)
+class Deidentified:
+    """One bronze batch after the consent filter and the column policy."""
+
+    rows: pa.Table
+    read: int
+    without_consent: int
+
+
+def deidentify(rows: pa.Table, inputs: SilverInputs, restored: frozenset[int]) -> Deidentified:
+    """A batch of new bronze rows as silver rows: the consent filter, then the policy.
+
+    Pure (no catalog, no clock): the unit that fans out to Ray workers (lib/scale.py).
+    Rows of `restored` students are left out: their whole history was merged already.
+    """
+    subject_col = inputs.policy.subject_column
+    allowed = _consented(rows, subject_col, inputs.active)
+    if restored and subject_col:
+        mask = pc.is_in(allowed.column(subject_col), pa.array(sorted(restored), pa.int64()))
+        allowed = allowed.filter(pc.invert(mask))
+    return Deidentified(transform(allowed, inputs), rows.num_rows, rows.num_rows - allowed.num_rows)
 
 
 def transform(batch: pa.Table, inputs: SilverInputs) -> pa.Table:
@@ -206,6 +230,7 @@ def stage_silver(
     step, after the audit (lib/writes.publish)."""
     policy = inputs.policy
     result = SilverResult(table=f"silver.{policy.table}")
+    runner = scale.runner(result.table)  # a wrong SPANDA_EXECUTOR stops the run here
     bronze_arrow = bronze.schema().as_arrow()
     policy.check_covers(bronze_arrow)
     target = silver_schema(bronze_arrow, inputs)
@@ -340,17 +365,15 @@ def stage_silver(
     # 4. new bronze rows since the last run
     # Files an upsert's delete rewrote from files silver already processed hold rows silver
     # has: skipped. Rewrites of files it had not processed yet are merged on the key.
+    # The transform of each batch fans out (SPANDA_EXECUTOR); this process commits.
     files = new_files(bronze, after_seq)
     for tasks, merge in ((files.appended, inputs.upsert), (files.rewritten, True)):
-        for batch in read_files(bronze, tasks, batch_rows):
-            rows = pa.Table.from_batches([batch])
-            result.rows_read += rows.num_rows
-            allowed = _consented(rows, subject_col, inputs.active)
-            if restored and subject_col:  # already merged in full above
-                mask = pc.is_in(allowed.column(subject_col), pa.array(sorted(restored), pa.int64()))
-                allowed = allowed.filter(pc.invert(mask))
-            result.rows_without_consent += rows.num_rows - allowed.num_rows
-            write(transform(allowed, inputs), merge=merge)
+        batches = (pa.Table.from_batches([b]) for b in read_files(bronze, tasks, batch_rows))
+        for done in runner.map(deidentify, batches, inputs, frozenset(restored)):
+            result.rows_read += done.read
+            result.rows_without_consent += done.without_consent
+            write(done.rows, merge=merge)
+    result.fanout = runner.stats
 
     if replacing:  # a rebuild from an empty bronze table
         write(target.empty_table(), merge=False)

@@ -35,15 +35,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table, Transaction
 
-from spanda_assets.lib import faults, writes
+from spanda_assets.lib import faults, scale, writes
 from spanda_assets.lib.arrow_types import normalize
 from spanda_assets.lib.errors import SpandaError
 from spanda_assets.lib.incremental import new_files, read_files, rows_added_after
@@ -54,6 +55,7 @@ from spanda_assets.lib.validation.gold import (
     QUARANTINE_SCHEMA,
     REFERENCE_TABLES,
     GoldSpec,
+    Split,
     reference_keys,
     reference_tables,
     split,
@@ -105,6 +107,25 @@ class GoldResult:
     failures: dict[str, int] = field(default_factory=dict)
     snapshot_id: int | None = None  # the audit branch's head after the run
     audit_reset: bool = False
+    fanout: scale.FanOut = field(default_factory=scale.FanOut)
+
+
+@dataclass(frozen=True)
+class SplitBatch:
+    """One silver batch through the consent filter and the row rules."""
+
+    keys: pa.Array  # every key of the batch, as text (consented or not)
+    without_consent: int
+    parts: Split
+
+
+def split_batch(
+    rows: pa.Table, spec: GoldSpec, allowed: pa.Array, refs: dict[str, pa.Array]
+) -> SplitBatch:
+    """Consent filter, then the rules. Pure: the unit that fans out (lib/scale.py)."""
+    keys = pc.cast(rows.column(spec.key), pa.string()).combine_chunks()
+    consented = rows.filter(pc.fill_null(pc.is_in(rows["subject_id"], value_set=allowed), False))
+    return SplitBatch(keys, rows.num_rows - consented.num_rows, split(spec, consented, refs))
 
 
 def fingerprint(spec: GoldSpec) -> str:
@@ -215,7 +236,7 @@ def stage_gold(
     # quarantine commit and before its gold commit, the retry still sees the entries it
     # must re-check, and re-derives the same changes.
     held = QuarantineChanges.start(quarantine, spec.name, state.get(QUARANTINE_SNAPSHOT_KEY))
-    run = _GoldRun(spec, consent, refs, result, held)
+    run = _GoldRun(spec, consent, refs, result, held, scale.runner(f"gold.{spec.name}"))
     if full:
         run.rebuild(catalog, silver, props, batch_rows)
     else:
@@ -233,6 +254,7 @@ def stage_gold(
     result.snapshot_id = snap.snapshot_id if snap else None
     result.total_rows = writes.row_count(gold, AUDIT)
     result.total_quarantined = quarantined(catalog.load_table(QUARANTINE), spec.name).num_rows
+    result.fanout = run.runner.stats
     return result
 
 
@@ -257,7 +279,9 @@ class _GoldRun:
         refs: dict[str, pa.Array],
         result: GoldResult,
         quarantine: QuarantineChanges,
+        runner: scale.Runner | None = None,
     ) -> None:
+        self.runner = runner or scale.Runner(f"gold.{spec.name}")
         self.spec = spec
         self.consent = consent
         self.allowed = pa.array(sorted(consent.active), pa.string())
@@ -265,18 +289,34 @@ class _GoldRun:
         self.result = result
         self.quarantine = quarantine
 
-    def split(self, rows: pa.Table) -> tuple[pa.Table, pa.Table]:
-        """Consent filter, then the rules: (valid rows, quarantine rows)."""
-        consented = rows.filter(
-            pc.fill_null(pc.is_in(rows["subject_id"], value_set=self.allowed), False)
-        )
-        self.result.without_consent += rows.num_rows - consented.num_rows
-        parts = split(self.spec, consented, self.refs)
+    def split(self, rows: pa.Table | SplitBatch) -> tuple[pa.Table, pa.Table]:
+        """Consent filter, then the rules (unless a worker did: a SplitBatch), and the
+        counts: (valid rows, quarantine rows)."""
+        done = rows if isinstance(rows, SplitBatch) else self.split_batch(rows)
+        self.result.without_consent += done.without_consent
+        parts = done.parts
         for name, n in parts.failures.items():
             self.result.failures[name] = self.result.failures.get(name, 0) + n
         self.quarantine.hold(parts.quarantine)
         self.result.quarantined += parts.quarantine.num_rows
         return parts.valid, parts.quarantine
+
+    def split_batch(self, rows: pa.Table) -> SplitBatch:
+        return split_batch(rows, self.spec, self.allowed, self.refs)
+
+    def fan_out(self, batches: Iterable[pa.RecordBatch], skip: pa.Array | None = None) -> Any:
+        """The batches split by the runner (in process or on Ray), in order; `skip`: keys
+        already handled this run."""
+
+        def tables() -> Iterator[pa.Table]:
+            for batch in batches:
+                rows = pa.Table.from_batches([batch])
+                self.result.rows_read += rows.num_rows
+                if skip is not None and len(skip):
+                    rows = rows.filter(pc.invert(pc.is_in(rows[self.spec.key], value_set=skip)))
+                yield rows
+
+        return self.runner.map(split_batch, tables(), self.spec, self.allowed, self.refs)
 
     # ------------------------------------------------------------------ full rebuild
     def rebuild(
@@ -297,9 +337,8 @@ class _GoldRun:
         target = _arrow_schema(table)
         tx = table.transaction()
         first = True
-        for batch in rows_added_after(silver, 0, batch_rows):
-            self.result.rows_read += batch.num_rows
-            valid, _ = self.split(pa.Table.from_batches([batch]))
+        for done in self.fan_out(rows_added_after(silver, 0, batch_rows)):
+            valid, _ = self.split(done)
             valid = valid.cast(target)
             if first:
                 writes.replace_all(tx, table, valid, branch=AUDIT)
@@ -363,18 +402,18 @@ class _GoldRun:
         files = new_files(silver, int(state.get(SILVER_SEQ_KEY, 0) or 0))
         skip = pa.array(sorted(done), pa.string())
         for tasks, merge in ((files.appended, upsert), (files.rewritten, True)):
-            for batch in read_files(silver, tasks, batch_rows):
-                rows = pa.Table.from_batches([batch])
-                self.result.rows_read += rows.num_rows
-                if len(skip):
-                    rows = rows.filter(pc.invert(pc.is_in(rows[spec.key], value_set=skip)))
-                self.merge(tx, gold, rows, merge=merge)
+            for batch in self.fan_out(read_files(silver, tasks, batch_rows), skip):
+                self.merge(tx, gold, batch, merge=merge)
 
-    def merge(self, tx: Transaction, gold: Table, rows: pa.Table, *, merge: bool) -> set[str]:
-        """Split `rows`; valid ones into gold, failing ones out of it. Returns the keys handled."""
+    def merge(
+        self, tx: Transaction, gold: Table, rows: pa.Table | SplitBatch, *, merge: bool
+    ) -> set[str]:
+        """Split `rows` (unless split already); valid ones into gold, failing ones out of it.
+        Returns the keys handled."""
         spec = self.spec
-        keys = pc.cast(rows.column(spec.key), pa.string()).combine_chunks()
-        valid, failed = self.split(rows)
+        done = rows if isinstance(rows, SplitBatch) else self.split_batch(rows)
+        keys = done.keys
+        valid, failed = self.split(done)
         failing = set(failed.column("row_key").to_pylist())
         self.result.released += len(self.quarantine.handled(keys) - failing)
         if merge and failed.num_rows:  # a row that was valid and now fails leaves gold
