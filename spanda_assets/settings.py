@@ -779,6 +779,16 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     # One-host stack
     _V(
+        "POSTGRES_PASSWORD",
+        G_STACK,
+        "password of PostgreSQL's superuser `postgres`, the server's administrator's alone: "
+        "Dagster, MLflow and Nessie each own a database as a user of their own",
+        required=True,
+        secret=True,
+        placeholder="change-me-postgres-superuser",
+        reader="compose",
+    ),
+    _V(
         "MSSQL_SA_PASSWORD",
         G_STACK,
         "SQL Server's `sa` password (8+ characters, upper and lower case, digits; no `@:/`)",

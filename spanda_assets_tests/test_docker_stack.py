@@ -613,11 +613,15 @@ def test_docker_dagster_yaml_runs_on_postgres(
         assert stored == result.run_id
 
 
-def test_postgres_init_creates_mlflow_and_nessie_databases(pg: Postgres) -> None:
+def test_postgres_init_creates_each_services_database(pg: Postgres) -> None:
     """docker/postgres/init-databases.sh as the postgres image runs it: each service gets
     its database and user; a password with quotes and spaces survives; a second run is
     harmless."""
-    passwords = {"mlflow": "it's a pass word", "nessie": 'x"; DROP ROLE spanda; --'}
+    passwords = {
+        "dagster": "dagster pass",
+        "mlflow": "it's a pass word",
+        "nessie": 'x"; DROP ROLE spanda; --',
+    }
     for name in passwords:
         pg.drop_database(name)
         pg._psql(f"DROP ROLE IF EXISTS {name}")
@@ -628,6 +632,7 @@ def test_postgres_init_creates_mlflow_and_nessie_databases(pg: Postgres) -> None
         f"PGPORT={pg.port}",
         "POSTGRES_USER=postgres",
         "POSTGRES_DB=postgres",
+        f"DAGSTER_PG_PASSWORD={passwords['dagster']}",
         f"MLFLOW_PG_PASSWORD={passwords['mlflow']}",
         f"NESSIE_PG_PASSWORD={passwords['nessie']}",
     ]
@@ -650,6 +655,8 @@ def test_postgres_init_creates_mlflow_and_nessie_databases(pg: Postgres) -> None
             row = conn.execute("SELECT current_database(), current_user").fetchone()
             assert row == (name, name)
             conn.execute("CREATE TABLE owned (x int)")  # the owner may create its tables
+            superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (name,))
+            assert superuser.fetchone() == (False,)
     with psycopg.connect(
         host="127.0.0.1", port=pg.port, dbname="postgres", user=PG_USER, password=PG_PASSWORD
     ) as conn:

@@ -275,7 +275,8 @@ def test_a_refresh_moves_the_pins_and_the_charts_follow(
 def test_superset_reads_the_exposed_tables_and_no_other_file(
     home: Path, superset: SupersetServer
 ) -> None:
-    """SQL Lab runs on the same locked connection: gold reads, bronze's files do not."""
+    """SQL Lab runs on the same locked connection: the file's tables read, no file does
+    (bronze's, and gold's own data and metadata files)."""
     _build(superset)
     bronze = next((home / "warehouse" / "bronze" / "forum_posts" / "data").glob("*.parquet"))
     with SupersetClient(superset.url, superset.username, superset.password) as client:
@@ -293,13 +294,26 @@ def test_superset_reads_the_exposed_tables_and_no_other_file(
         pinned = read_pins(default_path())["gold.validated_posts"]
         assert ok.json()["data"][0]["n"] == _scan("gold.validated_posts", pinned).num_rows
         # DuckDB itself refuses the files: the lock, not Superset's SQL checks
+        gold_dir = home / "warehouse" / "gold" / "validated_posts"
+        gold_file = next((gold_dir / "data").glob("*.parquet"))
+        gold_metadata = max((gold_dir / "metadata").glob("*.metadata.json"))
         for sql in (
             f"SELECT count(*) AS n FROM read_parquet('{bronze}')",
             f"SELECT count(*) AS n FROM iceberg_scan('{home / 'warehouse' / 'bronze'}/students')",
+            # gold's own files too: they hold snapshots main no longer shows (erased rows)
+            # and what the audit branch holds back; only the file's copies are readable
+            f"SELECT count(*) AS n FROM read_parquet('{gold_file}')",
+            f"SELECT count(*) AS n FROM iceberg_scan('{gold_metadata}')",
         ):
             refused = run(sql)
             assert refused.status_code != 200, sql
-            assert "file system operations are disabled" in refused.text, refused.text
+            # a file read is refused by the lock; iceberg_scan does not even exist (the
+            # copied file loads no extension, and none can be loaded: see below)
+            assert "file system operations are disabled" in refused.text or (
+                "iceberg_scan" in refused.text and "is not in the catalog" in refused.text
+            ), refused.text
+        loading = run("LOAD iceberg")
+        assert loading.status_code != 200 and "disabled" in loading.text, loading.text
         for sql in ("SET enable_external_access = true", "CREATE TABLE gold.x AS SELECT 1"):
             assert run(sql).status_code != 200, sql
     # the file on disk was written by Spanda only: Superset opened it read-only
@@ -338,19 +352,40 @@ def _screenshot(superset: SupersetServer, path: Path) -> Path:
     return path
 
 
-def test_a_copy_needs_no_extension_and_holds_the_pinned_rows(home: Path, tmp_path: Path) -> None:
-    """--copy (and any table on object storage): main's rows at the pin, in the file."""
-    copied = refresh(path=tmp_path / "copy.duckdb", copy=True)
+def _counts(con: duckdb.DuckDBPyConnection, tables: list[Any]) -> None:
+    for table in tables:
+        (count,) = con.execute(f"SELECT count(*) FROM {table.qualified}").fetchone() or (0,)
+        assert count == _scan(table.qualified, table.snapshot_id).num_rows, table.qualified
+
+
+def test_copies_need_no_file_access_and_views_read_the_same_rows(
+    home: Path, tmp_path: Path
+) -> None:
+    """The default file holds main's rows at the pins: a reader with no extension and no
+    file access at all reads every table, and no directory is allowed. --views reads
+    the same rows through iceberg_scan, with the extensions installed beside the file."""
+    copied = refresh(path=tmp_path / "copy.duckdb")
     assert {t.mode for t in copied.tables} <= {"copy", "empty"}
     assert "copy" in {t.mode for t in copied.tables}
-    # a reader with no extension and no file access at all reads every table
     con = duckdb.connect(str(copied.path), read_only=True, config={"enable_external_access": False})
     try:
-        for table in copied.tables:
-            (count,) = con.execute(f"SELECT count(*) FROM {table.qualified}").fetchone() or (0,)
-            assert count == _scan(table.qualified, table.snapshot_id).num_rows, table.qualified
+        _counts(con, copied.tables)
         allowed = con.execute("SELECT count(*) FROM spanda_bi.allowed_directories").fetchone()
         assert allowed == (0,)
+    finally:
+        con.close()
+
+    viewed = refresh(path=tmp_path / "views.duckdb", copy=False)
+    assert "view" in {t.mode for t in viewed.tables}
+    con = duckdb.connect(
+        str(viewed.path),
+        read_only=True,
+        config={"extension_directory": str(viewed.extension_directory)},
+    )
+    try:
+        con.execute("LOAD avro")
+        con.execute("LOAD iceberg")
+        _counts(con, viewed.tables)
     finally:
         con.close()
 
@@ -365,7 +400,7 @@ def test_bronze_is_never_exposed(home: Path, tmp_path: Path) -> None:
 
 
 def test_the_bi_asset_writes_the_file_pinned_to_main(home: Path) -> None:
-    """bi/lakehouse_views (what the daemon runs after gold publishes) writes the file:
+    """bi/lakehouse_file (what the daemon runs after gold publishes) writes the file:
     every pin is a snapshot of its table's main, its check passes, and a pin main never
     held is what the check catches."""
     default_path().unlink(missing_ok=True)
@@ -374,7 +409,7 @@ def test_the_bi_asset_writes_the_file_pinned_to_main(home: Path) -> None:
             defs()
             .resolve_job_def("materialize_platform")
             .execute_in_process(
-                instance=instance, asset_selection=[dg.AssetKey(["bi", "lakehouse_views"])]
+                instance=instance, asset_selection=[dg.AssetKey(["bi", "lakehouse_file"])]
             )
         )
     (check,) = result.get_asset_check_evaluations()

@@ -1,7 +1,8 @@
 #!/bin/sh
 # PostgreSQL's first start (the image runs /docker-entrypoint-initdb.d on an empty data
-# directory): the databases of MLflow and Nessie beside Dagster's ($POSTGRES_DB), each
-# owned by a user of its own, so that no service can read another's tables.
+# directory): the databases of Dagster, MLflow and Nessie, each owned by a user of its
+# own that is not a superuser, so that no service can read another's tables. The
+# superuser ($POSTGRES_USER) is the server's administrator's alone.
 # The names and passwords travel as psql variables (:'name' quotes them), never spliced
 # into SQL text: a password may hold any character.
 set -eu
@@ -16,5 +17,6 @@ SELECT format('CREATE DATABASE %I OWNER %I', :'name', :'name')
 SQL
 }
 
+create dagster "$DAGSTER_PG_PASSWORD"
 create mlflow "$MLFLOW_PG_PASSWORD"
 create nessie "$NESSIE_PG_PASSWORD"

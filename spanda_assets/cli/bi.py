@@ -32,10 +32,20 @@ def bi() -> None:
     """Business intelligence over the lakehouse: the DuckDB file, Superset's dashboard."""
 
 
-def _refresh(path: Path | None, namespaces: tuple[str, ...], copy: bool) -> Refreshed:
+VIEWS_OPTION = click.option(
+    "--views",
+    is_flag=True,
+    help="Zero-copy views over the tables' files instead of copies of main's rows. A "
+    "connection that may read a table's directory can read every file in it, rows an "
+    "audit branch holds back and erased rows of old snapshots included: for one trusted "
+    "analyst on this host, never a shared Superset. Object storage is always copied.",
+)
+
+
+def _refresh(path: Path | None, namespaces: tuple[str, ...], views: bool) -> Refreshed:
     from spanda_assets.lib.bi.refresh import DEFAULT_NAMESPACES, refresh
 
-    result = refresh(path=path, namespaces=namespaces or DEFAULT_NAMESPACES, copy=copy)
+    result = refresh(path=path, namespaces=namespaces or DEFAULT_NAMESPACES, copy=not views)
     click.echo(f"{result.path}: {len(result.tables)} table(s) in {result.seconds:.1f} s")
     for table in result.tables:
         pin = table.snapshot_id if table.snapshot_id is not None else "nothing published yet"
@@ -46,13 +56,11 @@ def _refresh(path: Path | None, namespaces: tuple[str, ...], copy: bool) -> Refr
 @bi.command("refresh")
 @click.option("--path", type=click.Path(path_type=Path), help="Default SPANDA_HOME/bi/.")
 @click.option("--namespace", "namespaces", multiple=True, help=NAMESPACE_HELP)
-@click.option(
-    "--copy", is_flag=True, help="Copy every table's rows into the file (object storage always is)."
-)
-def refresh_cmd(path: Path | None, namespaces: tuple[str, ...], copy: bool) -> None:
-    """Write the DuckDB file BI tools read: one view per exposed table at main's snapshot."""
+@VIEWS_OPTION
+def refresh_cmd(path: Path | None, namespaces: tuple[str, ...], views: bool) -> None:
+    """Write the DuckDB file BI tools read: each exposed table at main's snapshot."""
     try:
-        _refresh(path, namespaces, copy)
+        _refresh(path, namespaces, views)
     except SpandaError as exc:
         fail(exc)
 
@@ -69,12 +77,10 @@ def refresh_cmd(path: Path | None, namespaces: tuple[str, ...], copy: bool) -> N
     "--path", type=click.Path(path_type=Path), help="The BI file (default SPANDA_HOME/bi/)."
 )
 @click.option("--namespace", "namespaces", multiple=True, help=NAMESPACE_HELP)
-@click.option(
-    "--copy", is_flag=True, help="Copy every table's rows into the file (object storage always is)."
-)
+@VIEWS_OPTION
 @click.option("--no-refresh", is_flag=True, help="Use the BI file as it is.")
 def superset_cmd(
-    url: str, path: Path | None, namespaces: tuple[str, ...], copy: bool, no_refresh: bool
+    url: str, path: Path | None, namespaces: tuple[str, ...], views: bool, no_refresh: bool
 ) -> None:
     """Create or update Spanda's dashboard in Superset (idempotent)."""
     from spanda_assets.lib.bi.refresh import default_path
@@ -93,7 +99,7 @@ def superset_cmd(
     try:
         bi_file = path or default_path()
         if not no_refresh:
-            bi_file = _refresh(path, namespaces, copy).path
+            bi_file = _refresh(path, namespaces, views).path
         elif not bi_file.is_file():
             raise SpandaError(f"{bi_file} does not exist: run `spanda bi refresh` first")
         with SupersetClient(url, username, password) as client:

@@ -13,6 +13,7 @@ has not materialized for two hours (warn) or three (fail) is stuck.
 """
 
 import datetime as dt
+from typing import Any
 
 import dagster as dg
 
@@ -38,17 +39,29 @@ def downstream_of_gold() -> dg.AutomationCondition:
 
 
 def at_cron_if_changed(cron: str) -> dg.AutomationCondition:
-    """At each tick of `cron` (UTC), if a parent changed since this asset last ran, and
-    every parent's blocking checks passed: "daily at 05:00 when the data changed".
+    """Due at each tick of `cron` (UTC) when something changed since this asset last
+    succeeded; runs once its parents have settled (none running, none missing, every
+    blocking check passed): "daily at 05:00 when the data changed" (decision 0036).
 
-    Dagster's `on_cron` means something else: at the first parent update *after* a tick.
-    With it, a table that changed at 04:00 would not be published at 05:00, and one that
-    changes at 14:00 would be published at 14:00. A tick missed while the daemon was down
-    is taken at its first evaluation after restart.
+    * `changed`: a parent updated since this asset's last successful materialization
+      (or it never materialized). A failed run leaves it set, so the next tick retries.
+    * `due`: latched at a tick where `changed` holds, until the asset is requested. A
+      tick that finds a parent mid-rewrite or a blocking check failing waits for them,
+      the same day, instead of skipping to the next tick.
+
+    Dagster's `on_cron` means something else: run at the first parent update *after* a
+    tick, so a table changed at 04:00 was not published at 05:00.
     """
+    ac: Any = dg.AutomationCondition  # its generics do not follow `&` and `|` for mypy
+    changed = (
+        ac.any_deps_updated().since(ac.newly_updated() | ac.initial_evaluation()) | ac.missing()
+    ).with_label("a parent changed since the last success")
+    handled = ac.newly_requested() | ac.newly_updated() | ac.initial_evaluation()
+    due = (ac.cron_tick_passed(cron, "UTC") & changed).since(handled)
     return (
-        dg.AutomationCondition.cron_tick_passed(cron, "UTC")
-        & dg.AutomationCondition.any_deps_updated().since_last_handled()
-        & ~dg.AutomationCondition.any_deps_missing()
-        & dg.AutomationCondition.all_deps_blocking_checks_passed()
+        due.with_label(f"due at {cron} UTC")
+        & ~ac.any_deps_missing()
+        & ~ac.any_deps_in_progress()
+        & ~ac.in_progress()
+        & ac.all_deps_blocking_checks_passed()
     ).with_label(f"at {cron} UTC if a parent changed")

@@ -1,10 +1,10 @@
 """The BI file follows gold by itself: dashboards show what main published, within minutes.
 
-`bi/lakehouse_views` rewrites SPANDA_HOME/bi/lakehouse.duckdb (lib/bi/refresh.py,
-decision 0034) whenever a gold table published new data and its blocking checks
-passed, so Superset's charts move to the new snapshots with nobody running
-`spanda bi refresh`. Its check reads the file back: every view is pinned to the
-snapshot main held when it was written.
+`bi/lakehouse_file` rewrites SPANDA_HOME/bi/lakehouse.duckdb (lib/bi/refresh.py,
+decision 0034) whenever a gold table's main moved (new rows, or an erasure), so
+Superset's charts move to the new snapshots, and erased rows leave the file, with
+nobody running `spanda bi refresh`. Its check reads the file back: every table is
+pinned to a snapshot main held.
 """
 
 from collections.abc import Iterator
@@ -15,7 +15,7 @@ import dagster as dg
 from spanda_assets.defs.validation.assets import gold_key
 from spanda_assets.resources import LakehouseResource
 
-BI_KEY = dg.AssetKey(["bi", "lakehouse_views"])
+BI_KEY = dg.AssetKey(["bi", "lakehouse_file"])
 GOLD_TABLES = (
     "validated_posts",
     "validated_enrollments",
@@ -26,12 +26,15 @@ GOLD_TABLES = (
 
 
 def after_gold_published() -> dg.AutomationCondition:
-    """Any gold parent updated since the last refresh, its blocking checks passed, and no
-    refresh running. Unlike `eager`, a parent that never materialized (no model trained
-    yet, so no predictions) does not hold the others back: its view is an empty table."""
+    """Any gold parent updated since the last refresh, and no refresh running.
+
+    No wait for the parents' blocking checks: the refresh reads main, which only moves
+    after they passed (write-audit-publish), and a check that never ran (no model
+    trained yet, so no predictions) must not hold back the other tables, nor an erasure
+    that main already applied. Unlike `eager`, a parent that never materialized does
+    not hold the others back either: its table in the file is empty."""
     return (
         dg.AutomationCondition.any_deps_updated().since_last_handled()
-        & dg.AutomationCondition.all_deps_blocking_checks_passed()
         & ~dg.AutomationCondition.in_progress()
     ).with_label("after a gold table published")
 
@@ -48,21 +51,21 @@ def after_gold_published() -> dg.AutomationCondition:
         dg.AssetCheckSpec(
             "pinned_to_main",
             asset=BI_KEY,
-            description="Read back from the file: every view is pinned to a snapshot of "
+            description="Read back from the file: every table is pinned to a snapshot of "
             "its table's main (main now, or one main held before), never to the audit "
             "branch's unpublished head; and nothing but gold is exposed.",
         )
     ],
     description=(
-        "The DuckDB file Superset reads (SPANDA_HOME/bi/lakehouse.duckdb): one view per "
-        "gold table over `iceberg_scan` of its main snapshot, pinned, so every chart of "
-        "a dashboard reads one consistent set of snapshots; tables on object storage are "
-        "copied at that snapshot instead. Written beside the old file and renamed over "
-        "it. Never bronze. Runs after a gold table published and passed its blocking "
-        "checks; `spanda bi refresh` does the same by hand (docs/bi.md)."
+        "The DuckDB file Superset reads (SPANDA_HOME/bi/lakehouse.duckdb): each gold "
+        "table's rows at its main snapshot, pinned, so every chart of a dashboard reads "
+        "one consistent set of snapshots, and a SQL Lab user can read nothing but these "
+        "copies (no file, no other snapshot, no audit branch). Written beside the old "
+        "file and renamed over it. Never bronze. Runs whenever a gold table's main "
+        "moved; `spanda bi refresh` does the same by hand (docs/bi.md)."
     ),
 )
-def lakehouse_views(lakehouse: LakehouseResource) -> Iterator[Any]:
+def lakehouse_file(lakehouse: LakehouseResource) -> Iterator[Any]:
     from spanda_assets.lib.bi.refresh import off_main, read_pins, refresh
 
     catalog = lakehouse.catalog()
@@ -93,4 +96,4 @@ def lakehouse_views(lakehouse: LakehouseResource) -> Iterator[Any]:
     )
 
 
-defs = dg.Definitions(assets=[lakehouse_views])
+defs = dg.Definitions(assets=[lakehouse_file])

@@ -1,26 +1,25 @@
-"""The DuckDB file BI tools read: one view per exposed table, pinned to what main published.
+"""The DuckDB file BI tools read: each exposed table as main published it, pinned.
 
-`spanda bi refresh` (and the build of the Superset dashboard) writes
-SPANDA_HOME/bi/lakehouse.duckdb (decision 0034):
+`spanda bi refresh`, the build of the Superset dashboard and the asset
+`bi/lakehouse_file` write SPANDA_HOME/bi/lakehouse.duckdb (decision 0034):
 
 * for every table of the exposed namespaces (gold by default; silver on request; never
-  bronze, which holds personal data, nor submissions), a view
-  `<namespace>.<table>` over `iceberg_scan('<metadata.json>', snapshot_from_id=<main>)`:
-  the table as readers see it (main), pinned to the snapshot main held at refresh time,
-  so every chart of a dashboard reads one consistent set of snapshots until the next
-  refresh; nothing is copied;
-* `spanda_bi.snapshots`: which snapshot each view reads and when main published it;
-* `spanda_bi.allowed_directories`: the exposed tables' directories, the only ones a BI
-  connection may read (Superset's configuration locks every DuckDB connection to them,
-  lib/bi/superset_config.py);
-* the iceberg and avro extensions, installed from their PyPI package files into
-  `duckdb_extensions/` beside the file (nothing is downloaded), where a reader's DuckDB
-  (same version) loads them.
+  bronze, which holds personal data, nor submissions), a table `<namespace>.<table>`
+  holding the rows of main at the snapshot main held at refresh time, so every chart of
+  a dashboard reads one consistent set of snapshots until the next refresh;
+* `spanda_bi.snapshots`: which snapshot each table holds and when main published it;
+* `spanda_bi.allowed_directories`: the directories a BI connection may read (Superset's
+  configuration locks every DuckDB connection to them, lib/bi/superset_config.py):
+  none for a copied file, so a SQL Lab user reads the file's tables and nothing else.
 
-A table on object storage (s3://, the compose stack's MinIO) is copied instead: the
-rows of main at that snapshot go into the file, so the BI host needs neither storage
-credentials nor an S3 extension, at the cost of a copy per refresh. `copy=True` copies
-every table.
+Copying is the default because a directory cannot be opened halfway: a connection
+allowed to read a table's directory (for a view over `iceberg_scan`) can also read
+every data file in it with `read_parquet`, and every snapshot with `snapshot_from_id`,
+which includes rows an audit branch holds back and rows erased after a consent
+withdrawal. `copy=False` (`--views`) makes zero-copy views instead, with the iceberg and
+avro extensions installed beside the file from their PyPI package files: for one
+trusted analyst on the platform's host, never for a shared Superset. Tables on object
+storage are always copied (the BI host then needs no storage credentials).
 
 The file is written next to the old one and renamed over it, so a reader sees the old
 set of pins or the new one, never a mix. Superset opens a connection per query
@@ -32,12 +31,14 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import duckdb
+from pyiceberg.exceptions import NoSuchNamespaceError
 from pyiceberg.table.snapshots import ancestors_of
 
 from spanda_assets import settings
@@ -151,7 +152,7 @@ def refresh(
     catalog: Catalog | None = None,
     path: Path | None = None,
     namespaces: tuple[str, ...] = DEFAULT_NAMESPACES,
-    copy: bool = False,
+    copy: bool = True,
 ) -> Refreshed:
     """Write the BI file for the tables of `namespaces` at main's current snapshots.
 
@@ -164,8 +165,8 @@ def refresh(
     (target.parent / "tmp").mkdir(exist_ok=True)
     ext_dir = extension_directory(target)
     ext_dir.mkdir(exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
+    # unique across hosts and containers that share the directory (a pid is not)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     result = Refreshed(target, ext_dir, copy)
     allowed: set[str] = set()
     con = _open(tmp, ext_dir)
@@ -176,7 +177,8 @@ def refresh(
             con.execute(f"CREATE SCHEMA {_ident(namespace)}")
             try:
                 names = sorted(ident[-1] for ident in cat.list_tables(namespace))
-            except Exception:  # a namespace not created yet exposes nothing
+            except NoSuchNamespaceError:  # not created yet: it exposes nothing (any other
+                # failure, a catalog outage, must not replace a good file by an empty one)
                 names = []
             for name in names:
                 table = cat.load_table((namespace, name))
@@ -189,6 +191,7 @@ def refresh(
     except BaseException:
         con.close()
         tmp.unlink(missing_ok=True)
+        tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
         raise
     con.close()
     os.replace(tmp, target)

@@ -285,7 +285,8 @@ def run_gx(
     # GX draws a tqdm bar per validation ("Calculating Metrics") on stderr: noise in a run's
     # log and the demo's terminal. TQDM_DISABLE cannot stop it (GX passes `disable=`
     # explicitly, which wins over tqdm's environment defaults); the validator reads this
-    # context variable instead. Set in memory only: great_expectations.yml stays as written.
+    # context variable instead. GX saves it in the generated great_expectations.yml under
+    # SPANDA_HOME/gx with the rest of the project it keeps there.
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     source = context.data_sources.add_or_update_pandas("spanda")
     asset = next((a for a in source.assets if a.name == name), None) or source.add_dataframe_asset(
