@@ -66,6 +66,9 @@ bench: install
 	$(BIN)/python benchmarks/search.py
 	$(BIN)/python benchmarks/download.py
 	$(BIN)/python benchmarks/access.py
+	$(BIN)/python benchmarks/sql.py
+	$(BIN)/python benchmarks/chain.py --repeat
+	$(BIN)/python benchmarks/scale.py
 
 # Re-resolve pinned versions after editing pyproject.toml dependencies.
 lock: install

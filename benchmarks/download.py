@@ -24,10 +24,8 @@ not grow with the table (try --rows 3000000).
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,7 +34,7 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from gold_posts import build_validated_posts  # noqa: E402
+from gold_posts import bench_home, build_validated_posts  # noqa: E402
 from served import spanda_serve  # noqa: E402
 
 from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog  # noqa: E402
@@ -107,12 +105,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--files", type=int, default=8)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="spanda-bench-download-") as tmp:
-        home = Path(tmp) / "home"
-        home.mkdir()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SPANDA_")}
-        env |= {"SPANDA_HOME": str(home), "SPANDA_DEMO": "1"}
-        os.environ.update(env)
+    with bench_home("spanda-bench-download-") as (home, env):
         started = time.perf_counter()
         build(home, args.rows, args.files)
         print(f"built and published {args.rows:,} rows in {time.perf_counter() - started:.0f} s")

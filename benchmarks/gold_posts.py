@@ -7,7 +7,12 @@ without running the chain to get it: the chain's own speed is measured elsewhere
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
@@ -31,6 +36,19 @@ SCHEMA = pa.schema(
         ("body_length", pa.int32()),
     ]
 )
+
+
+@contextlib.contextmanager
+def bench_home(prefix: str) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A temporary SPANDA_HOME (the embedded demo defaults) and the environment of the
+    benchmark's child processes, set in this process too; removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SPANDA_")}
+        env |= {"SPANDA_HOME": str(home), "SPANDA_DEMO": "1"}
+        os.environ.update(env)
+        yield home, env
 
 
 def build_validated_posts(catalog: Catalog, rows: int, files: int, seed: int = 7) -> Table:

@@ -26,7 +26,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from gold_posts import build_validated_posts  # noqa: E402
+from gold_posts import bench_home, build_validated_posts  # noqa: E402
 
 from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog  # noqa: E402
 
@@ -144,12 +143,7 @@ def main() -> None:
     parser.add_argument("--repetitions", type=int, default=3)
     args = parser.parse_args()
     spanda = str(Path(sys.executable).parent / "spanda")
-    with tempfile.TemporaryDirectory(prefix="spanda-bench-sql-") as tmp:
-        home = Path(tmp) / "home"
-        home.mkdir()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SPANDA_")}
-        env |= {"SPANDA_HOME": str(home), "SPANDA_DEMO": "1"}
-        os.environ.update(env)
+    with bench_home("spanda-bench-sql-") as (_, env):
         started = time.perf_counter()
         build_validated_posts(open_catalog(CatalogConfig.from_env()), args.rows, args.files)
         print(f"built gold.validated_posts, {args.rows:,} rows in {args.files} files, "

@@ -348,26 +348,31 @@ def _ident(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
+def locked_config(base: Path, extensions: Path) -> dict[str, str | bool | int | float | list[str]]:
+    """DuckDB settings shared by every connection the platform opens: its home and temp
+    directories under `base`, extensions only from `extensions`, nothing auto-installed
+    or auto-loaded, no persistent secrets, and no Python variables readable as tables
+    (DuckDB's replacement scans would read any DataFrame in the caller's frame)."""
+    return {
+        "home_directory": str(base),
+        "extension_directory": str(extensions),
+        "temp_directory": str(base / "tmp"),
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "allow_community_extensions": False,
+        "allow_persistent_secrets": False,
+        "python_enable_replacements": False,
+    }
+
+
 def open_duckdb(home: Path | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with iceberg and avro loaded from their package files; its
     home, extension, secret and temp directories under SPANDA_HOME/duckdb (HOME need not
     exist), nothing auto-installed or auto-loaded, and no Python variables readable as
     tables (DuckDB's replacement scans would read any DataFrame in the caller's frame)."""
     base = (home or settings.spanda_home()) / _DUCKDB_DIR
-    con = duckdb.connect(
-        ":memory:",
-        config={
-            "home_directory": str(base),
-            "extension_directory": str(base / "extensions"),
-            "secret_directory": str(base / "secrets"),
-            "temp_directory": str(base / "tmp"),
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-            "allow_community_extensions": False,
-            "allow_persistent_secrets": False,
-            "python_enable_replacements": False,
-        },
-    )
+    config = locked_config(base, base / "extensions") | {"secret_directory": str(base / "secrets")}
+    con = duckdb.connect(":memory:", config=config)
     try:
         for name in EXTENSIONS:
             con.execute(f"LOAD {_literal(str(extension_path(name)))}")

@@ -44,7 +44,13 @@ from pyiceberg.table.snapshots import ancestors_of
 from spanda_assets import settings
 from spanda_assets.lib.errors import ConfigError
 from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
-from spanda_assets.lib.sql import EXTENSIONS, extension_path, pick_snapshot, table_directories
+from spanda_assets.lib.sql import (
+    EXTENSIONS,
+    extension_path,
+    locked_config,
+    pick_snapshot,
+    table_directories,
+)
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -124,20 +130,7 @@ def _check_namespaces(namespaces: tuple[str, ...]) -> None:
 
 
 def _open(path: Path, ext_dir: Path) -> duckdb.DuckDBPyConnection:
-    base = path.parent
-    return duckdb.connect(
-        str(path),
-        config={
-            "home_directory": str(base),
-            "extension_directory": str(ext_dir),
-            "temp_directory": str(base / "tmp"),
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-            "allow_community_extensions": False,
-            "allow_persistent_secrets": False,
-            "python_enable_replacements": False,
-        },
-    )
+    return duckdb.connect(str(path), config=locked_config(path.parent, ext_dir))
 
 
 def _install_extensions(con: duckdb.DuckDBPyConnection) -> None:
