@@ -516,12 +516,15 @@ def test_global_lineage_shows_every_asset_and_check_with_its_latest_status(
     assert tones == sorted(n.tone for nodes in expected.values() for _, n in nodes.values())
 
     # The UI says what the instance holds; and what it holds is the whole chain having run:
-    # every asset of every stage materialized, no gate failed.
+    # every asset of every stage materialized, no blocking gate failed. A WARN-level signal
+    # may fire on the demo's data (the labeled set's soft label-quality audits: the
+    # simulated instructors disagree on purpose); the node then shows it, as compared above.
     for nodes in expected.values():
         for key, node in nodes.values():
             # (the demo's inbox holds one submission: one partition of the submission assets)
             assert node.status in {"Materialized", "1 partition"}, (key, node)
-            assert node.tone == "green" and node.checks_icon in {None, "done"}, (key, node)
+            assert node.tone == "green", (key, node)
+            assert node.checks_icon in {None, "done", "warning_outline"}, (key, node)
     assert {"bronze", "silver", "gold", "model", "publish"} <= set(expected)
     assert {"export/oneroster", "export/xapi", "model/post_urgency_model"} <= {
         key for nodes in expected.values() for key, _ in nodes.values()
