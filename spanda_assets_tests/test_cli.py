@@ -12,6 +12,7 @@ import dagster as dg
 from click.testing import CliRunner
 
 from spanda_assets.cli import main
+from spanda_assets.lib.bi.refresh import default_path, read_pins
 from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
 from spanda_assets.lib.model import registry
 from spanda_assets.lib.writes import row_count
@@ -82,6 +83,10 @@ def test_demo_no_ui_end_to_end(spanda_home: Path) -> None:
     assert f"champion=v{champion.version}" in proc.stdout
     predictions = catalog.load_table(("gold", "post_predictions"))
     assert 0 < row_count(predictions) <= validated
+    # the dashboards' file holds the predictions too: pinned to their main snapshot
+    pins = read_pins(default_path(spanda_home))
+    scored = predictions.current_snapshot()
+    assert scored is not None and pins["gold.post_predictions"] == scored.snapshot_id
     # Runs are recorded in DAGSTER_HOME under SPANDA_HOME, so the UI shows them.
     os.environ["DAGSTER_HOME"] = str(spanda_home / "dagster")
     try:
