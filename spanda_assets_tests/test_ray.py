@@ -31,11 +31,9 @@ from spanda_assets import settings
 from spanda_assets.definitions import defs
 from spanda_assets.lib import scale
 from spanda_assets.lib.errors import ConfigError
-from spanda_assets.lib.labeling.demo import simulate_annotations
-from spanda_assets.lib.labeling.store import AnnotationStore
+from spanda_assets.lib.labeling.demo import annotate_as_demo
 from spanda_assets.lib.lakehouse import CatalogConfig, load_table_or_none, open_catalog
-from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
-from spanda_assets.lib.seed import SeedSizes, read_ground_truth, seed
+from spanda_assets.lib.seed import SeedSizes, seed
 from spanda_assets.lib.writes import MAIN, scan
 from spanda_assets_tests.conftest import chain_checks, isolate
 from spanda_assets_tests.ray_cluster import REPO, RayCluster, materialize_platform, ray_head
@@ -95,12 +93,7 @@ def _world(
         )
         with dg.instance_for_test() as instance:
             runs = [_run(instance, "materialize_platform")]
-            pseudonymizer = Pseudonymizer(load_key())
-            added = simulate_annotations(
-                AnnotationStore(),
-                read_ground_truth(settings.ground_truth_dir()),
-                lambda post_id: pseudonymizer.one("forum_posts.post_id", post_id),
-            )
+            added = annotate_as_demo()
             assert added > 0
             runs.append(_run(instance, "materialize_platform", [LABELED]))
             runs.append(_run(instance, "train_model"))

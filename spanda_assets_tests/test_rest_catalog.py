@@ -19,16 +19,12 @@ from botocore.exceptions import ClientError
 from click.testing import CliRunner
 from pyiceberg.exceptions import UnauthorizedError
 
-from spanda_assets import settings
 from spanda_assets.cli import main
 from spanda_assets.definitions import defs
 from spanda_assets.lib.errors import ConfigError
-from spanda_assets.lib.labeling.demo import simulate_annotations
-from spanda_assets.lib.labeling.store import AnnotationStore
+from spanda_assets.lib.labeling.demo import annotate_as_demo
 from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
 from spanda_assets.lib.model import registry
-from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
-from spanda_assets.lib.seed import read_ground_truth
 from spanda_assets.lib.writes import AUDIT, AUDIT_BASE, MAIN, expire, scan
 from spanda_assets_tests.conftest import chain_checks
 from spanda_assets_tests.servers import WeedServer, free_port
@@ -109,12 +105,7 @@ def test_the_whole_chain_on_a_rest_catalog_and_s3(
             assert AUDIT in catalog.load_table(("gold", name)).metadata.refs, name
 
         # the labeled set: the demo's instructors annotate the pushed tasks
-        pseudonymizer = Pseudonymizer(load_key())
-        added = simulate_annotations(
-            AnnotationStore(),
-            read_ground_truth(settings.ground_truth_dir()),
-            lambda post_id: pseudonymizer.one("forum_posts.post_id", post_id),
-        )
+        added = annotate_as_demo()
         assert added > 0
         labeled = _run(instance, "materialize_platform", [LABELED])
         assert labeled.success, _failures(labeled)

@@ -38,11 +38,9 @@ from spanda_assets.lib.bi.superset import (
     rison,
 )
 from spanda_assets.lib.errors import ConfigError
-from spanda_assets.lib.labeling.demo import simulate_annotations
-from spanda_assets.lib.labeling.store import AnnotationStore
+from spanda_assets.lib.labeling.demo import annotate_as_demo
 from spanda_assets.lib.lakehouse import CatalogConfig, open_catalog
-from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
-from spanda_assets.lib.seed import SeedSizes, read_ground_truth, seed
+from spanda_assets.lib.seed import SeedSizes, seed
 from spanda_assets_tests.conftest import isolate
 from spanda_assets_tests.superset_server import SupersetServer, superset_server
 
@@ -84,12 +82,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
         _break_some_source_rows(db)
         with dg.instance_for_test() as instance:
             _run(instance, "materialize_platform")
-            pseudonymizer = Pseudonymizer(load_key())
-            simulate_annotations(
-                AnnotationStore(),
-                read_ground_truth(home / "gt"),
-                lambda post_id: pseudonymizer.one("forum_posts.post_id", post_id),
-            )
+            annotate_as_demo(home / "gt")
             _run(instance, "materialize_platform", ["gold/labeled_posts"])
             _run(instance, "train_model")
     return home

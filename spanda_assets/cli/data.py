@@ -248,17 +248,9 @@ DEMO_LABEL_BATCH = 600
 def _demo_annotations() -> None:
     """Play instructors on the pushed tasks (from the generator's ground truth), then
     resolve their labels into gold.labeled_posts: the demo's labeled set."""
-    from spanda_assets.lib.labeling.demo import simulate_annotations
-    from spanda_assets.lib.labeling.store import AnnotationStore
-    from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
-    from spanda_assets.lib.seed import read_ground_truth
+    from spanda_assets.lib.labeling.demo import annotate_as_demo
 
-    pseudonymizer = Pseudonymizer(load_key())
-    added = simulate_annotations(
-        AnnotationStore(),
-        read_ground_truth(settings.ground_truth_dir()),
-        lambda post_id: pseudonymizer.one("forum_posts.post_id", post_id),
-    )
+    added = annotate_as_demo()
     click.echo(f"demo instructors made {added} annotation(s); resolving the labeled set ...")
     if not materialize(["gold/labeled_posts"]):
         click.secho("gold/labeled_posts failed; see the run in the Dagster UI", fg="red")

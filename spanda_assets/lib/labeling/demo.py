@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from pathlib import Path
 
 import pyarrow as pa
 
+from spanda_assets import settings
 from spanda_assets.lib.labeling.store import AnnotationStore
+from spanda_assets.lib.privacy.pseudonym import Pseudonymizer, load_key
+from spanda_assets.lib.seed import read_ground_truth
 
 INSTRUCTORS = ("instructor.one@demo.spanda", "instructor.two@demo.spanda")
 
@@ -53,3 +57,16 @@ def simulate_annotations(
             choices.append((task.data.post_key, other, INSTRUCTORS[1]))
     # one rewrite of the store for the whole batch, as a bulk import would
     return store.add_annotations(choices)
+
+
+def annotate_as_demo(ground_truth_dir: Path | None = None) -> int:
+    """What `spanda demo` does before the labeled set: the demo's instructors on the tasks
+    of SPANDA_HOME's annotation store, from the seed generator's ground truth (default
+    SPANDA_HOME/ground_truth), each post found by its pseudonymous key. Returns how many
+    annotations were added."""
+    pseudonymizer = Pseudonymizer(load_key())
+    return simulate_annotations(
+        AnnotationStore(),
+        read_ground_truth(ground_truth_dir or settings.ground_truth_dir()),
+        lambda post_id: pseudonymizer.one("forum_posts.post_id", post_id),
+    )
