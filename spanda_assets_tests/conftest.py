@@ -66,6 +66,14 @@ def spanda_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+def seed_tiny(home: Path) -> str:
+    """The tiny demo source (seed 7) as `home`'s operational.db, its ground truth where
+    the demo keeps it (SPANDA_HOME/ground_truth); returns the source URL."""
+    url = f"sqlite:///{home / 'operational.db'}"
+    seed(url, SeedSizes.preset("tiny"), seed=7, ground_truth=home / "ground_truth")
+    return url
+
+
 def chain_world(
     factory: pytest.TempPathFactory, name: str, jobs: tuple[str, ...] = (), **settings: str
 ) -> Path:
@@ -75,12 +83,7 @@ def chain_world(
     home.mkdir()
     with pytest.MonkeyPatch.context() as mp:
         isolate(mp, home, **settings)
-        seed(
-            f"sqlite:///{home / 'operational.db'}",
-            SeedSizes.preset("tiny"),
-            seed=7,
-            ground_truth=home / "ground_truth",
-        )
+        seed_tiny(home)
         with dg.instance_for_test() as instance:
             platform = defs().resolve_job_def("materialize_platform")
             assert platform.execute_in_process(instance=instance).success
@@ -96,8 +99,9 @@ def sqlite_url(spanda_home: Path) -> str:
 
 @pytest.fixture
 def tiny_source(sqlite_url: str, spanda_home: Path) -> str:
-    seed(sqlite_url, SeedSizes.preset("tiny"), seed=7, ground_truth=spanda_home / "ground_truth")
-    return sqlite_url
+    url = seed_tiny(spanda_home)
+    assert url == sqlite_url
+    return url
 
 
 @pytest.fixture

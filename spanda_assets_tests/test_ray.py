@@ -33,9 +33,8 @@ from spanda_assets.lib import scale
 from spanda_assets.lib.errors import ConfigError
 from spanda_assets.lib.labeling.demo import annotate_as_demo
 from spanda_assets.lib.lakehouse import CatalogConfig, load_table_or_none, open_catalog
-from spanda_assets.lib.seed import SeedSizes, seed
 from spanda_assets.lib.writes import MAIN, scan
-from spanda_assets_tests.conftest import chain_checks, isolate
+from spanda_assets_tests.conftest import chain_checks, isolate, seed_tiny
 from spanda_assets_tests.ray_cluster import REPO, RayCluster, materialize_platform, ray_head
 from spanda_assets_tests.servers import free_port
 
@@ -85,12 +84,7 @@ def _world(
         )
         if shared is not None:
             _secrets(home, shared)
-        seed(
-            f"sqlite:///{home / 'operational.db'}",
-            SeedSizes.preset("tiny"),
-            seed=7,
-            ground_truth=home / "ground_truth",
-        )
+        seed_tiny(home)
         with dg.instance_for_test() as instance:
             runs = [_run(instance, "materialize_platform")]
             added = annotate_as_demo()
