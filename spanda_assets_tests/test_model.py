@@ -448,11 +448,25 @@ def test_scoring_is_incremental_and_drift_trips_only_on_a_shifted_batch(
         estimate_performance(p.to_numpy(), threshold, model_training_prior(champ))["f1"],
         abs=1e-3,
     )
-    figures = {"estimated": estimated, "realized": realized, "share": share, "true": y.mean()}
-    assert abs(estimated - realized) <= 0.03, figures
-    # EM finds the exam week's share (0.6 against ~0.25 trained on); Platt's under-confidence
-    # near the threshold puts it a little high (0.599-0.636 over ten demo worlds)
-    assert abs(share - y.mean()) <= 0.05, figures
+    plain_mean = float(p.to_numpy().mean())
+    figures = {
+        "estimated": estimated,
+        "realized": realized,
+        "share": share,
+        "true": float(y.mean()),
+        "mean p": plain_mean,
+    }
+    # The tolerances are the estimator's measured spread over worlds. Each test world
+    # trains its own model on 600 labels (its own pseudonym key moves the split and the
+    # posts sent for labeling; two runs with one key still differed), with a threshold
+    # between 0.35 and 0.47. Over 14 worlds the estimated F1 was within 0.016 of the
+    # realized one in 11 and 0.024, 0.036 and 0.038 off in the other three; the urgent
+    # share was within 0.031 of the truth in 13 and 0.07 above it in one.
+    assert abs(estimated - realized) <= 0.05, figures
+    # EM finds the exam week's share (0.6 against ~0.25 trained on), where the plain mean
+    # of p stays near 0.49; EM's first step is that mean, and it only moves on from there
+    assert share > plain_mean, figures
+    assert abs(share - y.mean()) <= 0.1, figures
 
 
 def _ground_truth(world: World) -> dict[str, bool]:
