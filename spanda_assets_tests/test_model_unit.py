@@ -125,6 +125,10 @@ def test_f1_floor_and_dummy_margin() -> None:
     # the regression gate compares with the champion on the same posts
     assert not gates.no_regression(shuffled, champion_f1=1.0, champion_version="3").passed
     assert gates.no_regression(good, champion_f1=None, champion_version=None).passed
+    # against a champion trained on withdrawn posts it measures and warns, never blocks
+    stale = gates.no_regression(shuffled, 1.0, "3", champion_stale=True)
+    assert not stale.passed and not stale.blocking and "withdrew consent" in stale.metadata["note"]
+    assert gates.no_regression(shuffled, 1.0, "3").blocking
 
 
 def test_slices_are_judged_only_when_large_enough() -> None:

@@ -102,7 +102,8 @@ def _gate_descriptions() -> dict[str, tuple[str, bool]]:
         ),
         "no_regression": (
             "Post-train: F1 no worse than the champion's on the same held-out posts, within "
-            "SPANDA_MODEL_REGRESSION_TOLERANCE (0.02).",
+            "SPANDA_MODEL_REGRESSION_TOLERANCE (0.02). Only warns while the champion is "
+            "stale after a consent withdrawal: it must be replaced whatever its score.",
             True,
         ),
         LABEL_DRIFT: (

@@ -379,6 +379,11 @@ def train_and_register(
         ev = gates.evaluate(p_urgent(pipeline, test), test, train, threshold=t)
         score = _scorer(pipeline)
         champion_f1, champion_version = _champion_f1(c, test)
+        champion_stale = False
+        if departed is not None and champion_version is not None:
+            from spanda_assets.lib.model.consent import champion_staleness
+
+            champion_stale = champion_staleness(c, departed).stale
         d = behavior.TESTS_DIR
         result.post = [
             gates.heldout_f1(ev),
@@ -386,7 +391,7 @@ def train_and_register(
             gates.behaviour_gate(behavior.invariance(score, d, threshold=t)),
             gates.behaviour_gate(behavior.directional(score)),
             gates.slice_recall_gap(ev),
-            gates.no_regression(ev, champion_f1, champion_version),
+            gates.no_regression(ev, champion_f1, champion_version, champion_stale=champion_stale),
         ]
         result.metrics = dict(ev.metrics)
         # The label-free estimate on posts whose labels are known: the baseline the
