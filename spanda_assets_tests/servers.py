@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,34 @@ def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | Non
             return
         time.sleep(0.1)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def wait_until_answers(
+    what: str,
+    answers: Callable[[], bool],
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    timeout: float,
+    interval: float = 0.5,
+) -> None:
+    """Until `answers()` is true (an HTTP error counts as not yet). A server that exits
+    first fails with the tail of its log, one that never answers after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{tail}")
+        with contextlib.suppress(httpx.HTTPError):
+            if answers():
+                return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not answer within {timeout:.0f} s")
+        time.sleep(interval)
+
+
+def answers_200(url: str, headers: dict[str, str] | None = None) -> Callable[[], bool]:
+    """A probe for `wait_until_answers`: GET `url` answers 200."""
+    return lambda: httpx.get(url, headers=headers, timeout=5).status_code == 200
 
 
 def _pg_bin(name: str) -> str:
@@ -301,28 +329,20 @@ def label_studio_server() -> Iterator[LabelStudioServer]:
     cmd = [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "-p", str(port)]
     try:
         with spawned([*cmd, "--data-dir", str(root / "data")], env, root, log) as proc:
-            _wait_for_label_studio(port, proc, log)
+            wait_until_answers(
+                f"Label Studio on 127.0.0.1:{port}",
+                answers_200(
+                    f"http://127.0.0.1:{port}/api/projects",
+                    {"Authorization": f"Token {LS_TOKEN}"},
+                ),
+                proc,
+                log,
+                timeout=180,
+                interval=1,
+            )
             yield LabelStudioServer(f"http://127.0.0.1:{port}", LS_TOKEN, log)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-
-
-def _wait_for_label_studio(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"Label Studio exited with {proc.returncode}:\n{tail}")
-        with contextlib.suppress(httpx.HTTPError):
-            r = httpx.get(
-                f"http://127.0.0.1:{port}/api/projects",
-                headers={"Authorization": f"Token {LS_TOKEN}"},
-                timeout=5,
-            )
-            if r.status_code == 200:
-                return
-        time.sleep(1)
-    raise TimeoutError(f"Label Studio did not answer on 127.0.0.1:{port} within 180 s")
 
 
 @dataclass
@@ -363,18 +383,11 @@ def mlflow_server() -> Iterator[MlflowServer]:
     log = root / "mlflow.log"
     try:
         with spawned(cmd, env, root, log) as proc:
-            deadline = time.monotonic() + 120
-            while True:
-                if proc.poll() is not None:
-                    tail = log.read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"mlflow server exited with {proc.returncode}:\n{tail}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"mlflow server did not answer on 127.0.0.1:{port}")
-                time.sleep(0.5)
-            yield MlflowServer(f"http://127.0.0.1:{port}", log)
+            url = f"http://127.0.0.1:{port}"
+            wait_until_answers(
+                f"mlflow server on {url}", answers_200(f"{url}/health"), proc, log, timeout=120
+            )
+            yield MlflowServer(url, log)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -532,14 +545,13 @@ def weed_server() -> Iterator[WeedServer]:
     catalog_uri = f"http://127.0.0.1:{iceberg}"
     try:
         with spawned(cmd, env, root, log) as proc:
-            deadline = time.monotonic() + 90
-            while not _weed_answers(catalog_uri):
-                if proc.poll() is not None:
-                    tail = log.read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"weed mini exited with {proc.returncode}:\n{tail}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"weed's REST catalog did not answer on {catalog_uri}")
-                time.sleep(0.5)
+            wait_until_answers(
+                f"weed mini's REST catalog on {catalog_uri}",
+                lambda: _weed_answers(catalog_uri),
+                proc,
+                log,
+                timeout=90,
+            )
             yield WeedServer(catalog_uri, f"http://127.0.0.1:{s3}", root, log)
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -21,9 +21,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-from spanda_assets_tests.servers import PROJECT_ROOT, free_port, spawned
+from spanda_assets_tests.servers import (
+    PROJECT_ROOT,
+    answers_200,
+    free_port,
+    spawned,
+    wait_until_answers,
+)
 
 SUPERSET_VENV = PROJECT_ROOT / ".venv-superset"
 SUPERSET_CONFIG = PROJECT_ROOT / "spanda_assets" / "lib" / "bi" / "superset_config.py"
@@ -88,31 +92,24 @@ def superset_server() -> Iterator[SupersetServer]:
     shutil.copyfile(SUPERSET_CONFIG, config)
     env = _env(root, config)
     started = time.monotonic()
-    port = free_port()
     log = root / "superset.log"
-    cmd = [
-        str(bin_dir / "gunicorn"),
-        "--workers", "1",
-        "--threads", "4",
-        "--timeout", "120",
-        "--bind", f"127.0.0.1:{port}",
-        "superset.app:create_app()",
-    ]  # fmt: skip
     try:
         _setup(bin_dir, env, root)
+        # the port is taken after the minutes-long setup, right before it is bound
+        port = free_port()
+        cmd = [
+            str(bin_dir / "gunicorn"),
+            "--workers", "1",
+            "--threads", "4",
+            "--timeout", "120",
+            "--bind", f"127.0.0.1:{port}",
+            "superset.app:create_app()",
+        ]  # fmt: skip
         with spawned(cmd, env, root, log) as proc:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 180
-            while True:
-                if proc.poll() is not None:
-                    tail = log.read_text(errors="replace")[-3000:]
-                    raise RuntimeError(f"Superset exited with {proc.returncode}:\n{tail}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"Superset did not answer on {url} within 180 s")
-                time.sleep(0.5)
+            wait_until_answers(
+                f"Superset on {url}", answers_200(f"{url}/health"), proc, log, timeout=180
+            )
             yield SupersetServer(
                 url, SUPERSET_ADMIN, SUPERSET_PASSWORD, root, log, time.monotonic() - started
             )

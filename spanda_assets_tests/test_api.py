@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -46,6 +45,7 @@ from spanda_assets.lib.publish.datacite import metadata_problems
 from spanda_assets.lib.publish.datasets import load_datasets
 from spanda_assets.lib.publish.versions import VersionStore, publish_root, withdraw_version
 from spanda_assets_tests.conftest import chain_world, isolate
+from spanda_assets_tests.servers import free_port
 
 BASE = "http://127.0.0.1:8000"
 DATASET = "validated_posts"
@@ -518,12 +518,6 @@ def test_a_withdrawn_version_is_a_tombstone(
 # --- the real server ------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait_until_serving(port: int, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
     """Until `spanda serve` answers /health; fails with its output if it exits first."""
     deadline = time.monotonic() + timeout
@@ -549,7 +543,7 @@ def _serve(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def test_spanda_serve_answers_on_loopback(spanda_home: Path, tokens: dict[str, str]) -> None:
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ) | {"SPANDA_PUBLIC_URL": f"http://127.0.0.1:{port}"}
     proc = _serve(port, env)
     try:
@@ -585,7 +579,7 @@ def test_a_policy_that_does_not_validate_stops_the_server(
         + "permit (principal, action, resource) when { principal.shoe_size > 3 };\n"
     )
     env = dict(os.environ) | {"SPANDA_ACCESS_POLICY_DIR": str(broken)}
-    proc = _serve(_free_port(), env)
+    proc = _serve(free_port(), env)
     try:
         out, _ = proc.communicate(timeout=60)
     finally:
@@ -640,7 +634,7 @@ def test_the_demo_serves_the_api_with_a_researchers_token(
 ) -> None:
     """`spanda demo` starts the API beside the UI and prints a demo researcher's token
     that downloads the published data (a purpose's quasi-identifiers included)."""
-    port = _free_port()
+    port = free_port()
     proc = _demo_api("127.0.0.1", port)
     assert proc is not None
     try:
