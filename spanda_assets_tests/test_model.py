@@ -336,6 +336,16 @@ def test_a_withdrawal_makes_the_champion_stale_and_retraining_clears_it(
     (obs,) = out.asset_events
     assert obs.metadata["stale"].value is True  # type: ignore[union-attr]
 
+    # History: this very frame was judged before the withdrawal was known and held back
+    # as worse than the champion. That verdict is void against a stale champion, so the
+    # run must train the frame again rather than reuse it (or the stale model stays).
+    judged = train_and_register(_catalog(), promote=False, trigger="test")
+    assert judged.version is not None and not judged.promoted
+    c.set_model_version_tag(registry.MODEL_NAME, judged.version, registry.STATUS_TAG, "blocked")
+    c.set_model_version_tag(
+        registry.MODEL_NAME, judged.version, registry.BLOCKED_BY_TAG, "no_regression"
+    )
+
     retrain = _run("train_model")
     gates = _checks(retrain, "model__post_urgency_model")
     failed = {n: dict(c.metadata) for n, c in gates.items() if not c.passed}
@@ -344,7 +354,7 @@ def test_a_withdrawal_makes_the_champion_stale_and_retraining_clears_it(
     assert gates["no_regression"].severity == dg.AssetCheckSeverity.WARN
     assert "withdrew consent" in str(gates["no_regression"].metadata["note"].value)
     new = registry.champion(c)
-    assert new is not None and int(new.version) > int(champ.version)
+    assert new is not None and int(new.version) > int(judged.version) > int(champ.version)
     assert not training_keys(c, new.run_id) & {
         k
         for k, s in zip(rows["post_key"].to_pylist(), rows["subject_id"].to_pylist(), strict=True)
@@ -431,7 +441,7 @@ def test_scoring_is_incremental_and_drift_trips_only_on_a_shifted_batch(
     )
     assert not checks["prediction_drift"].passed  # far more urgent posts
 
-    # performance without labels: the estimate is within 0.03 of the realized F1
+    # performance without labels: the estimate is within 0.05 of the realized F1
     truth = _ground_truth(in_world)
     preds = _predictions()
     batch = preds[preds["scored_at"] == preds["scored_at"].max()]  # this run's rows

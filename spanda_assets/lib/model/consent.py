@@ -77,9 +77,10 @@ def training_keys(c: MlflowClient, run_id: str) -> set[str]:
     return set(json.loads(cache.read_text()))
 
 
-def champion_staleness(c: MlflowClient, departed: Departed) -> Staleness:
-    """Is the champion trained on a departed student's posts? Stamps `stale_since` once."""
-    champ = registry.champion(c)
+def champion_staleness(c: MlflowClient, departed: Departed, champ: Any = None) -> Staleness:
+    """Is the champion (or `champ`, the champion a caller already read) trained on a
+    departed student's posts? Stamps `stale_since` once."""
+    champ = champ if champ is not None else registry.champion(c)
     if champ is None:
         return Staleness(None, False)
     run_id = champ.tags.get("spanda.run_id") or champ.run_id

@@ -170,11 +170,10 @@ def choose_threshold(train: pd.DataFrame) -> float:
     return gates.choose_threshold((sample["label"] == "urgent").to_numpy().astype(int), p)
 
 
-def _champion_f1(c: Any, test: pd.DataFrame) -> tuple[float | None, str | None]:
+def _champion_f1(c: Any, current: Any, test: pd.DataFrame) -> tuple[float | None, str | None]:
     """The champion's F1 on this held-out split, at its own threshold (None without one)."""
     from sklearn.metrics import f1_score
 
-    current = registry.champion(c)
     if current is None:
         return None, None
     import mlflow
@@ -260,16 +259,24 @@ def _input_example() -> pd.DataFrame:
 
 
 def judged_before(c: Any, lineage: dict[str, str]) -> Any:
-    """The registered version trained on this exact frame by this exact code, if any."""
-    for mv in c.search_model_versions(f"name='{registry.MODEL_NAME}'"):
-        tags = mv.tags
-        if (
-            tags.get("spanda.frame_digest") == lineage["spanda.frame_digest"]
-            and tags.get("spanda.code_version") == lineage["spanda.code_version"]
-            and tags.get(registry.STATUS_TAG) not in (None, "pending")
-        ):
-            return mv
-    return None
+    """The latest registered version trained on this exact frame by this exact code, if
+    any (the latest: a frame trained again after a stale champion has the newer verdict)."""
+    judged = [
+        mv
+        for mv in c.search_model_versions(f"name='{registry.MODEL_NAME}'")
+        if mv.tags.get("spanda.frame_digest") == lineage["spanda.frame_digest"]
+        and mv.tags.get("spanda.code_version") == lineage["spanda.code_version"]
+        and mv.tags.get(registry.STATUS_TAG) not in (None, "pending")
+    ]
+    return max(judged, key=lambda mv: int(mv.version), default=None)
+
+
+def _blocked_only_by_regression(mv: Any) -> bool:
+    """Was `mv` held back by no_regression alone (the one gate a stale champion voids)?"""
+    return (
+        mv.tags.get(registry.STATUS_TAG) == "blocked"
+        and mv.tags.get(registry.BLOCKED_BY_TAG, "") == "no_regression"
+    )
 
 
 def _reuse(c: Any, mv: Any, result: TrainResult, promote: bool) -> TrainResult:
@@ -315,7 +322,9 @@ def train_and_register(
 ) -> TrainResult:
     """One training run. `label_transform` edits the frame before training (a drill:
     the tests shuffle the labels with it and expect the gates to block). `departed`
-    (post keys -> those whose student left) adds the consent gate.
+    (post keys -> those whose student left) adds the consent gate, and tells whether
+    the champion is stale: then no_regression only warns (the champion must go whatever
+    its score) and a frame earlier held back by that gate alone is trained again.
 
     A frame and code a registered version already judged is not trained again
     (labeled_posts publishes on every run, so the daily schedule fires without new
@@ -327,9 +336,16 @@ def train_and_register(
     df = frame.to_pandas()
     lineage = _lineage(catalog, frame)
     current = registry.champion(c)
+    champion_stale = False
+    if departed is not None and current is not None:
+        from spanda_assets.lib.model.consent import champion_staleness
+
+        champion_stale = champion_staleness(c, departed, current).stale
     if label_transform is None:
         seen = judged_before(c, lineage)
-        if seen is not None:
+        # A verdict of "worse than the champion" is void once that champion is stale
+        # (no_regression no longer blocks against it): such a frame is trained again.
+        if seen is not None and not (champion_stale and _blocked_only_by_regression(seen)):
             result = TrainResult(frame=frame, pre=[], lineage=lineage)
             result.champion_before = current.version if current else None
             return _reuse(c, seen, result, promote)
@@ -378,12 +394,7 @@ def train_and_register(
         t = result.threshold
         ev = gates.evaluate(p_urgent(pipeline, test), test, train, threshold=t)
         score = _scorer(pipeline)
-        champion_f1, champion_version = _champion_f1(c, test)
-        champion_stale = False
-        if departed is not None and champion_version is not None:
-            from spanda_assets.lib.model.consent import champion_staleness
-
-            champion_stale = champion_staleness(c, departed).stale
+        champion_f1, champion_version = _champion_f1(c, current, test)
         d = behavior.TESTS_DIR
         result.post = [
             gates.heldout_f1(ev),
